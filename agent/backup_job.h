@@ -1,0 +1,43 @@
+// The backup job: source → consistent view → pipeline → image → publish.
+#ifndef HOTSNAP_AGENT_BACKUP_JOB_H_
+#define HOTSNAP_AGENT_BACKUP_JOB_H_
+
+#include <cstdint>
+#include <string>
+
+#include "base/status.h"
+#include "io/image_format.h"
+
+namespace hotsnap {
+
+struct BackupOptions {
+  std::string source;
+  std::string dest;             // a path, or "-" for stdout
+  std::string snapshot = "none";
+  int level = 3;
+  unsigned workers = 0;         // 0: one per core
+  unsigned queue_depth = 4;
+  bool overwrite = false;
+  bool allow_io_uring = true;
+  bool progress = false;        // progress line on stderr
+};
+
+struct BackupReport {
+  std::string source;
+  std::string dest;
+  std::string reader;
+  std::string fs_type;
+  uint64_t device_bytes = 0;
+  uint64_t bytes_read = 0;
+  uint64_t image_bytes = 0;
+  uint64_t chunks = 0;
+  uint64_t zero_chunks = 0;
+  double seconds = 0;
+  Hash128 image_hash;
+};
+
+Result<BackupReport> RunBackup(const BackupOptions& options);
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_AGENT_BACKUP_JOB_H_

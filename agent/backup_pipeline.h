@@ -1,0 +1,60 @@
+// BackupPipeline: the data path of a backup — read chunks, compress them in parallel,
+// append the frames to the image in order.
+//
+// One thread (the caller's) issues reads through a BlockReader and writes frames through
+// the ImageWriter; a CompressPool does the CPU work. Memory is bounded by the number of
+// slots (queue depth + workers + 2), each holding one chunk and one compressed frame:
+// with 4 MiB chunks, a queue depth of 4 and 2 workers that is 8 slots ≈ 64 MiB, whatever
+// the device size.
+#ifndef HOTSNAP_AGENT_BACKUP_PIPELINE_H_
+#define HOTSNAP_AGENT_BACKUP_PIPELINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "io/image_writer.h"
+#include "io/source_device.h"
+
+namespace hotsnap {
+
+// A byte range of the source, in bytes.
+struct ReadRange {
+  uint64_t offset_bytes = 0;
+  uint64_t length_bytes = 0;
+};
+
+// Says which parts of chunk `index` hold data worth reading. Appends to *out the used
+// ranges inside the chunk (absolute byte offsets, sorted, non-overlapping); appends nothing
+// when the chunk holds no used data (it becomes a zero frame without any read). Bytes of the
+// chunk outside the ranges are written as zeros. Not set: every byte is read.
+using ChunkPlanner = std::function<void(uint64_t index, uint64_t chunk_offset_bytes,
+                                        uint32_t chunk_length_bytes, std::vector<ReadRange>* out)>;
+
+struct PipelineOptions {
+  int level = 3;
+  unsigned workers = 0;      // 0: one per core
+  unsigned queue_depth = 4;  // reads in flight
+  bool allow_io_uring = true;
+  ChunkPlanner planner;      // empty: read everything
+  // Called after each chunk is written, from the pipeline's thread.
+  std::function<void(uint64_t chunks_done, uint64_t bytes_read, uint64_t image_bytes)> progress;
+};
+
+struct PipelineStats {
+  std::string reader;           // "io_uring" or "pread"
+  uint64_t bytes_read = 0;      // from the source
+  uint64_t zero_chunks = 0;     // written as the precomputed zero frame
+  uint64_t chunks = 0;
+};
+
+// Runs the pipeline over every chunk of `source`. The writer must have had Begin() called;
+// the caller calls Finish() afterwards.
+Result<PipelineStats> RunBackupPipeline(const SourceDevice& source, const ImageMetadata& meta,
+                                        const PipelineOptions& options, ImageWriter* writer);
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_AGENT_BACKUP_PIPELINE_H_

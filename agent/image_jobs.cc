@@ -1,0 +1,164 @@
+#include "agent/image_jobs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "agent/progress.h"
+#include "io/image_scanner.h"
+
+namespace hotsnap {
+
+Result<OpenedImage> OpenImage(const std::string& path) {
+  OpenedImage image;
+  if (path == "-") {
+    if (::isatty(STDIN_FILENO)) {
+      return Status(Code::kUsage, "image '-' means stdin, but stdin is a terminal; pipe an image in");
+    }
+    image.name = "stdin";
+    image.fd = STDIN_FILENO;
+    return image;
+  }
+  image.name = path;
+  image.owned_fd.Reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!image.owned_fd.valid()) return Status::FromErrno(Code::kSource, errno, "opening image " + path);
+  image.fd = image.owned_fd.get();
+  struct stat st;
+  if (::fstat(image.fd, &st) != 0) return Status::FromErrno(Code::kSource, errno, "stat " + path);
+  if (S_ISDIR(st.st_mode)) return Status(Code::kSource, "image " + path + " is a directory");
+  if (S_ISREG(st.st_mode)) {
+    auto index = LoadImageIndex(image.fd, path);
+    if (!index.ok()) return index.status();
+    image.index = std::move(index.value());
+  }
+  return image;
+}
+
+std::string DescribeSource(const ImageMetadata& m) {
+  std::string s = "image of " + m.source_path + " (" + HumanBytes(m.device_bytes) + ", " +
+                  std::to_string(m.device_bytes) + " bytes, " +
+                  std::to_string(m.logical_sector_bytes) + "-byte sectors)";
+  if (!m.fs_type.empty()) {
+    s += ", " + m.fs_type;
+    if (!m.fs_label.empty()) s += " label '" + m.fs_label + "'";
+    if (!m.fs_uuid.empty()) s += " UUID " + m.fs_uuid;
+  }
+  s += ", taken on " + (m.host.empty() ? std::string("?") : m.host) + " at " + m.created_utc +
+       " (snapshot " + m.snapshot_mode + ", hotsnap " + m.tool_version + ")";
+  return s;
+}
+
+namespace {
+
+class ProgressVisitor : public ScanVisitor {
+ public:
+  explicit ProgressVisitor(bool enabled) : enabled_(enabled) {}
+  Status OnMetadata(const ImageMetadata& meta) override {
+    line_.emplace("verify", meta.device_bytes, enabled_);
+    return Status::Ok();
+  }
+  Status OnChunk(uint64_t, uint64_t offset, std::span<const uint8_t> data, bool) override {
+    line_->Update(offset + data.size(), 0);
+    return Status::Ok();
+  }
+
+ private:
+  bool enabled_;
+  std::optional<ProgressLine> line_;
+};
+
+}  // namespace
+
+Result<VerifyReport> RunVerify(const std::string& path, bool progress) {
+  auto started = std::chrono::steady_clock::now();
+  auto image = OpenImage(path);
+  if (!image.ok()) return image.status();
+  ProgressVisitor visitor(progress);
+  const Trailer* expected = image->index ? &image->index->trailer : nullptr;
+  auto scan = ScanImage(image->fd, image->name, expected, &visitor);
+  if (!scan.ok()) return scan.status();
+  VerifyReport r;
+  r.meta = scan->meta;
+  r.image_bytes = scan->image_bytes;
+  r.chunks = scan->meta.chunk_count();
+  r.zero_chunks = scan->zero_chunks;
+  r.image_hash = scan->trailer.image_hash;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return r;
+}
+
+Result<std::string> DescribeImage(const std::string& path, bool json) {
+  auto image = OpenImage(path);
+  if (!image.ok()) return image.status();
+  ImageMetadata meta;
+  Trailer trailer;
+  uint64_t image_bytes = 0;
+  std::optional<uint64_t> zero_chunks;
+  bool verified = false;
+  if (image->index) {
+    meta = image->index->meta;
+    trailer = image->index->trailer;
+    image_bytes = image->index->image_bytes;
+  } else {
+    // A stream has no end to seek to: read it all, which also verifies it.
+    auto scan = ScanImage(image->fd, image->name, nullptr, nullptr);
+    if (!scan.ok()) return scan.status();
+    meta = scan->meta;
+    trailer = scan->trailer;
+    image_bytes = scan->image_bytes;
+    zero_chunks = scan->zero_chunks;
+    verified = true;
+  }
+  double ratio = image_bytes ? static_cast<double>(meta.device_bytes) / image_bytes : 0;
+  if (json) {
+    nlohmann::ordered_json j;
+    j["image"] = image->name;
+    j["format_version"] = meta.format_version;
+    j["source_path"] = meta.source_path;
+    j["device_bytes"] = meta.device_bytes;
+    j["logical_sector_bytes"] = meta.logical_sector_bytes;
+    j["fs_type"] = meta.fs_type;
+    j["fs_uuid"] = meta.fs_uuid;
+    j["fs_label"] = meta.fs_label;
+    j["host"] = meta.host;
+    j["created_utc"] = meta.created_utc;
+    j["snapshot_mode"] = meta.snapshot_mode;
+    j["tool_version"] = meta.tool_version;
+    j["zstd_level"] = meta.level;
+    j["chunk_bytes"] = meta.chunk_bytes;
+    j["chunks"] = meta.chunk_count();
+    if (zero_chunks) j["zero_chunks"] = *zero_chunks;
+    j["image_bytes"] = image_bytes;
+    j["compression_ratio"] = ratio;
+    j["image_hash"] = trailer.image_hash.Hex();
+    j["verified"] = verified;
+    return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+  char ratio_text[32];
+  std::snprintf(ratio_text, sizeof(ratio_text), "%.2f", ratio);
+  std::string out;
+  out += "image:          " + image->name + "\n";
+  out += "source:         " + meta.source_path + "\n";
+  out += "device size:    " + HumanBytes(meta.device_bytes) + " (" + std::to_string(meta.device_bytes) + " bytes)\n";
+  out += "sector size:    " + std::to_string(meta.logical_sector_bytes) + " bytes\n";
+  out += "filesystem:     " + (meta.fs_type.empty() ? std::string("(none found)") : meta.fs_type) + "\n";
+  if (!meta.fs_uuid.empty()) out += "fs UUID:        " + meta.fs_uuid + "\n";
+  if (!meta.fs_label.empty()) out += "fs label:       " + meta.fs_label + "\n";
+  out += "host:           " + meta.host + "\n";
+  out += "created:        " + meta.created_utc + "\n";
+  out += "snapshot mode:  " + meta.snapshot_mode + "\n";
+  out += "tool version:   " + meta.tool_version + "\n";
+  out += "zstd level:     " + std::to_string(meta.level) + "\n";
+  out += "chunks:         " + std::to_string(meta.chunk_count()) + " of " + HumanBytes(meta.chunk_bytes) + "\n";
+  if (zero_chunks) out += "zero chunks:    " + std::to_string(*zero_chunks) + "\n";
+  out += "image size:     " + HumanBytes(image_bytes) + " (" + std::to_string(image_bytes) + " bytes)\n";
+  out += "ratio:          " + std::string(ratio_text) + "\n";
+  out += "image hash:     xxh3-128:" + trailer.image_hash.Hex() + "\n";
+  out += std::string("verified:       ") + (verified ? "yes (read in full)" : "no (run hotsnap verify)") + "\n";
+  return out;
+}
+
+}  // namespace hotsnap

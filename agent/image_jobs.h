@@ -1,0 +1,63 @@
+// Jobs that read images: restore, verify, info.
+#ifndef HOTSNAP_AGENT_IMAGE_JOBS_H_
+#define HOTSNAP_AGENT_IMAGE_JOBS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "base/status.h"
+#include "base/unique_fd.h"
+#include "io/image_format.h"
+#include "io/image_index.h"
+
+namespace hotsnap {
+
+// An image opened for reading: stdin for "-", else a file. A regular file also gets its
+// index (seek table + trailer) loaded up front, which lets readers check every chunk's
+// strong hash before using it.
+struct OpenedImage {
+  std::string name;
+  UniqueFd owned_fd;
+  int fd = -1;
+  std::optional<ImageIndex> index;
+};
+Result<OpenedImage> OpenImage(const std::string& path);
+
+struct RestoreOptions {
+  std::string image;   // path or "-"
+  std::string target;  // block device or regular file
+  bool overwrite = false;  // replace an existing regular file
+  bool progress = false;
+  unsigned queue_depth = 4;
+};
+
+struct RestoreReport {
+  ImageMetadata meta;
+  std::string writer;
+  uint64_t bytes_written = 0;
+  uint64_t zero_chunks_skipped = 0;
+  double seconds = 0;
+};
+
+Result<RestoreReport> RunRestore(const RestoreOptions& options);
+
+struct VerifyReport {
+  ImageMetadata meta;
+  uint64_t image_bytes = 0;
+  uint64_t chunks = 0;
+  uint64_t zero_chunks = 0;
+  Hash128 image_hash;
+  double seconds = 0;
+};
+Result<VerifyReport> RunVerify(const std::string& image, bool progress);
+
+// Human-readable and JSON descriptions of an image (metadata, sizes, hashes).
+Result<std::string> DescribeImage(const std::string& image, bool json);
+
+// One paragraph describing the source recorded in an image, for restore's preamble.
+std::string DescribeSource(const ImageMetadata& meta);
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_AGENT_IMAGE_JOBS_H_

@@ -1,0 +1,59 @@
+#include "agent/progress.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace hotsnap {
+
+std::string HumanBytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 5) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+ProgressLine::ProgressLine(std::string phase, uint64_t total_bytes, bool enabled)
+    : phase_(std::move(phase)),
+      total_(total_bytes),
+      enabled_(enabled),
+      start_(std::chrono::steady_clock::now()),
+      last_(start_) {}
+
+ProgressLine::~ProgressLine() { Done(); }
+
+void ProgressLine::Update(uint64_t done, uint64_t output_bytes) {
+  if (!enabled_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (drawn_ && now - last_ < std::chrono::milliseconds(250) && done < total_) return;
+  last_ = now;
+  double secs = std::chrono::duration<double>(now - start_).count();
+  double rate = secs > 0 ? done / secs : 0;
+  double ratio = output_bytes > 0 ? static_cast<double>(done) / output_bytes : 0;
+  double eta = rate > 0 ? (total_ - done) / rate : 0;
+  char line[200];
+  std::snprintf(line, sizeof(line), "\r%s: %s of %s (%.0f%%), %s/s, ratio %.2f, ETA %.0fs   ",
+                phase_.c_str(), HumanBytes(done).c_str(), HumanBytes(total_).c_str(),
+                total_ ? 100.0 * done / total_ : 100.0, HumanBytes(static_cast<uint64_t>(rate)).c_str(),
+                ratio, eta);
+  ssize_t n = ::write(STDERR_FILENO, line, std::char_traits<char>::length(line));
+  (void)n;
+  drawn_ = true;
+}
+
+void ProgressLine::Done() {
+  if (enabled_ && drawn_) {
+    ssize_t n = ::write(STDERR_FILENO, "\n", 1);
+    (void)n;
+  }
+  drawn_ = false;
+  enabled_ = false;
+}
+
+}  // namespace hotsnap

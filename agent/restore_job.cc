@@ -1,0 +1,184 @@
+// The restore job: image → checks on the target → chunks written in order → fsync →
+// (for a file target) publish under the final name.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+
+#include "agent/image_jobs.h"
+#include "agent/progress.h"
+#include "base/log.h"
+#include "io/block_writer.h"
+#include "io/image_scanner.h"
+#include "io/sink.h"
+#include "io/source_device.h"
+#include "snapshot/device_use.h"
+
+namespace hotsnap {
+namespace {
+
+// Where restored bytes go. A block device is opened exclusively; a regular file is built
+// under a temporary name (sparse: zero chunks stay holes) and renamed on Commit().
+class RestoreTarget {
+ public:
+  ~RestoreTarget() {
+    if (!temp_.empty() && !committed_) ::unlink(temp_.c_str());
+  }
+  static Result<std::unique_ptr<RestoreTarget>> Open(const std::string& path, const ImageMetadata& meta,
+                                                     bool overwrite);
+  int fd() const { return fd_.get(); }
+  bool is_file() const { return is_file_; }
+  Status Commit();
+
+ private:
+  std::string path_;
+  std::string temp_;
+  UniqueFd fd_;
+  bool is_file_ = false;
+  bool committed_ = false;
+};
+
+Result<std::unique_ptr<RestoreTarget>> RestoreTarget::Open(const std::string& path,
+                                                           const ImageMetadata& meta, bool overwrite) {
+  auto t = std::make_unique<RestoreTarget>();
+  t->path_ = path;
+  struct stat st;
+  bool exists = ::stat(path.c_str(), &st) == 0;
+  if (exists && S_ISBLK(st.st_mode)) {
+    // O_DIRECT only when every write can be sector-aligned.
+    int flags = meta.device_bytes % meta.logical_sector_bytes == 0 ? O_DIRECT : 0;
+    auto fd = OpenExclusiveForWrite(path, flags);
+    if (!fd.ok()) return fd.status();
+    bool is_block = false;
+    uint64_t size = 0;
+    uint32_t sector = 0;
+    HOTSNAP_RETURN_IF_ERROR(QueryGeometry(fd->get(), path, &is_block, &size, &sector));
+    if (size < meta.device_bytes) {
+      return Status(Code::kTarget, "target " + path + " holds " + std::to_string(size) +
+                                       " bytes; the image needs " + std::to_string(meta.device_bytes));
+    }
+    if (sector != meta.logical_sector_bytes) {
+      return Status(Code::kTarget, "target " + path + " has " + std::to_string(sector) +
+                                       "-byte logical sectors; the image was taken from a device "
+                                       "with " + std::to_string(meta.logical_sector_bytes) +
+                                       "-byte sectors, and a filesystem does not survive the change");
+    }
+    if (size > meta.device_bytes) {
+      Notice("target " + path + " is larger than the image (" + std::to_string(size) + " > " +
+             std::to_string(meta.device_bytes) + " bytes); bytes past the image are left as they are");
+    }
+    t->fd_ = std::move(fd.value());
+    return t;
+  }
+  if (exists && !S_ISREG(st.st_mode)) {
+    return Status(Code::kTarget, "target " + path + " is neither a block device nor a regular file");
+  }
+  if (exists && !overwrite) {
+    return Status(Code::kTarget, "target file " + path + " already exists; refusing to replace it (use --overwrite)");
+  }
+  t->is_file_ = true;
+  t->temp_ = TemporaryNameFor(path, static_cast<int>(::getpid()));
+  t->fd_.Reset(::open(t->temp_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!t->fd_.valid()) {
+    int err = errno;
+    t->temp_.clear();  // not ours to remove
+    return Status::FromErrno(Code::kTarget, err, "creating temporary file for " + path);
+  }
+  if (::ftruncate(t->fd_.get(), static_cast<off_t>(meta.device_bytes)) != 0) {
+    return Status::FromErrno(Code::kTarget, errno, "sizing " + path);
+  }
+  return t;
+}
+
+Status RestoreTarget::Commit() {
+  if (!is_file_) return Status::Ok();
+  if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+    return Status::FromErrno(Code::kTarget, errno, "renaming " + temp_ + " to " + path_);
+  }
+  committed_ = true;
+  std::string dir = path_.find('/') == std::string::npos ? "." : path_.substr(0, path_.rfind('/'));
+  UniqueFd dfd(::open(dir.empty() ? "/" : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.valid()) ::fsync(dfd.get());
+  return Status::Ok();
+}
+
+class RestoreVisitor : public ScanVisitor {
+ public:
+  RestoreVisitor(const RestoreOptions& options, RestoreReport* report)
+      : options_(options), report_(report) {}
+
+  Status OnMetadata(const ImageMetadata& meta) override {
+    Notice("restoring " + DescribeSource(meta));
+    auto target = RestoreTarget::Open(options_.target, meta, options_.overwrite);
+    if (!target.ok()) return target.status();
+    target_ = std::move(target.value());
+    std::string fallback;
+    auto writer = MakeBlockWriter(target_->fd(), options_.target, meta.chunk_bytes,
+                                  options_.queue_depth, &fallback);
+    if (!writer.ok()) return writer.status();
+    writer_ = std::move(writer.value());
+    if (!fallback.empty()) Notice(fallback + "; writing " + options_.target + " with pwrite instead");
+    report_->meta = meta;
+    report_->writer = writer_->name();
+    progress_.emplace("restore", meta.device_bytes, options_.progress);
+    return Status::Ok();
+  }
+
+  Status OnChunk(uint64_t, uint64_t offset, std::span<const uint8_t> data, bool zero) override {
+    progress_->Update(offset + data.size(), 0);
+    if (zero && target_->is_file()) {
+      ++report_->zero_chunks_skipped;  // a hole already reads as zeros
+      return Status::Ok();
+    }
+    auto buffer = writer_->Acquire();
+    if (!buffer.ok()) return buffer.status();
+    std::memcpy(buffer->data(), data.data(), data.size());
+    HOTSNAP_RETURN_IF_ERROR(writer_->Write(buffer->first(data.size()), offset));
+    report_->bytes_written += data.size();
+    return Status::Ok();
+  }
+
+  Status Finish() {
+    progress_->Done();
+    HOTSNAP_RETURN_IF_ERROR(writer_->Finish());
+    writer_.reset();
+    return target_->Commit();
+  }
+  bool target_opened() const { return target_ != nullptr; }
+  bool target_is_file() const { return target_ != nullptr && target_->is_file(); }
+
+ private:
+  const RestoreOptions& options_;
+  RestoreReport* report_;
+  std::unique_ptr<RestoreTarget> target_;
+  std::unique_ptr<BlockWriter> writer_;
+  std::optional<ProgressLine> progress_;
+};
+
+}  // namespace
+
+Result<RestoreReport> RunRestore(const RestoreOptions& options) {
+  auto started = std::chrono::steady_clock::now();
+  auto image = OpenImage(options.image);
+  if (!image.ok()) return image.status();
+  RestoreReport report;
+  RestoreVisitor visitor(options, &report);
+  const Trailer* expected = image->index ? &image->index->trailer : nullptr;
+  auto scan = ScanImage(image->fd, image->name, expected, &visitor);
+  if (!scan.ok()) {
+    Status s = scan.status();
+    if (visitor.target_opened() && !visitor.target_is_file() && report.bytes_written > 0) {
+      s = s.Wrap("restore stopped after writing " + std::to_string(report.bytes_written) +
+                 " bytes to " + options.target + ", which now holds a partial image");
+    }
+    return s;
+  }
+  HOTSNAP_RETURN_IF_ERROR(visitor.Finish());
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return report;
+}
+
+}  // namespace hotsnap

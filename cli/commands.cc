@@ -1,0 +1,194 @@
+#include "cli/commands.h"
+
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "agent/backup_job.h"
+#include "agent/image_jobs.h"
+#include "agent/progress.h"
+#include "base/log.h"
+
+namespace po = boost::program_options;
+
+namespace hotsnap {
+namespace {
+
+struct Parsed {
+  po::variables_map vm;
+  bool help = false;
+};
+
+// Parses `args` against `options` and the named positionals; prints help on --help.
+Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& usage,
+                     const std::string& description, po::options_description options,
+                     const std::vector<std::string>& positionals) {
+  options.add_options()("help,h", "show this help");
+  po::options_description hidden;
+  po::positional_options_description pos;
+  for (const auto& name : positionals) {
+    hidden.add_options()(name.c_str(), po::value<std::string>());
+    pos.add(name.c_str(), 1);
+  }
+  po::options_description all;
+  all.add(options).add(hidden);
+  Parsed parsed;
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(pos).run(), parsed.vm);
+    po::notify(parsed.vm);
+  } catch (const po::error& e) {
+    return Status(Code::kUsage, std::string(e.what()) + "\nusage: " + usage);
+  }
+  if (parsed.vm.count("help")) {
+    std::cout << "usage: " << usage << "\n\n" << description << "\n\n" << options << std::flush;
+    parsed.help = true;
+    return parsed;
+  }
+  for (const auto& name : positionals) {
+    if (!parsed.vm.count(name)) {
+      return Status(Code::kUsage, "missing " + name + "\nusage: " + usage);
+    }
+  }
+  return parsed;
+}
+
+bool ShowProgress(const po::variables_map& vm) {
+  if (vm.count("no-progress")) return false;
+  return vm.count("progress") > 0 || ::isatty(STDERR_FILENO);
+}
+
+void AddCommonOptions(po::options_description* d) {
+  d->add_options()
+      ("progress", "show a progress line on stderr even when it is not a terminal")
+      ("no-progress", "never show a progress line")
+      ("quiet,q", "print only errors");
+}
+
+Status RunBackupCommand(const std::vector<std::string>& args) {
+  po::options_description d("backup options");
+  BackupOptions o;
+  d.add_options()
+      ("output,o", po::value<std::string>(&o.dest)->required(), "image path, or - for stdout")
+      ("snapshot", po::value<std::string>(&o.snapshot)->default_value("none"),
+       "how to get a consistent view: none (read the device as it is; refused if mounted "
+       "read-write)")
+      ("level,l", po::value<int>(&o.level)->default_value(3), "zstd level (1-19; negative: fast)")
+      ("workers", po::value<unsigned>(&o.workers)->default_value(0),
+       "compression threads (0: one per core)")
+      ("queue-depth", po::value<unsigned>(&o.queue_depth)->default_value(4),
+       "reads in flight (1-64); each holds one 4 MiB chunk")
+      ("overwrite", "replace DEST if it exists")
+      ("no-io-uring", "read with pread instead of io_uring");
+  AddCommonOptions(&d);
+  auto p = Parse(args, "hotsnap backup SOURCE -o DEST [options]",
+                 "Back up SOURCE (a block device or a regular file) into a zstd image at DEST.\n"
+                 "The image is written under a temporary name and renamed when complete.",
+                 d, {"SOURCE"});
+  if (!p.ok()) return p.status();
+  if (p->help) return Status::Ok();
+  o.source = p->vm["SOURCE"].as<std::string>();
+  o.overwrite = p->vm.count("overwrite") > 0;
+  o.allow_io_uring = p->vm.count("no-io-uring") == 0;
+  o.progress = ShowProgress(p->vm);
+  if (p->vm.count("quiet")) SetQuiet(true);
+  if (o.queue_depth < 1 || o.queue_depth > 64) {
+    return Status(Code::kUsage, "--queue-depth must be between 1 and 64");
+  }
+  if (o.workers > 256) return Status(Code::kUsage, "--workers must be at most 256");
+  auto r = RunBackup(o);
+  if (!r.ok()) return r.status();
+  char line[512];
+  std::snprintf(line, sizeof(line),
+                "backed up %s (%s%s) to %s: %s read, image %s (ratio %.2f), %llu of %llu chunks "
+                "zero, %.1f s, reader %s",
+                r->source.c_str(), HumanBytes(r->device_bytes).c_str(),
+                r->fs_type.empty() ? "" : (", " + r->fs_type).c_str(), r->dest.c_str(),
+                HumanBytes(r->bytes_read).c_str(), HumanBytes(r->image_bytes).c_str(),
+                r->image_bytes ? double(r->device_bytes) / r->image_bytes : 0.0,
+                static_cast<unsigned long long>(r->zero_chunks),
+                static_cast<unsigned long long>(r->chunks), r->seconds, r->reader.c_str());
+  Notice(line);
+  return Status::Ok();
+}
+
+Status RunRestoreCommand(const std::vector<std::string>& args) {
+  po::options_description d("restore options");
+  RestoreOptions o;
+  d.add_options()
+      ("overwrite", "replace TARGET if it is an existing regular file")
+      ("queue-depth", po::value<unsigned>(&o.queue_depth)->default_value(4), "writes in flight (1-64)");
+  AddCommonOptions(&d);
+  auto p = Parse(args, "hotsnap restore IMAGE TARGET [options]",
+                 "Restore IMAGE (a path, or - for stdin) onto TARGET: a block device that is not\n"
+                 "mounted or in use and at least as large as the image's source, or a regular file\n"
+                 "(created sparse). Every chunk is checked before it is written.",
+                 d, {"IMAGE", "TARGET"});
+  if (!p.ok()) return p.status();
+  if (p->help) return Status::Ok();
+  o.image = p->vm["IMAGE"].as<std::string>();
+  o.target = p->vm["TARGET"].as<std::string>();
+  o.overwrite = p->vm.count("overwrite") > 0;
+  o.progress = ShowProgress(p->vm);
+  if (p->vm.count("quiet")) SetQuiet(true);
+  if (o.queue_depth < 1 || o.queue_depth > 64) {
+    return Status(Code::kUsage, "--queue-depth must be between 1 and 64");
+  }
+  auto r = RunRestore(o);
+  if (!r.ok()) return r.status();
+  char line[256];
+  std::snprintf(line, sizeof(line), "restored %s to %s: %s written, %llu zero chunks left as holes, %.1f s",
+                o.image.c_str(), o.target.c_str(), HumanBytes(r->bytes_written).c_str(),
+                static_cast<unsigned long long>(r->zero_chunks_skipped), r->seconds);
+  Notice(line);
+  return Status::Ok();
+}
+
+Status RunVerifyCommand(const std::vector<std::string>& args) {
+  po::options_description d("verify options");
+  AddCommonOptions(&d);
+  auto p = Parse(args, "hotsnap verify IMAGE",
+                 "Read IMAGE (a path, or - for stdin) in full and check every frame, chunk hash,\n"
+                 "the image hash and the seek table. Exit 0 only if everything matches.",
+                 d, {"IMAGE"});
+  if (!p.ok()) return p.status();
+  if (p->help) return Status::Ok();
+  if (p->vm.count("quiet")) SetQuiet(true);
+  auto r = RunVerify(p->vm["IMAGE"].as<std::string>(), ShowProgress(p->vm));
+  if (!r.ok()) return r.status();
+  std::printf("OK: %s — %llu chunks (%llu zero), %s of device data in %s, image hash xxh3-128:%s\n",
+              p->vm["IMAGE"].as<std::string>().c_str(), static_cast<unsigned long long>(r->chunks),
+              static_cast<unsigned long long>(r->zero_chunks), HumanBytes(r->meta.device_bytes).c_str(),
+              HumanBytes(r->image_bytes).c_str(), r->image_hash.Hex().c_str());
+  return Status::Ok();
+}
+
+Status RunInfoCommand(const std::vector<std::string>& args) {
+  po::options_description d("info options");
+  d.add_options()("json", "print JSON");
+  auto p = Parse(args, "hotsnap info IMAGE [--json]",
+                 "Describe IMAGE: its source, sizes and hashes. For a file only the metadata,\n"
+                 "trailer and seek table are read; a stream (-) is read in full.",
+                 d, {"IMAGE"});
+  if (!p.ok()) return p.status();
+  if (p->help) return Status::Ok();
+  auto text = DescribeImage(p->vm["IMAGE"].as<std::string>(), p->vm.count("json") > 0);
+  if (!text.ok()) return text.status();
+  std::fputs(text->c_str(), stdout);
+  return Status::Ok();
+}
+
+}  // namespace
+
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> commands = {
+      {"backup", "back up a block device or disk image file into a zstd image", RunBackupCommand},
+      {"restore", "write an image back onto a block device or into a file", RunRestoreCommand},
+      {"verify", "check every hash in an image", RunVerifyCommand},
+      {"info", "describe an image", RunInfoCommand},
+  };
+  return commands;
+}
+
+}  // namespace hotsnap

@@ -1,0 +1,262 @@
+#include "io/image_format.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+namespace hotsnap {
+namespace {
+
+constexpr char kMetadataTag[8] = {'H', 'S', 'N', 'P', 'M', 'E', 'T', 'A'};
+constexpr char kTrailerTag[8] = {'H', 'S', 'N', 'P', 'T', 'R', 'L', 'R'};
+constexpr size_t kHashBytes = 16;
+// Trailer payload: tag, version, chunk bytes, device bytes, chunk count, hashes..., image
+// hash, trailer hash.
+constexpr size_t kTrailerFixedBytes = 8 + 4 + 4 + 8 + 8 + kHashBytes + kHashBytes;
+
+void AppendHash(std::string* out, const Hash128& h) {
+  AppendLe64(out, h.low);
+  AppendLe64(out, h.high);
+}
+
+Hash128 LoadHash(const uint8_t* p) { return Hash128{LoadLe64(p), LoadLe64(p + 8)}; }
+
+std::string SkippableFrame(uint32_t magic, const std::string& payload) {
+  std::string frame;
+  frame.reserve(kSkippableHeaderBytes + payload.size());
+  AppendLe32(&frame, magic);
+  AppendLe32(&frame, static_cast<uint32_t>(payload.size()));
+  frame += payload;
+  return frame;
+}
+
+Status Corrupt(const std::string& what) { return Status(Code::kIntegrity, what); }
+
+bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+Status CheckGeometry(uint64_t device_bytes, uint32_t chunk_bytes, const char* where) {
+  if (chunk_bytes < kMinChunkBytes || chunk_bytes > kMaxChunkBytes || !IsPowerOfTwo(chunk_bytes)) {
+    return Corrupt(std::string(where) + ": chunk size " + std::to_string(chunk_bytes) +
+                   " bytes is not a power of two between 64 KiB and 64 MiB");
+  }
+  if (device_bytes > kMaxDeviceBytes) {
+    return Corrupt(std::string(where) + ": device size " + std::to_string(device_bytes) +
+                   " bytes exceeds the 1 PiB limit");
+  }
+  if ((device_bytes + chunk_bytes - 1) / chunk_bytes + 2 > kMaxSeekFrames) {
+    return Corrupt(std::string(where) + ": too many chunks for the seek table");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string Hash128::Hex() const {
+  char buf[33];
+  std::snprintf(buf, sizeof(buf), "%016llx%016llx", static_cast<unsigned long long>(high),
+                static_cast<unsigned long long>(low));
+  return buf;
+}
+
+Hash128 HashBytes(const void* data, size_t bytes) {
+  XXH128_hash_t h = XXH3_128bits(data, bytes);
+  return Hash128{h.low64, h.high64};
+}
+
+uint32_t ImageMetadata::ChunkLength(uint64_t index) const {
+  uint64_t start = index * chunk_bytes;
+  if (start >= device_bytes) return 0;
+  uint64_t left = device_bytes - start;
+  return static_cast<uint32_t>(left < chunk_bytes ? left : chunk_bytes);
+}
+
+void AppendLe32(std::string* out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void AppendLe64(std::string* out, uint64_t v) {
+  AppendLe32(out, static_cast<uint32_t>(v));
+  AppendLe32(out, static_cast<uint32_t>(v >> 32));
+}
+
+std::string EncodeMetadataFrame(const ImageMetadata& meta) {
+  nlohmann::ordered_json j;
+  j["format_version"] = meta.format_version;
+  j["source_path"] = meta.source_path;
+  j["device_bytes"] = meta.device_bytes;
+  j["logical_sector_bytes"] = meta.logical_sector_bytes;
+  j["chunk_bytes"] = meta.chunk_bytes;
+  j["fs_type"] = meta.fs_type;
+  j["fs_uuid"] = meta.fs_uuid;
+  j["fs_label"] = meta.fs_label;
+  j["host"] = meta.host;
+  j["created_utc"] = meta.created_utc;
+  j["snapshot_mode"] = meta.snapshot_mode;
+  j["tool_version"] = meta.tool_version;
+  j["zstd_level"] = meta.level;
+  // Invalid UTF-8 in a label or path must not abort the backup: replace it.
+  std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string payload(kMetadataTag, sizeof(kMetadataTag));
+  AppendLe32(&payload, kFormatVersion);
+  payload += text;
+  AppendHash(&payload, HashBytes(payload.data(), payload.size()));
+  return SkippableFrame(kMetadataMagic, payload);
+}
+
+Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload) {
+  if (payload.size() < sizeof(kMetadataTag) + 4 + kHashBytes) {
+    return Corrupt("metadata frame: payload of " + std::to_string(payload.size()) +
+                   " bytes is too short");
+  }
+  if (payload.size() > kMaxMetadataPayloadBytes) {
+    return Corrupt("metadata frame: payload of " + std::to_string(payload.size()) +
+                   " bytes exceeds 1 MiB");
+  }
+  if (std::memcmp(payload.data(), kMetadataTag, sizeof(kMetadataTag)) != 0) {
+    return Corrupt("metadata frame: tag is not HSNPMETA");
+  }
+  size_t body = payload.size() - kHashBytes;
+  if (HashBytes(payload.data(), body) != LoadHash(payload.data() + body)) {
+    return Corrupt("metadata frame: hash mismatch");
+  }
+  uint32_t version = LoadLe32(payload.data() + 8);
+  if (version != kFormatVersion) {
+    return Status(Code::kUnsupported, "metadata frame: format version " + std::to_string(version) +
+                                          " is not supported (this build reads version " +
+                                          std::to_string(kFormatVersion) + ")");
+  }
+  ImageMetadata meta;
+  try {
+    auto j = nlohmann::json::parse(payload.begin() + 12, payload.begin() + body);
+    meta.format_version = j.at("format_version").get<uint32_t>();
+    meta.source_path = j.at("source_path").get<std::string>();
+    meta.device_bytes = j.at("device_bytes").get<uint64_t>();
+    meta.logical_sector_bytes = j.at("logical_sector_bytes").get<uint32_t>();
+    meta.chunk_bytes = j.at("chunk_bytes").get<uint32_t>();
+    meta.fs_type = j.value("fs_type", "");
+    meta.fs_uuid = j.value("fs_uuid", "");
+    meta.fs_label = j.value("fs_label", "");
+    meta.host = j.value("host", "");
+    meta.created_utc = j.value("created_utc", "");
+    meta.snapshot_mode = j.value("snapshot_mode", "");
+    meta.tool_version = j.value("tool_version", "");
+    meta.level = j.value("zstd_level", 0);
+  } catch (const std::exception& e) {
+    return Corrupt(std::string("metadata frame: JSON: ") + e.what());
+  }
+  HOTSNAP_RETURN_IF_ERROR(CheckGeometry(meta.device_bytes, meta.chunk_bytes, "metadata frame"));
+  uint32_t sector = meta.logical_sector_bytes;
+  if (sector < 512 || sector > 65536 || !IsPowerOfTwo(sector)) {
+    return Corrupt("metadata frame: logical_sector_bytes " + std::to_string(sector) +
+                   " is not a power of two between 512 and 65536");
+  }
+  return meta;
+}
+
+std::string EncodeTrailerFrame(const Trailer& trailer) {
+  std::string payload(kTrailerTag, sizeof(kTrailerTag));
+  payload.reserve(kTrailerFixedBytes + trailer.chunk_hashes.size() * kHashBytes);
+  AppendLe32(&payload, kFormatVersion);
+  AppendLe32(&payload, trailer.chunk_bytes);
+  AppendLe64(&payload, trailer.device_bytes);
+  AppendLe64(&payload, trailer.chunk_hashes.size());
+  for (const Hash128& h : trailer.chunk_hashes) AppendHash(&payload, h);
+  AppendHash(&payload, trailer.image_hash);
+  AppendHash(&payload, HashBytes(payload.data(), payload.size()));
+  return SkippableFrame(kTrailerMagic, payload);
+}
+
+Result<Trailer> DecodeTrailerPayload(std::span<const uint8_t> payload) {
+  if (payload.size() < kTrailerFixedBytes) {
+    return Corrupt("trailer: payload of " + std::to_string(payload.size()) + " bytes is too short");
+  }
+  if (std::memcmp(payload.data(), kTrailerTag, sizeof(kTrailerTag)) != 0) {
+    return Corrupt("trailer: tag is not HSNPTRLR");
+  }
+  size_t body = payload.size() - kHashBytes;
+  if (HashBytes(payload.data(), body) != LoadHash(payload.data() + body)) {
+    return Corrupt("trailer: hash mismatch");
+  }
+  const uint8_t* p = payload.data() + 8;
+  uint32_t version = LoadLe32(p);
+  if (version != kFormatVersion) {
+    return Status(Code::kUnsupported, "trailer: format version " + std::to_string(version) +
+                                          " is not supported");
+  }
+  Trailer t;
+  t.chunk_bytes = LoadLe32(p + 4);
+  t.device_bytes = LoadLe64(p + 8);
+  uint64_t count = LoadLe64(p + 16);
+  HOTSNAP_RETURN_IF_ERROR(CheckGeometry(t.device_bytes, t.chunk_bytes, "trailer"));
+  uint64_t expected = (t.device_bytes + t.chunk_bytes - 1) / t.chunk_bytes;
+  if (count != expected) {
+    return Corrupt("trailer: chunk_count " + std::to_string(count) + " does not match device_bytes " +
+                   std::to_string(t.device_bytes) + " (expected " + std::to_string(expected) + ")");
+  }
+  if (payload.size() != kTrailerFixedBytes + count * kHashBytes) {
+    return Corrupt("trailer: payload of " + std::to_string(payload.size()) +
+                   " bytes does not hold " + std::to_string(count) + " chunk hashes");
+  }
+  const uint8_t* hashes = p + 24;
+  t.chunk_hashes.reserve(count);
+  for (uint64_t i = 0; i < count; ++i) t.chunk_hashes.push_back(LoadHash(hashes + i * kHashBytes));
+  t.image_hash = LoadHash(hashes + count * kHashBytes);
+  return t;
+}
+
+std::string EncodeSeekTableFrame(const std::vector<SeekEntry>& entries) {
+  std::string payload;
+  payload.reserve(entries.size() * 8 + kSeekFooterBytes);
+  for (const SeekEntry& e : entries) {
+    AppendLe32(&payload, e.compressed_bytes);
+    AppendLe32(&payload, e.decompressed_bytes);
+  }
+  AppendLe32(&payload, static_cast<uint32_t>(entries.size()));
+  payload.push_back(0);  // descriptor: no checksums, reserved bits zero
+  AppendLe32(&payload, kSeekFooterMagic);
+  return SkippableFrame(kSeekTableMagic, payload);
+}
+
+Result<uint64_t> SeekTableFrameBytes(std::span<const uint8_t> footer) {
+  if (footer.size() != kSeekFooterBytes) return Corrupt("seek table footer: wrong size");
+  if (LoadLe32(footer.data() + 5) != kSeekFooterMagic) {
+    return Corrupt("seek table footer: magic is not 0x8F92EAB1 (truncated or not a hotsnap image)");
+  }
+  uint8_t descriptor = footer[4];
+  if (descriptor != 0) {
+    return Corrupt("seek table footer: descriptor byte 0x" + std::to_string(descriptor) +
+                   " is not 0 (hotsnap writes no per-entry checksums)");
+  }
+  uint64_t frames = LoadLe32(footer.data());
+  if (frames > kMaxSeekFrames) {
+    return Corrupt("seek table footer: frame count " + std::to_string(frames) + " exceeds 2^27");
+  }
+  return kSkippableHeaderBytes + frames * 8 + kSeekFooterBytes;
+}
+
+Result<std::vector<SeekEntry>> DecodeSeekTableFrame(std::span<const uint8_t> frame) {
+  if (frame.size() < kSkippableHeaderBytes + kSeekFooterBytes) {
+    return Corrupt("seek table: frame too short");
+  }
+  auto size = SeekTableFrameBytes(frame.subspan(frame.size() - kSeekFooterBytes));
+  if (!size.ok()) return size.status();
+  if (*size != frame.size()) return Corrupt("seek table: frame size does not match its footer");
+  if (LoadLe32(frame.data()) != kSeekTableMagic) {
+    return Corrupt("seek table: skippable frame magic is not 0x184D2A5E");
+  }
+  if (LoadLe32(frame.data() + 4) != frame.size() - kSkippableHeaderBytes) {
+    return Corrupt("seek table: frame header size does not match its footer");
+  }
+  uint64_t count = (frame.size() - kSkippableHeaderBytes - kSeekFooterBytes) / 8;
+  std::vector<SeekEntry> entries;
+  entries.reserve(count);
+  const uint8_t* p = frame.data() + kSkippableHeaderBytes;
+  for (uint64_t i = 0; i < count; ++i) {
+    entries.push_back(SeekEntry{LoadLe32(p + i * 8), LoadLe32(p + i * 8 + 4)});
+  }
+  return entries;
+}
+
+}  // namespace hotsnap

@@ -1,0 +1,111 @@
+// The hotsnap image format: constants and the encoders/decoders of its non-data frames.
+//
+// An image is a sequence of frames, all valid in a zstd stream (see docs/image-format.md):
+//   1. metadata   — skippable frame, magic kMetadataMagic, JSON payload
+//   2. chunk 0..N-1 — ordinary zstd frames, one per chunk of the device, content checksum on
+//   3. trailer    — skippable frame, magic kTrailerMagic: per-chunk XXH3-128 hashes, image hash
+//   4. seek table — skippable frame in the zstd seekable format (magic 0x184D2A5E, footer
+//                   magic 0x8F92EAB1), one entry per frame above (skippable ones have a
+//                   decompressed size of 0), no per-entry checksums.
+// All integers are little-endian. These functions work on buffers only.
+#ifndef HOTSNAP_IO_IMAGE_FORMAT_H_
+#define HOTSNAP_IO_IMAGE_FORMAT_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace hotsnap {
+
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kDefaultChunkBytes = 4u << 20;  // 4 MiB of device data per zstd frame
+constexpr uint32_t kMinChunkBytes = 64u << 10;
+constexpr uint32_t kMaxChunkBytes = 64u << 20;
+
+constexpr uint32_t kSkippableMagicMask = 0xFFFFFFF0u;
+constexpr uint32_t kSkippableMagicBase = 0x184D2A50u;
+constexpr uint32_t kZstdFrameMagic = 0xFD2FB528u;
+constexpr uint32_t kMetadataMagic = 0x184D2A50u;
+constexpr uint32_t kTrailerMagic = 0x184D2A51u;
+constexpr uint32_t kSeekTableMagic = 0x184D2A5Eu;
+constexpr uint32_t kSeekFooterMagic = 0x8F92EAB1u;
+constexpr size_t kSkippableHeaderBytes = 8;  // magic + payload size
+constexpr size_t kSeekFooterBytes = 9;       // frame count, descriptor, magic
+
+// Bounds checked before anything is allocated from an image's declarations.
+constexpr uint32_t kMaxMetadataPayloadBytes = 1u << 20;
+constexpr uint64_t kMaxSeekFrames = 1ull << 27;  // the seekable format's own limit
+constexpr uint64_t kMaxDeviceBytes = 1ull << 50;  // 1 PiB
+
+// A 128-bit XXH3 hash.
+struct Hash128 {
+  uint64_t low = 0;
+  uint64_t high = 0;
+  bool operator==(const Hash128&) const = default;
+  std::string Hex() const;
+};
+Hash128 HashBytes(const void* data, size_t bytes);
+
+// What the metadata frame records about the source and the run.
+struct ImageMetadata {
+  uint32_t format_version = kFormatVersion;
+  std::string source_path;
+  uint64_t device_bytes = 0;
+  uint32_t logical_sector_bytes = 512;
+  uint32_t chunk_bytes = kDefaultChunkBytes;
+  std::string fs_type;   // from libblkid, "" if none found
+  std::string fs_uuid;
+  std::string fs_label;
+  std::string host;
+  std::string created_utc;  // ISO 8601
+  std::string snapshot_mode;
+  std::string tool_version;
+  int level = 3;
+  // Number of chunks the device divides into.
+  uint64_t chunk_count() const { return (device_bytes + chunk_bytes - 1) / chunk_bytes; }
+  // Uncompressed size of chunk `index` in bytes (the last one may be short).
+  uint32_t ChunkLength(uint64_t index) const;
+};
+
+struct Trailer {
+  uint32_t chunk_bytes = 0;
+  uint64_t device_bytes = 0;
+  std::vector<Hash128> chunk_hashes;  // XXH3-128 of each chunk's uncompressed bytes
+  Hash128 image_hash;                 // XXH3-128 of every image byte before the trailer frame
+};
+
+struct SeekEntry {
+  uint32_t compressed_bytes = 0;
+  uint32_t decompressed_bytes = 0;
+  bool operator==(const SeekEntry&) const = default;
+};
+
+// Frame encoders: each returns a complete frame (header included).
+std::string EncodeMetadataFrame(const ImageMetadata& meta);
+std::string EncodeTrailerFrame(const Trailer& trailer);
+std::string EncodeSeekTableFrame(const std::vector<SeekEntry>& entries);
+
+// Payload decoders (the bytes after the 8-byte skippable header). All sizes are checked
+// against the payload length and the bounds above; errors have code kIntegrity and name
+// the field.
+Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload);
+Result<Trailer> DecodeTrailerPayload(std::span<const uint8_t> payload);
+// `frame` is the whole seek table frame, header to footer.
+Result<std::vector<SeekEntry>> DecodeSeekTableFrame(std::span<const uint8_t> frame);
+// From the last kSeekFooterBytes of an image: the size of the whole seek table frame.
+Result<uint64_t> SeekTableFrameBytes(std::span<const uint8_t> footer);
+
+// Little-endian helpers.
+inline uint32_t LoadLe32(const uint8_t* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+inline uint64_t LoadLe64(const uint8_t* p) { return LoadLe32(p) | uint64_t(LoadLe32(p + 4)) << 32; }
+void AppendLe32(std::string* out, uint32_t v);
+void AppendLe64(std::string* out, uint64_t v);
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_IO_IMAGE_FORMAT_H_

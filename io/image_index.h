@@ -1,0 +1,40 @@
+// ImageIndex: random access to an image in a regular file, from its seek table.
+//
+// LoadImageIndex reads the footer, the seek table and the trailer from the end of the
+// file and the metadata frame from its start, and checks that they agree with each other
+// and with the file size (every frame's compressed size must add up to the file). It
+// does not read the chunk frames; a later chunk read is checked against the trailer hash.
+#ifndef HOTSNAP_IO_IMAGE_INDEX_H_
+#define HOTSNAP_IO_IMAGE_INDEX_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "io/image_format.h"
+
+namespace hotsnap {
+
+struct ImageIndex {
+  ImageMetadata meta;
+  Trailer trailer;
+  std::vector<SeekEntry> entries;        // as in the seek table: metadata, chunks, trailer
+  std::vector<uint64_t> chunk_offsets;   // image byte offset of each chunk frame
+  uint64_t image_bytes = 0;
+  uint64_t metadata_frame_bytes = 0;
+  uint64_t trailer_offset = 0;
+  uint64_t seek_table_offset = 0;
+
+  uint32_t ChunkFrameBytes(uint64_t index) const { return entries[index + 1].compressed_bytes; }
+};
+
+// `fd` is a regular file opened for reading; `name` is for messages.
+Result<ImageIndex> LoadImageIndex(int fd, const std::string& name);
+
+// pread that loops over short reads; kIntegrity on a premature end of file.
+Status ReadExactAt(int fd, const std::string& name, uint64_t offset, void* dst, size_t bytes);
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_IO_IMAGE_INDEX_H_

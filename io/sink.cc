@@ -1,0 +1,148 @@
+#include "io/sink.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/interrupt.h"
+
+namespace hotsnap {
+namespace {
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string BaseName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+class FdSink : public Sink {
+ public:
+  FdSink(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
+  Status Write(const void* data, size_t bytes) override {
+    return WriteAll(fd_, data, bytes, name_, Code::kTarget);
+  }
+  Status Commit() override { return Status::Ok(); }
+  std::string Describe() const override { return name_; }
+
+ private:
+  int fd_;
+  std::string name_;
+};
+
+class FileSink : public Sink {
+ public:
+  FileSink(std::string path, std::string temp, UniqueFd fd, bool overwrite)
+      : path_(std::move(path)), temp_(std::move(temp)), fd_(std::move(fd)), overwrite_(overwrite) {}
+  ~FileSink() override {
+    if (!committed_) ::unlink(temp_.c_str());
+  }
+  Status Write(const void* data, size_t bytes) override {
+    return WriteAll(fd_.get(), data, bytes, temp_, Code::kTarget);
+  }
+  Status Commit() override;
+  std::string Describe() const override { return path_; }
+
+ private:
+  std::string path_;
+  std::string temp_;
+  UniqueFd fd_;
+  bool overwrite_;
+  bool committed_ = false;
+};
+
+Status FileSink::Commit() {
+  if (::fsync(fd_.get()) != 0) return Status::FromErrno(Code::kTarget, errno, "fsync " + temp_);
+  if (::close(fd_.Release()) != 0) return Status::FromErrno(Code::kTarget, errno, "close " + temp_);
+  unsigned flags = overwrite_ ? 0 : RENAME_NOREPLACE;
+  if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, path_.c_str(), flags) != 0) {
+    int err = errno;
+    if (err == EEXIST) {
+      return Status(Code::kTarget, path_ + " appeared while the backup ran; not replaced (use --overwrite)", err);
+    }
+    return Status::FromErrno(Code::kTarget, err, "rename " + temp_ + " to " + path_);
+  }
+  committed_ = true;
+  std::string dir = DirName(path_);
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dfd.valid() || ::fsync(dfd.get()) != 0) {
+    return Status::FromErrno(Code::kTarget, errno, "fsync directory " + dir);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status WriteAll(int fd, const void* data, size_t bytes, const std::string& what, Code code) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (bytes > 0) {
+    ssize_t n = ::write(fd, p, bytes);
+    if (n < 0) {
+      if (errno == EINTR) {
+        if (Interrupted()) return Status(Code::kInterrupted, "interrupted while writing " + what);
+        continue;
+      }
+      if (errno == EAGAIN) {
+        // A non-blocking stdout: wait until it drains.
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, nullptr);
+        continue;
+      }
+      return Status::FromErrno(code, errno, "writing " + what);
+    }
+    if (n == 0) return Status(code, "writing " + what + ": wrote 0 bytes");
+    p += n;
+    bytes -= static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+std::unique_ptr<Sink> MakeFdSink(int fd, std::string name) {
+  return std::make_unique<FdSink>(fd, std::move(name));
+}
+
+std::string TemporaryNameFor(const std::string& path, int pid) {
+  std::string dir = DirName(path);
+  return (dir == "/" ? "" : dir) + "/." + BaseName(path) + ".hotsnap-" + std::to_string(pid) + ".tmp";
+}
+
+Result<std::unique_ptr<Sink>> MakeFileSink(const std::string& path, const FileSinkOptions& options) {
+  if (path.empty() || path.back() == '/') {
+    return Status(Code::kUsage, "destination '" + path + "' is not a file name");
+  }
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return Status(Code::kTarget, path + " is a directory");
+    if (!options.overwrite) {
+      return Status(Code::kTarget, path + " already exists; refusing to replace it (use --overwrite)");
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+      return Status(Code::kTarget, path + " exists and is not a regular file; refusing to replace it");
+    }
+  } else if (errno != ENOENT) {
+    return Status::FromErrno(Code::kTarget, errno, "checking " + path);
+  }
+  std::string temp = TemporaryNameFor(path, static_cast<int>(::getpid()));
+  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) {
+    int err = errno;
+    if (err == EEXIST) {
+      return Status(Code::kTarget, "temporary file " + temp +
+                                       " already exists (a symlink or a leftover); remove it first", err);
+    }
+    return Status::FromErrno(Code::kTarget, err, "creating " + temp);
+  }
+  // umask can only remove bits, but be explicit: images are private.
+  ::fchmod(fd.get(), 0600);
+  return std::unique_ptr<Sink>(new FileSink(path, temp, std::move(fd), options.overwrite));
+}
+
+}  // namespace hotsnap

@@ -1,0 +1,103 @@
+#include "io/source_device.h"
+
+#include <blkid/blkid.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+
+namespace hotsnap {
+namespace {
+
+const char* KindOf(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a block device or regular file";
+}
+
+}  // namespace
+
+Status QueryGeometry(int fd, const std::string& path, bool* is_block, uint64_t* size_bytes,
+                     uint32_t* logical_sector_bytes) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::FromErrno(Code::kSource, errno, "stat " + path);
+  if (S_ISBLK(st.st_mode)) {
+    *is_block = true;
+    uint64_t bytes = 0;
+    if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0) {
+      return Status::FromErrno(Code::kSource, errno, "BLKGETSIZE64 on " + path);
+    }
+    int sector = 0;
+    if (::ioctl(fd, BLKSSZGET, &sector) != 0) {
+      return Status::FromErrno(Code::kSource, errno, "BLKSSZGET on " + path);
+    }
+    *size_bytes = bytes;
+    *logical_sector_bytes = static_cast<uint32_t>(sector);
+    return Status::Ok();
+  }
+  if (S_ISREG(st.st_mode)) {
+    *is_block = false;
+    *size_bytes = static_cast<uint64_t>(st.st_size);
+    *logical_sector_bytes = 512;
+    return Status::Ok();
+  }
+  return Status(Code::kSource, path + " is " + KindOf(st.st_mode) +
+                                   "; a source must be a block device or a regular file");
+}
+
+Result<SourceDevice> OpenSource(const std::string& path) {
+  SourceDevice src;
+  src.path = path;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(Code::kSource, errno, "source " + path);
+  if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) {
+    return Status(Code::kSource, path + " is " + std::string(KindOf(st.st_mode)) +
+                                     "; a source must be a block device or a regular file");
+  }
+  src.fd.Reset(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+  if (src.fd.valid()) {
+    src.direct_io = true;
+  } else if (errno == EINVAL) {
+    // Some filesystems (tmpfs) refuse O_DIRECT; a regular file still reads fine buffered.
+    src.fd.Reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  }
+  if (!src.fd.valid()) return Status::FromErrno(Code::kSource, errno, "opening source " + path);
+  HOTSNAP_RETURN_IF_ERROR(QueryGeometry(src.fd.get(), path, &src.is_block_device, &src.size_bytes,
+                                        &src.logical_sector_bytes));
+  src.dio_alignment_bytes = src.logical_sector_bytes;
+#ifdef STATX_DIOALIGN
+  struct statx sx;
+  if (src.direct_io && ::statx(src.fd.get(), "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+      (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align > src.dio_alignment_bytes) {
+    src.dio_alignment_bytes = sx.stx_dio_offset_align;
+  }
+#endif
+  if (src.size_bytes == 0) return Status(Code::kSource, "source " + path + " is empty (0 bytes)");
+  return src;
+}
+
+FilesystemProbe ProbeFilesystem(const std::string& path) {
+  FilesystemProbe result;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return result;
+  blkid_probe pr = blkid_new_probe();
+  if (pr == nullptr) return result;
+  if (blkid_probe_set_device(pr, fd.get(), 0, 0) == 0) {
+    blkid_probe_enable_superblocks(pr, 1);
+    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_UUID | BLKID_SUBLKS_LABEL);
+    if (blkid_do_safeprobe(pr) == 0) {
+      const char* value = nullptr;
+      if (blkid_probe_lookup_value(pr, "TYPE", &value, nullptr) == 0) result.type = value;
+      if (blkid_probe_lookup_value(pr, "UUID", &value, nullptr) == 0) result.uuid = value;
+      if (blkid_probe_lookup_value(pr, "LABEL", &value, nullptr) == 0) result.label = value;
+    }
+  }
+  blkid_free_probe(pr);
+  return result;
+}
+
+}  // namespace hotsnap
