@@ -4,12 +4,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <chrono>
 #include <memory>
 
 #include "agent/backup_pipeline.h"
 #include "agent/progress.h"
 #include "base/log.h"
+#include "fsmap/used_block_map.h"
 #include "io/image_writer.h"
 #include "io/sink.h"
 #include "io/source_device.h"
@@ -66,6 +69,29 @@ Status CheckDestination(const BackupOptions& options, const SourceDevice& source
   return Status::Ok();
 }
 
+// Which blocks to read: the filesystem's used-block map, computed from the very device the
+// data is read from, or every block.
+Result<UsedBlockMap> MapUsedBlocks(const BackupOptions& options, const SourceDevice& source) {
+  if (options.all_blocks) return UsedBlockMap::AllBlocks(source.size_bytes);
+  // A buffered descriptor: the map's small metadata reads need no O_DIRECT alignment.
+  UniqueFd fd(::open(options.source.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno(Code::kSource, errno, "opening " + options.source);
+  std::string notice;
+  auto map = ComputeUsedBlockMap(fd.get(), options.source, source.size_bytes, &notice);
+  if (!map.ok()) {
+    return map.status().Wrap("reading the filesystem's free-space records (use --all-blocks to "
+                             "read every block instead)");
+  }
+  if (!notice.empty()) Notice(notice);
+  return map;
+}
+
+std::string DescribeMap(const UsedBlockMap& map) {
+  if (map.all_blocks()) return "all blocks";
+  if (map.fs_type() == "xfs") return "xfs bnobt";
+  return map.fs_type() + " bitmap";
+}
+
 }  // namespace
 
 Result<BackupReport> RunBackup(const BackupOptions& options) {
@@ -98,7 +124,14 @@ Result<BackupReport> RunBackup(const BackupOptions& options) {
   meta.tool_version = HOTSNAP_VERSION;
   meta.level = options.level;
 
-  // 3. Open the sink: a temporary file published only on success, or stdout.
+  // 3. Find the blocks the filesystem uses; the rest are stored as zeros, never read.
+  auto used = MapUsedBlocks(options, source);
+  if (!used.ok()) return used.status();
+  const UsedBlockMap& map = used.value();
+  meta.used_bytes = map.used_bytes();
+  meta.used_map = DescribeMap(map);
+
+  // 4. Open the sink: a temporary file published only on success, or stdout.
   std::unique_ptr<Sink> sink;
   if (options.dest == "-") {
     sink = MakeFdSink(STDOUT_FILENO, "stdout");
@@ -108,7 +141,7 @@ Result<BackupReport> RunBackup(const BackupOptions& options) {
     sink = std::move(file.value());
   }
 
-  // 4. Read, compress and write every chunk.
+  // 5. Read, compress and write every chunk.
   ImageWriter writer(sink.get());
   HOTSNAP_RETURN_IF_ERROR(writer.Begin(meta));
   PipelineOptions popts;
@@ -116,6 +149,11 @@ Result<BackupReport> RunBackup(const BackupOptions& options) {
   popts.workers = options.workers;
   popts.queue_depth = options.queue_depth;
   popts.allow_io_uring = options.allow_io_uring;
+  if (!map.all_blocks()) {
+    popts.planner = [&map](uint64_t, uint64_t offset, uint32_t length, std::vector<ByteExtent>* out) {
+      map.UsedIn(offset, length, out);
+    };
+  }
   ProgressLine progress("backup", meta.device_bytes, options.progress);
   popts.progress = [&](uint64_t chunks, uint64_t bytes_read, uint64_t image_bytes) {
     uint64_t done = std::min<uint64_t>(chunks * meta.chunk_bytes, meta.device_bytes);
@@ -125,7 +163,7 @@ Result<BackupReport> RunBackup(const BackupOptions& options) {
   if (!stats.ok()) return stats.status();
   progress.Done();
 
-  // 5. Trailer and seek table, then publish.
+  // 6. Trailer and seek table, then publish.
   HOTSNAP_RETURN_IF_ERROR(writer.Finish());
   HOTSNAP_RETURN_IF_ERROR(sink->Commit());
 
@@ -136,6 +174,7 @@ Result<BackupReport> RunBackup(const BackupOptions& options) {
   report.fs_type = fs.type;
   report.device_bytes = meta.device_bytes;
   report.bytes_read = stats->bytes_read;
+  report.used_bytes = map.used_bytes();
   report.image_bytes = writer.bytes_written();
   report.chunks = stats->chunks;
   report.zero_chunks = stats->zero_chunks;

@@ -20,6 +20,7 @@ struct BackupOptions {
   bool overwrite = false;
   bool allow_io_uring = true;
   bool progress = false;        // progress line on stderr
+  bool all_blocks = false;      // read every block, even those the filesystem marks free
 };
 
 struct BackupReport {
@@ -28,6 +29,7 @@ struct BackupReport {
   std::string reader;
   std::string fs_type;
   uint64_t device_bytes = 0;
+  uint64_t used_bytes = 0;
   uint64_t bytes_read = 0;
   uint64_t image_bytes = 0;
   uint64_t chunks = 0;

@@ -27,7 +27,7 @@ struct Slot {
   CompressJob job;
   uint64_t chunk_offset = 0;  // bytes
   uint32_t chunk_length = 0;  // bytes
-  std::vector<ReadRange> ranges;  // used ranges; empty means the whole chunk
+  std::vector<ByteExtent> ranges;  // used ranges; empty means the whole chunk
   uint64_t read_begin = 0;    // device byte offset of the pending read window
   uint64_t read_end = 0;
   uint64_t read_done = 0;     // bytes of the window already read
@@ -178,7 +178,7 @@ void Pipeline::ZeroGaps(Slot* slot) {
   auto zero_to = [&](uint64_t until) {
     if (until > cursor) std::memset(base + (cursor - slot->chunk_offset), 0, until - cursor);
   };
-  for (const ReadRange& r : slot->ranges) {
+  for (const ByteExtent& r : slot->ranges) {
     zero_to(r.offset_bytes);
     cursor = std::max(cursor, r.offset_bytes + r.length_bytes);
   }

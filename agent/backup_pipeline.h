@@ -15,23 +15,18 @@
 #include <vector>
 
 #include "base/status.h"
+#include "fsmap/used_block_map.h"
 #include "io/image_writer.h"
 #include "io/source_device.h"
 
 namespace hotsnap {
-
-// A byte range of the source, in bytes.
-struct ReadRange {
-  uint64_t offset_bytes = 0;
-  uint64_t length_bytes = 0;
-};
 
 // Says which parts of chunk `index` hold data worth reading. Appends to *out the used
 // ranges inside the chunk (absolute byte offsets, sorted, non-overlapping); appends nothing
 // when the chunk holds no used data (it becomes a zero frame without any read). Bytes of the
 // chunk outside the ranges are written as zeros. Not set: every byte is read.
 using ChunkPlanner = std::function<void(uint64_t index, uint64_t chunk_offset_bytes,
-                                        uint32_t chunk_length_bytes, std::vector<ReadRange>* out)>;
+                                        uint32_t chunk_length_bytes, std::vector<ByteExtent>* out)>;
 
 struct PipelineOptions {
   int level = 3;

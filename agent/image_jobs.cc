@@ -131,6 +131,9 @@ Result<std::string> DescribeImage(const std::string& path, bool json) {
     j["chunk_bytes"] = meta.chunk_bytes;
     j["chunks"] = meta.chunk_count();
     if (zero_chunks) j["zero_chunks"] = *zero_chunks;
+    j["used_bytes"] = meta.used_bytes;
+    j["used_map"] = meta.used_map;
+    j["used_ratio"] = meta.device_bytes ? double(meta.used_bytes) / meta.device_bytes : 0;
     j["image_bytes"] = image_bytes;
     j["compression_ratio"] = ratio;
     j["image_hash"] = trailer.image_hash.Hex();
@@ -143,6 +146,11 @@ Result<std::string> DescribeImage(const std::string& path, bool json) {
   out += "image:          " + image->name + "\n";
   out += "source:         " + meta.source_path + "\n";
   out += "device size:    " + HumanBytes(meta.device_bytes) + " (" + std::to_string(meta.device_bytes) + " bytes)\n";
+  char used_pct[32];
+  std::snprintf(used_pct, sizeof(used_pct), "%.1f%%",
+                meta.device_bytes ? 100.0 * meta.used_bytes / meta.device_bytes : 0.0);
+  out += "used:           " + HumanBytes(meta.used_bytes) + " (" + std::to_string(meta.used_bytes) +
+         " bytes, " + used_pct + " of the device, from " + meta.used_map + ")\n";
   out += "sector size:    " + std::to_string(meta.logical_sector_bytes) + " bytes\n";
   out += "filesystem:     " + (meta.fs_type.empty() ? std::string("(none found)") : meta.fs_type) + "\n";
   if (!meta.fs_uuid.empty()) out += "fs UUID:        " + meta.fs_uuid + "\n";

@@ -80,6 +80,8 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
       ("queue-depth", po::value<unsigned>(&o.queue_depth)->default_value(4),
        "reads in flight (1-64); each holds one 4 MiB chunk")
       ("overwrite", "replace DEST if it exists")
+      ("all-blocks", "read every block, also those the filesystem marks free (default: only "
+       "used blocks of ext2/3/4 and xfs; free blocks are stored as zeros)")
       ("no-io-uring", "read with pread instead of io_uring");
   AddCommonOptions(&d);
   auto p = Parse(args, "hotsnap backup SOURCE -o DEST [options]",
@@ -91,6 +93,7 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   o.source = p->vm["SOURCE"].as<std::string>();
   o.overwrite = p->vm.count("overwrite") > 0;
   o.allow_io_uring = p->vm.count("no-io-uring") == 0;
+  o.all_blocks = p->vm.count("all-blocks") > 0;
   o.progress = ShowProgress(p->vm);
   if (p->vm.count("quiet")) SetQuiet(true);
   if (o.queue_depth < 1 || o.queue_depth > 64) {
@@ -101,10 +104,11 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   if (!r.ok()) return r.status();
   char line[512];
   std::snprintf(line, sizeof(line),
-                "backed up %s (%s%s) to %s: %s read, image %s (ratio %.2f), %llu of %llu chunks "
+                "backed up %s (%s%s, %s used) to %s: %s read, image %s (ratio %.2f), %llu of %llu chunks "
                 "zero, %.1f s, reader %s",
                 r->source.c_str(), HumanBytes(r->device_bytes).c_str(),
-                r->fs_type.empty() ? "" : (", " + r->fs_type).c_str(), r->dest.c_str(),
+                r->fs_type.empty() ? "" : (", " + r->fs_type).c_str(),
+                HumanBytes(r->used_bytes).c_str(), r->dest.c_str(),
                 HumanBytes(r->bytes_read).c_str(), HumanBytes(r->image_bytes).c_str(),
                 r->image_bytes ? double(r->device_bytes) / r->image_bytes : 0.0,
                 static_cast<unsigned long long>(r->zero_chunks),

@@ -96,6 +96,8 @@ std::string EncodeMetadataFrame(const ImageMetadata& meta) {
   j["snapshot_mode"] = meta.snapshot_mode;
   j["tool_version"] = meta.tool_version;
   j["zstd_level"] = meta.level;
+  j["used_bytes"] = meta.used_bytes;
+  j["used_map"] = meta.used_map;
   // Invalid UTF-8 in a label or path must not abort the backup: replace it.
   std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   std::string payload(kMetadataTag, sizeof(kMetadataTag));
@@ -143,6 +145,8 @@ Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload) {
     meta.snapshot_mode = j.value("snapshot_mode", "");
     meta.tool_version = j.value("tool_version", "");
     meta.level = j.value("zstd_level", 0);
+    meta.used_bytes = j.value("used_bytes", meta.device_bytes);
+    meta.used_map = j.value("used_map", "all blocks");
   } catch (const std::exception& e) {
     return Corrupt(std::string("metadata frame: JSON: ") + e.what());
   }

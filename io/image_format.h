@@ -64,6 +64,8 @@ struct ImageMetadata {
   std::string snapshot_mode;
   std::string tool_version;
   int level = 3;
+  uint64_t used_bytes = 0;  // bytes the filesystem uses (= device_bytes when all are read)
+  std::string used_map;     // how used blocks were found: "all blocks", "ext4 bitmap", ...
   // Number of chunks the device divides into.
   uint64_t chunk_count() const { return (device_bytes + chunk_bytes - 1) / chunk_bytes; }
   // Uncompressed size of chunk `index` in bytes (the last one may be short).

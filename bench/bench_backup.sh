@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# Benchmark: hotsnap backup against `dd | zstd` and `partclone | zstd` on one 4 GiB ext4
+# loop device (about 1.6 GB used, plus deleted files whose blocks still hold data), all
+# in one run so the numbers compare. A benchmark, not a test: it prints, it does not judge.
+#
+#   bench/bench_backup.sh [--keep] [--all-blocks] [--rebuild-image]
+#
+#   --keep           keep the cached source image for the next run (default: remove it)
+#   --all-blocks     also time `hotsnap backup --all-blocks` (if this hotsnap accepts it)
+#   --rebuild-image  build the source image anew even if a cached one exists
+#
+# Environment:
+#   BENCH_DIR    cache and scratch directory (default: /var/tmp/hotsnap-bench); needs about
+#                4 GiB for the sparse image (~2.9 GB allocated) + 2.5 GB for outputs
+#   HOTSNAP_BIN  hotsnap binary to measure (default: build with scripts/setup.sh, which
+#                honours HOTSNAP_BUILD_DIR, and use build/hotsnap)
+#   LEVEL        zstd level for every compressor (default: 3)
+#
+# What is measured, per command, with GNU time (/usr/bin/time):
+#   wall  elapsed time of the whole command or pipeline (`bash -c 'A | B'` under time)
+#   cpu   user + system time of every process of it (children of that bash, summed)
+#   rss   peak resident set size: for a pipeline, the sum of each component's own peak
+#         (GNU time on each component; they run at the same time, so the sum bounds the
+#         pipeline's footprint from above); the components are listed below the table
+#   size  bytes of the output file
+# The device is unmounted and the page cache is warm (the backing file and the device are
+# read once first), so the readers compete on CPU, not on the disk. Outputs are written to
+# BENCH_DIR (page cache absorbs them; each is deleted after it is measured).
+set -euo pipefail
+
+# shellcheck source=../scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+trap_err_verbose
+require_root
+
+keep=0 all_blocks=0 rebuild=0
+for arg in "$@"; do
+  case $arg in
+    --keep) keep=1 ;;
+    --all-blocks) all_blocks=1 ;;
+    --rebuild-image) rebuild=1 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) die "unknown option: $arg (see --help)" ;;
+  esac
+done
+
+bench_dir="${BENCH_DIR:-/var/tmp/hotsnap-bench}"
+level="${LEVEL:-3}"
+image="$bench_dir/ext4-4g.img"
+recipe_file="$bench_dir/ext4-4g.recipe"
+# Bump when the recipe below changes, so stale cached images are rebuilt.
+recipe="v2: 4 GiB ext4; kept: /usr/lib 800 MB, /usr/share 300 MB, 320 MiB aes-ctr;
+deleted: /usr/include 250 MB, /usr/bin 300 MB, 384 MiB aes-ctr"
+
+# --- Cleanup ------------------------------------------------------------------------------
+mnt="" build_loop="" bench_loop="" scratch="" shm_raw=""
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM ERR
+  set +e
+  if [[ -n $mnt ]] && mountpoint -q "$mnt"; then umount "$mnt" || umount -l "$mnt"; fi
+  [[ -n $mnt ]] && rmdir "$mnt" 2>/dev/null
+  [[ -n $build_loop ]] && losetup -d "$build_loop"
+  [[ -n $bench_loop ]] && losetup -d "$bench_loop"
+  [[ -n $shm_raw ]] && rm -f "$shm_raw"
+  [[ -n $scratch ]] && rm -rf "$scratch"
+  rm -f "$image.tmp"
+  if [[ $keep -eq 0 ]]; then
+    rm -f "$image" "$recipe_file"
+    rmdir "$bench_dir" 2>/dev/null
+  fi
+  [[ $rc -ne 0 ]] && log "FAILED (exit $rc); loop devices and scratch files removed"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+# --- The binary ---------------------------------------------------------------------------
+if [[ -n ${HOTSNAP_BIN:-} ]]; then
+  HOTSNAP_SKIP_BUILD=1 "$HOTSNAP_ROOT/scripts/setup.sh"
+  hotsnap=$HOTSNAP_BIN
+else
+  "$HOTSNAP_ROOT/scripts/setup.sh"
+  build_dir="${HOTSNAP_BUILD_DIR:-build}"
+  [[ $build_dir == /* ]] || build_dir="$HOTSNAP_ROOT/$build_dir"
+  hotsnap="$build_dir/hotsnap"
+fi
+[[ -x $hotsnap ]] || die "hotsnap binary not found: $hotsnap"
+
+mkdir -p "$bench_dir"
+scratch=$(mktemp -d "$bench_dir/run.XXXXXX")
+
+# --- The source image (cached) ------------------------------------------------------------
+# write_random NAME BYTES FILE: deterministic incompressible bytes (AES-128-CTR keystream
+# of zeros under a key derived from NAME), the same on every machine.
+write_random() {
+  openssl enc -aes-128-ctr -pbkdf2 -nosalt -pass "pass:hotsnap-$1" < /dev/zero 2>/dev/null \
+    | head -c "$2" > "$3" || true  # head closing the pipe makes openssl fail: expected
+  [[ $(stat -c %s "$3") -eq $2 ]] || die "short random file $3"
+}
+
+build_image() {
+  local mb=$((1000 * 1000)) t i
+  t=$(now)
+  log "building the source image (once; cached in $bench_dir with --keep)"
+  rm -f "$image" "$recipe_file" "$image.tmp"
+  truncate -s 4G "$image.tmp"
+  build_loop=$(losetup -f --show "$image.tmp")
+  # Fixed UUID and hash seed, inode tables written now (no lazy init running later).
+  mkfs.ext4 -q -F -L hotsnap-bench -U 6b1d6e0c-2f0e-4f7c-9d55-0b3c1f1e7a11 \
+    -E lazy_itable_init=0,lazy_journal_init=0,hash_seed=0d8b3f2a-4a55-4a3e-8c61-7f0d2c9b5e42 \
+    "$build_loop"
+  mnt=$(mktemp -d "$bench_dir/mnt.XXXXXX")
+  mount "$build_loop" "$mnt"
+
+  # Data that stays: compressible system files and incompressible bytes.
+  mkdir -p "$mnt/kept" "$mnt/deleted"
+  copy_with_budget $((800 * mb)) "$mnt/kept" /usr/lib >/dev/null
+  copy_with_budget $((300 * mb)) "$mnt/kept" /usr/share >/dev/null
+  mkdir -p "$mnt/kept/random"
+  for i in 1 2 3 4 5; do write_random "kept-$i" $((64 * 1024 * 1024)) "$mnt/kept/random/$i.bin"; done
+  sync
+
+  # Data that is written and then deleted: its blocks are free but still hold it, which
+  # a whole-device copy (dd) carries and a used-blocks copy (partclone, hotsnap) skips.
+  copy_with_budget $((250 * mb)) "$mnt/deleted" /usr/include >/dev/null
+  copy_with_budget $((300 * mb)) "$mnt/deleted" /usr/bin >/dev/null
+  mkdir -p "$mnt/deleted/random"
+  for i in 1 2 3 4 5 6; do write_random "deleted-$i" $((64 * 1024 * 1024)) "$mnt/deleted/random/$i.bin"; done
+  sync
+  rm -rf "$mnt/deleted"
+  sync
+
+  umount "$mnt"; rmdir "$mnt"; mnt=""
+  e2fsck -fn "$build_loop" >/dev/null || die "e2fsck found errors in the new image"
+  losetup -d "$build_loop"; build_loop=""
+  mv "$image.tmp" "$image"
+  printf '%s\n' "$recipe" > "$recipe_file"
+  log "source image built in $(elapsed "$t") s"
+}
+
+if [[ $rebuild -eq 1 || ! -f $image || ! -f $recipe_file || "$(cat "$recipe_file")" != "$recipe" ]]; then
+  build_image
+else
+  log "reusing cached source image $image"
+fi
+
+# --- Attach and warm ----------------------------------------------------------------------
+bench_loop=$(losetup -f --show -r "$image")
+dev=$bench_loop
+dev_size=$(blockdev --getsize64 "$dev")
+read -r block_size block_count free_blocks < <(dumpe2fs -h "$dev" 2>/dev/null | awk -F: '
+  /^Block size/ { bs = $2 } /^Block count/ { bc = $2 } /^Free blocks/ { fb = $2 }
+  END { print bs + 0, bc + 0, fb + 0 }')
+used=$(( (block_count - free_blocks) * block_size ))
+log "warming the page cache (reading $image and $dev once)"
+cat "$image" > /dev/null
+cat "$dev" > /dev/null
+
+# --- Measuring ----------------------------------------------------------------------------
+rows=()   # label, wall, cpu, rss_kib, size; tab-separated (labels contain '|')
+notes=()  # per-component RSS lines
+
+# T NAME: the GNU time prefix that records one component's peak RSS (KiB) in scratch.
+T() { printf '/usr/bin/time -f %%M -o %q ' "$scratch/rss.$1"; }
+
+# measure LABEL KEY OUTPUT CMD: runs CMD (a bash -c string) once under GNU time.
+measure() {
+  local label=$1 key=$2 out=$3 cmd=$4 tf="$scratch/time.$2" f rss_sum=0 comp detail=""
+  rm -f "$out" "$scratch"/rss."$key".*
+  sync  # earlier outputs' writeback must not land inside this measurement
+  log "running: $label"
+  if ! /usr/bin/time -f '%e %U %S %M' -o "$tf" bash -c "set -o pipefail; $cmd" \
+       2> "$scratch/stderr.$key"; then
+    cat "$scratch/stderr.$key" >&2
+    die "$label failed"
+  fi
+  read -r wall user sys _ < <(tail -n 1 "$tf")
+  for f in "$scratch"/rss."$key".*; do
+    comp=${f##*.}
+    rss=$(tail -n 1 "$f")
+    rss_sum=$((rss_sum + rss))
+    detail+=" $comp $((rss / 1024)) MiB,"
+  done
+  notes+=("$(printf '%-22s%s' "$label:" "${detail%,}")")
+  size=$(stat -c %s "$out")
+  rows+=("$(printf '%s\t%s\t%s\t%s\t%s' "$label" "$wall" \
+    "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" "$rss_sum" "$size")")
+  rm -f "$out"
+}
+
+q() { printf '%q' "$1"; }
+out_hotsnap="$scratch/hotsnap.zst" out_dd="$scratch/dd.zst" out_pc="$scratch/partclone.zst"
+
+measure "hotsnap backup" hotsnap "$out_hotsnap" \
+  "$(T hotsnap.hotsnap)$(q "$hotsnap") backup $(q "$dev") -o $(q "$out_hotsnap") --level $level"
+
+if [[ $all_blocks -eq 1 ]]; then
+  if "$hotsnap" backup --help 2>&1 | grep -q -- '--all-blocks'; then
+    measure "hotsnap --all-blocks" hotsnap_all "$out_hotsnap" \
+      "$(T hotsnap_all.hotsnap)$(q "$hotsnap") backup $(q "$dev") -o $(q "$out_hotsnap") --level $level --all-blocks"
+  else
+    log "this hotsnap does not accept --all-blocks; skipping that row"
+  fi
+fi
+
+measure "dd | zstd" dd "$out_dd" \
+  "$(T dd.dd)dd if=$(q "$dev") bs=4M iflag=direct status=none | $(T dd.zstd)zstd -q -T0 -$level > $(q "$out_dd")"
+
+# partclone: -c clone to its image format, -s source, -o - stdout; default CRC32 checksums
+# (-a1), as a user would run it. Progress goes to stderr (kept in scratch).
+measure "partclone | zstd" partclone "$out_pc" \
+  "$(T partclone.partclone)partclone.ext4 -c -s $(q "$dev") -o - | $(T partclone.zstd)zstd -q -T0 -$level > $(q "$out_pc")"
+
+# Reference: zstd alone over the used blocks, already in memory. partclone -a0 (no
+# checksums) writes the used blocks plus a small header and bitmap (~128 KiB) to tmpfs.
+shm_free=$(df -B1 --output=avail /dev/shm 2>/dev/null | tail -n 1 | tr -d ' ' || echo 0)
+if [[ ${shm_free:-0} -gt $((used + 512 * 1024 * 1024)) ]]; then
+  shm_raw=$(mktemp /dev/shm/hotsnap-bench-used.XXXXXX)
+  log "capturing the used blocks to tmpfs for the reference row"
+  partclone.ext4 -c -a0 -s "$dev" -o - > "$shm_raw" 2> "$scratch/stderr.partclone-raw" \
+    || { cat "$scratch/stderr.partclone-raw" >&2; die "partclone -a0 capture failed"; }
+  raw_size=$(stat -c %s "$shm_raw")
+  measure "zstd, used bytes in RAM" ref "$scratch/ref.zst" \
+    "$(T ref.zstd)zstd -q -T0 -$level < $(q "$shm_raw") > $(q "$scratch/ref.zst")"
+  rm -f "$shm_raw"; shm_raw=""
+else
+  log "not enough room in /dev/shm for the reference row; skipping it"
+  raw_size=""
+fi
+
+# --- Report -------------------------------------------------------------------------------
+field() {  # field LABEL N: the Nth field (1-based) of the row with LABEL
+  local r
+  for r in "${rows[@]}"; do
+    [[ ${r%%$'\t'*} == "$1" ]] && { cut -f "$2" <<<"$r"; return; }
+  done
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+printf '\nhotsnap backup benchmark  (%s)\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+printf '  machine   %s, %s cores, %s RAM\n' "$(uname -r)" "$(nproc)" \
+  "$(human "$(awk '/MemTotal/ { print $2 * 1024 }' /proc/meminfo)")"
+printf '  hotsnap   %s (%s)\n' "$hotsnap" \
+  "$(git -C "$HOTSNAP_ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+printf '  tools     zstd %s, partclone %s, dd (coreutils) %s\n' \
+  "$(zstd -V | grep -o 'v[0-9.]*' | head -n 1)" \
+  "$(partclone.ext4 -v 2>&1 | grep -o 'v[0-9.]*' | head -n 1)" \
+  "$(dd --version | head -n 1 | awk '{ print $NF }')"
+printf '  source    %s, %s ext4 (%s used), page cache warm, unmounted\n' \
+  "$dev" "$(human "$dev_size")" "$(human "$used")"
+[[ -n $raw_size ]] && printf '  used      partclone -a0 raw stream: %s\n' "$(human "$raw_size")"
+printf '  level     zstd -%s for all; hotsnap and zstd use all cores\n\n' "$level"
+
+printf '%-24s %8s %8s %10s %16s\n' "command" "wall s" "cpu s" "rss MiB" "output"
+printf '%-24s %8s %8s %10s %16s\n' "------------------------" "------" "-----" "-------" "------"
+for r in "${rows[@]}"; do
+  IFS=$'\t' read -r label wall cpu rss size <<<"$r"
+  printf '%-24s %8s %8s %10d %16s\n' "$label" "$wall" "$cpu" $((rss / 1024)) \
+    "$(printf '%.2f GB' "$(awk -v s="$size" 'BEGIN { print s / 1e9 }')")"
+done
+
+printf '\n%-24s %8s %8s\n' "ratio" "wall" "size"
+printf '%-24s %8s %8s\n' "------------------------" "----" "----"
+for other in "dd | zstd" "partclone | zstd"; do
+  printf '%-24s %8s %8s\n' "hotsnap / ${other%% *}" \
+    "$(ratio "$(field "hotsnap backup" 2)" "$(field "$other" 2)")" \
+    "$(ratio "$(field "hotsnap backup" 5)" "$(field "$other" 5)")"
+done
+
+printf '\npeak RSS per component (rss above is their sum):\n'
+printf '  %s\n' "${notes[@]}"
+printf '\nsizes in bytes:'
+for r in "${rows[@]}"; do printf ' %s: %s;' "${r%%$'\t'*}" "$(cut -f 5 <<<"$r")"; done
+printf '\n'
+[[ $keep -eq 1 ]] && log "kept the source image $image (reused by the next run)"
+exit 0

@@ -1,0 +1,24 @@
+// Used-block map of an ext2/3/4 filesystem, from its block bitmaps via libext2fs.
+#ifndef HOTSNAP_FSMAP_EXT_USED_BLOCKS_H_
+#define HOTSNAP_FSMAP_EXT_USED_BLOCKS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "base/status.h"
+#include "fsmap/used_block_map.h"
+
+namespace hotsnap {
+
+// Opens `open_path` read-only with libext2fs (never writes) and maps the blocks its block
+// bitmap marks used, plus those before s_first_data_block and past the filesystem's end.
+// `fs_type` ("ext2", "ext3", "ext4") is recorded in the map. If the bitmaps cannot be trusted
+// (journal needs recovery, errors recorded) or libext2fs does not support the filesystem's
+// features, returns AllBlocks and sets *notice. Other failures are kSource errors.
+Result<UsedBlockMap> ExtUsedBlockMap(const std::string& open_path, const std::string& device_name,
+                                     const std::string& fs_type, uint64_t device_bytes,
+                                     std::string* notice);
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_FSMAP_EXT_USED_BLOCKS_H_

@@ -1,0 +1,25 @@
+// Used-block map of an XFS filesystem, from each allocation group's free-space records read
+// straight from the on-disk format (see kernel-notes/xfs-used-blocks.md).
+#ifndef HOTSNAP_FSMAP_XFS_USED_BLOCKS_H_
+#define HOTSNAP_FSMAP_XFS_USED_BLOCKS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "base/status.h"
+#include "fsmap/used_block_map.h"
+
+namespace hotsnap {
+
+// Reads the XFS superblock at byte 0 of `fd` and, for each allocation group, its AGF, AGFL
+// and by-block-number free-space B+tree (bnobt), with pread only. Everything in the data
+// device that is neither a bnobt free extent nor an AGFL block is used. Every magic number,
+// count and pointer is checked before use; corruption is a kSource error naming the AG and
+// block. A filesystem flagged as unfinished (mkfs in progress), needing repair, or of an
+// unknown version gives AllBlocks and a *notice instead.
+Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name,
+                                     uint64_t device_bytes, std::string* notice);
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_FSMAP_XFS_USED_BLOCKS_H_
