@@ -250,6 +250,7 @@ Result<PipelineStats> Pipeline::Run() {
     bool progressed = false;
     // Start chunks while there is memory and queue room.
     while (!free_.empty() && next_chunk < total && reader_->in_flight() < queue_depth_) {
+      if (options_.check) HOTSNAP_RETURN_IF_ERROR(options_.check());
       Slot* slot = free_.back();
       free_.pop_back();
       HOTSNAP_RETURN_IF_ERROR(StartChunk(slot, next_chunk++));

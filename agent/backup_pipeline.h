@@ -34,6 +34,9 @@ struct PipelineOptions {
   unsigned queue_depth = 4;  // reads in flight
   bool allow_io_uring = true;
   ChunkPlanner planner;      // empty: read everything
+  // Called before each chunk is started; a non-OK status aborts the run (e.g. a view that
+  // became invalid or a freeze past its deadline).
+  std::function<Status()> check;
   // Called after each chunk is written, from the pipeline's thread.
   std::function<void(uint64_t chunks_done, uint64_t bytes_read, uint64_t image_bytes)> progress;
 };

@@ -10,10 +10,10 @@ namespace {
 
 std::atomic<bool> g_quiet{false};
 std::mutex g_mutex;
+bool g_buffering = false;
+std::string g_buffer;
 
-void Emit(const std::string& line) {
-  std::string out = "hotsnap: " + line + "\n";
-  std::lock_guard<std::mutex> lock(g_mutex);
+void WriteOut(const std::string& out) {
   const char* p = out.data();
   size_t left = out.size();
   while (left > 0) {
@@ -24,9 +24,28 @@ void Emit(const std::string& line) {
   }
 }
 
+void Emit(const std::string& line) {
+  std::string out = "hotsnap: " + line + "\n";
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (g_buffering) {
+    if (g_buffer.size() < (1u << 20)) g_buffer += out;
+    return;
+  }
+  WriteOut(out);
+}
+
 }  // namespace
 
 void SetQuiet(bool quiet) { g_quiet = quiet; }
+
+void SetLogBuffering(bool buffering) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_buffering = buffering;
+  if (!buffering && !g_buffer.empty()) {
+    WriteOut(g_buffer);
+    g_buffer.clear();
+  }
+}
 void Notice(const std::string& line) {
   if (!g_quiet) Emit(line);
 }

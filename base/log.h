@@ -10,6 +10,9 @@
 namespace hotsnap {
 
 void SetQuiet(bool quiet);
+// While a filesystem is frozen, stderr may be a file on it and a write would block until
+// the thaw: buffer every line in memory instead, and flush when buffering ends.
+void SetLogBuffering(bool buffering);
 void Notice(const std::string& line);
 void Error(const std::string& line);
 

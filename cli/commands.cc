@@ -73,7 +73,19 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
       ("output,o", po::value<std::string>(&o.dest)->required(), "image path, or - for stdout")
       ("snapshot", po::value<std::string>(&o.snapshot)->default_value("none"),
        "how to get a consistent view: none (read the device as it is; refused if mounted "
-       "read-write)")
+       "read-write), freeze (freeze the mounted filesystem for the whole copy; small volumes)")
+      ("max-freeze", po::value<double>()->default_value(10),
+       "seconds a freeze may last; past it the copy aborts and a watchdog process thaws the "
+       "filesystem, even if hotsnap was killed")
+      ("pre-freeze", po::value<std::string>(&o.hooks.pre_freeze), "shell command run before the freeze "
+       "(e.g. flush a database); if it fails the backup aborts")
+      ("while-frozen", po::value<std::string>(&o.hooks.while_frozen),
+       "shell command run while the filesystem is frozen, before the copy (it must not write to "
+       "the frozen filesystem)")
+      ("post-thaw", po::value<std::string>(&o.hooks.post_thaw),
+       "shell command run after the thaw; always runs when --pre-freeze ran")
+      ("hook-timeout", po::value<double>()->default_value(30), "seconds each hook may run")
+      ("crash-consistent", "go on when --pre-freeze fails (the image is then only crash-consistent)")
       ("level,l", po::value<int>(&o.level)->default_value(3), "zstd level (1-19; negative: fast)")
       ("workers", po::value<unsigned>(&o.workers)->default_value(0),
        "compression threads (0: one per core)")
@@ -94,6 +106,17 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   o.overwrite = p->vm.count("overwrite") > 0;
   o.allow_io_uring = p->vm.count("no-io-uring") == 0;
   o.all_blocks = p->vm.count("all-blocks") > 0;
+  double max_freeze = p->vm["max-freeze"].as<double>();
+  double hook_timeout = p->vm["hook-timeout"].as<double>();
+  if (max_freeze <= 0 || max_freeze > 3600) {
+    return Status(Code::kUsage, "--max-freeze must be between 0 and 3600 seconds");
+  }
+  if (hook_timeout <= 0 || hook_timeout > 86400) {
+    return Status(Code::kUsage, "--hook-timeout must be between 0 and 86400 seconds");
+  }
+  o.max_freeze = std::chrono::milliseconds(static_cast<int64_t>(max_freeze * 1000));
+  o.hooks.timeout = std::chrono::milliseconds(static_cast<int64_t>(hook_timeout * 1000));
+  o.hooks.crash_consistent_ok = p->vm.count("crash-consistent") > 0;
   o.progress = ShowProgress(p->vm);
   if (p->vm.count("quiet")) SetQuiet(true);
   if (o.queue_depth < 1 || o.queue_depth > 64) {

@@ -1,0 +1,61 @@
+#include "snapshot/freeze_view.h"
+
+#include "base/log.h"
+
+namespace hotsnap {
+
+Result<std::unique_ptr<FreezeView>> FreezeView::Open(const FreezeViewOptions& options) {
+  std::unique_ptr<FreezeView> view(new FreezeView(options));
+  const HookSet& hooks = options.hooks;
+  view->pre_freeze_ran_ = !hooks.pre_freeze.empty();
+  Status pre = RunHook("pre-freeze", hooks.pre_freeze, hooks, options.source, options.mount_point);
+  if (!pre.ok()) {
+    if (!hooks.crash_consistent_ok) {
+      Status post = view->Release();  // post-thaw runs because pre-freeze ran
+      return pre.Wrap("aborting before the freeze (use --crash-consistent to back up anyway)");
+    }
+    Notice(pre.message() + "; continuing with a crash-consistent backup (--crash-consistent)");
+  }
+  auto frozen = FrozenFilesystem::Freeze(options.mount_point, options.max_freeze, options.freezer);
+  if (!frozen.ok()) {
+    view->Release();
+    return frozen.status();
+  }
+  view->frozen_ = std::move(frozen.value());
+  SetLogBuffering(true);
+  Status during = RunHook("while-frozen", hooks.while_frozen, hooks, options.source, options.mount_point);
+  if (!during.ok()) {
+    view->Release();
+    return during;
+  }
+  return view;
+}
+
+FreezeView::~FreezeView() { Release(); }
+
+Status FreezeView::Check() {
+  if (frozen_.past_deadline()) {
+    return Status(Code::kSource, "the copy did not finish within --max-freeze (" +
+                                     std::to_string(options_.max_freeze.count()) +
+                                     " ms); the filesystem was thawed and nothing is published. "
+                                     "Use --snapshot tracked for a large volume");
+  }
+  return Status::Ok();
+}
+
+Status FreezeView::Release() {
+  if (released_) return Status::Ok();
+  released_ = true;
+  Status thaw = frozen_.Thaw();
+  SetLogBuffering(false);
+  if (frozen_.held().count() > 0) Notice("filesystem at " + options_.mount_point + " was frozen for " +
+                                         std::to_string(frozen_.held().count()) + " ms");
+  Status post;
+  if (pre_freeze_ran_ || !options_.hooks.post_thaw.empty()) {
+    post = RunHook("post-thaw", options_.hooks.post_thaw, options_.hooks, options_.source,
+                   options_.mount_point);
+  }
+  return thaw.ok() ? post : thaw;
+}
+
+}  // namespace hotsnap

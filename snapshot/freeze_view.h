@@ -1,0 +1,54 @@
+// The "freeze" snapshot mode: the filesystem on the source is frozen (FIFREEZE) for the
+// whole copy, guarded by a FreezeWatchdog, with the user's hooks around the freeze.
+//
+// Suits small volumes: every write to the filesystem blocks until the thaw. The copy must
+// finish within `max_freeze`; Check() fails once it is over, and the watchdog thaws at that
+// moment even if hotsnap is killed.
+#ifndef HOTSNAP_SNAPSHOT_FREEZE_VIEW_H_
+#define HOTSNAP_SNAPSHOT_FREEZE_VIEW_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "snapshot/freeze.h"
+#include "snapshot/hooks.h"
+#include "snapshot/view.h"
+
+namespace hotsnap {
+
+struct FreezeViewOptions {
+  std::string source;       // the block device being backed up
+  std::string mount_point;  // where its filesystem is mounted read-write
+  std::chrono::milliseconds max_freeze{10000};
+  HookSet hooks;
+  Freezer* freezer = RealFreezer();
+};
+
+class FreezeView : public ConsistentView {
+ public:
+  // Runs pre-freeze, freezes, runs while-frozen. On failure everything already done is
+  // undone (thaw, post-thaw) before returning.
+  static Result<std::unique_ptr<FreezeView>> Open(const FreezeViewOptions& options);
+  ~FreezeView() override;
+
+  const std::string& device_path() const override { return options_.source; }
+  std::string mode() const override { return "freeze"; }
+  Status Check() override;
+  // Thaws, flushes buffered log lines, runs post-thaw.
+  Status Release() override;
+  std::chrono::milliseconds frozen_for() const { return frozen_.held(); }
+
+ private:
+  explicit FreezeView(const FreezeViewOptions& options) : options_(options) {}
+  FreezeViewOptions options_;
+  FrozenFilesystem frozen_;
+  bool pre_freeze_ran_ = false;
+  bool released_ = false;
+};
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_SNAPSHOT_FREEZE_VIEW_H_

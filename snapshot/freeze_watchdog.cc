@@ -1,0 +1,135 @@
+#include "snapshot/freeze_watchdog.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+namespace hotsnap {
+namespace {
+
+constexpr int kExitDisarmed = 0;
+constexpr int kExitDeadline = 10;
+constexpr int kExitOwnerDied = 11;
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
+// The child. Async-signal-safe calls only; never returns.
+[[noreturn]] void WatchdogMain(int mount_fd, int control_fd, int64_t deadline_ms) {
+  ::setsid();
+  struct sigaction ignore = {};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGINT, &ignore, nullptr);
+  sigaction(SIGTERM, &ignore, nullptr);
+  sigaction(SIGHUP, &ignore, nullptr);
+  sigaction(SIGPIPE, &ignore, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  // Keep only our two descriptors (as 3 and 4): another copy of the control pipe's write
+  // end, or of an output file, must not stay open here.
+  if (::dup2(mount_fd, 3) < 0 || ::dup2(control_fd, 4) < 0) ::_exit(20);
+  ::syscall(SYS_close_range, 5u, ~0u, 0u);
+  ::close(0);
+  ::close(1);
+  ::close(2);
+  int outcome = kExitDeadline;
+  for (;;) {
+    int64_t left = deadline_ms - NowMs();
+    if (left <= 0) break;
+    pollfd pfd{4, POLLIN, 0};
+    int n = ::poll(&pfd, 1, static_cast<int>(left > 1000 ? 1000 : left));
+    if (n <= 0) continue;  // timeout slice or EINTR: re-check the deadline
+    char byte = 0;
+    ssize_t got = ::read(4, &byte, 1);
+    if (got == 1 && byte == 'D') ::_exit(kExitDisarmed);
+    if (got == 0) {
+      outcome = kExitOwnerDied;
+      break;
+    }
+    if (got < 0 && errno != EINTR) {
+      outcome = kExitOwnerDied;
+      break;
+    }
+  }
+  // Thaw. EINVAL means it is not frozen (already thawed): nothing to do either way.
+  ::ioctl(3, FITHAW, 0);
+  ::_exit(outcome);
+}
+
+}  // namespace
+
+Result<FreezeWatchdog> FreezeWatchdog::Start(const std::string& mount_point,
+                                             std::chrono::milliseconds deadline) {
+  UniqueFd mount_fd(::open(mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!mount_fd.valid()) {
+    return Status::FromErrno(Code::kSource, errno, "opening mount point " + mount_point);
+  }
+  // Disarm() writes to the pipe after the child may have exited: EPIPE, not a signal.
+  ::signal(SIGPIPE, SIG_IGN);
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Status::FromErrno(Code::kInternal, errno, "pipe");
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  int64_t deadline_ms = NowMs() + deadline.count();
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::FromErrno(Code::kInternal, errno, "starting the freeze watchdog");
+  if (pid == 0) {
+    ::close(write_end.get());
+    WatchdogMain(mount_fd.get(), read_end.get(), deadline_ms);
+  }
+  FreezeWatchdog w;
+  w.pid_ = pid;
+  w.control_ = std::move(write_end);
+  return w;
+}
+
+FreezeWatchdog::~FreezeWatchdog() {
+  if (pid_ > 0) Disarm();
+}
+
+FreezeWatchdog::FreezeWatchdog(FreezeWatchdog&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)), control_(std::move(other.control_)) {}
+
+FreezeWatchdog& FreezeWatchdog::operator=(FreezeWatchdog&& other) noexcept {
+  if (this != &other) {
+    if (pid_ > 0) Disarm();
+    pid_ = std::exchange(other.pid_, -1);
+    control_ = std::move(other.control_);
+  }
+  return *this;
+}
+
+FreezeWatchdog::Outcome FreezeWatchdog::Disarm() {
+  if (pid_ <= 0) return Outcome::kUnknown;
+  char d = 'D';
+  ssize_t n = ::write(control_.get(), &d, 1);  // EPIPE if it already exited: fine
+  (void)n;
+  control_.Reset();
+  int status = 0;
+  pid_t w;
+  do {
+    w = ::waitpid(pid_, &status, 0);
+  } while (w < 0 && errno == EINTR);
+  pid_ = -1;
+  if (w < 0 || !WIFEXITED(status)) return Outcome::kUnknown;
+  switch (WEXITSTATUS(status)) {
+    case kExitDisarmed: return Outcome::kDisarmed;
+    case kExitDeadline: return Outcome::kThawedAtDeadline;
+    case kExitOwnerDied: return Outcome::kThawedAfterOwnerDied;
+    default: return Outcome::kUnknown;
+  }
+}
+
+}  // namespace hotsnap
