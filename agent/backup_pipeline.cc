@@ -12,6 +12,7 @@
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "agent/throttle.h"
 #include "io/aligned_buffer.h"
 #include "io/block_reader.h"
 #include "io/compress_pool.h"
@@ -25,6 +26,7 @@ struct Slot {
   std::span<uint8_t> input;   // registered read buffer, chunk_bytes
   std::vector<uint8_t> output;
   CompressJob job;
+  uint64_t sequence = 0;      // position in the run's chunk list
   uint64_t chunk_offset = 0;  // bytes
   uint32_t chunk_length = 0;  // bytes
   std::vector<ByteExtent> ranges;  // used ranges; empty means the whole chunk
@@ -39,14 +41,15 @@ uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 class Pipeline {
  public:
   Pipeline(const SourceDevice& source, const ImageMetadata& meta, const PipelineOptions& options,
-           ImageWriter* writer)
-      : source_(source), meta_(meta), options_(options), writer_(writer) {}
+           const ChunkEmitter& emit)
+      : source_(source), meta_(meta), options_(options), emit_(emit),
+        limiter_(options.rate_limit_bytes_per_s, meta.chunk_bytes) {}
 
   Result<PipelineStats> Run();
 
  private:
   Status Setup();
-  Status StartChunk(Slot* slot, uint64_t index);
+  Status StartChunk(Slot* slot, uint64_t sequence, uint64_t index);
   Status QueueRead(Slot* slot);
   Status OnReadDone(Slot* slot, int32_t result);
   void ZeroGaps(Slot* slot);
@@ -57,12 +60,13 @@ class Pipeline {
   const SourceDevice& source_;
   const ImageMetadata& meta_;
   const PipelineOptions& options_;
-  ImageWriter* writer_;
+  const ChunkEmitter& emit_;
+  uint64_t output_bytes_ = 0;
 
   AlignedBuffer arena_;
   std::vector<Slot> slots_;
   std::vector<Slot*> free_;
-  std::map<uint64_t, Slot*> ready_;  // compressed, waiting for their turn to be written
+  std::map<uint64_t, Slot*> ready_;  // by sequence: compressed, waiting for their turn
   ZeroChunk zero_;
   std::optional<ZeroChunk> short_zero_;  // for a short last chunk
   UniqueFd wake_fd_;
@@ -70,6 +74,7 @@ class Pipeline {
   std::unique_ptr<CompressPool> pool_;
   unsigned in_pool_ = 0;
   unsigned queue_depth_ = 4;
+  RateLimiter limiter_;  // paces read submissions (--rate-limit)
   PipelineStats stats_;
 };
 
@@ -101,7 +106,8 @@ Status Pipeline::Setup() {
   if (!wake_fd_.valid()) return Status::FromErrno(Code::kInternal, errno, "eventfd");
 
   std::string fallback;
-  auto reader = MakeBlockReader(source_.fd.get(), ropts, &fallback);
+  auto reader = options_.make_reader ? options_.make_reader(ropts, &fallback)
+                                     : MakeBlockReader(source_.fd.get(), ropts, &fallback);
   if (!reader.ok()) return reader.status();
   reader_ = std::move(reader.value());
   if (!fallback.empty()) Notice(fallback + "; reading " + source_.path + " with pread instead");
@@ -123,7 +129,8 @@ Result<const ZeroChunk*> Pipeline::ZeroFor(uint32_t length) {
   return &*short_zero_;
 }
 
-Status Pipeline::StartChunk(Slot* slot, uint64_t index) {
+Status Pipeline::StartChunk(Slot* slot, uint64_t sequence, uint64_t index) {
+  slot->sequence = sequence;
   slot->chunk_offset = index * meta_.chunk_bytes;
   slot->chunk_length = meta_.ChunkLength(index);
   slot->job = CompressJob{};
@@ -142,7 +149,7 @@ Status Pipeline::StartChunk(Slot* slot, uint64_t index) {
       slot->job.hash = (*z)->hash;
       slot->job.frame = std::span<const uint8_t>(
           reinterpret_cast<const uint8_t*>((*z)->frame.data()), (*z)->frame.size());
-      ready_[index] = slot;
+      ready_[sequence] = slot;
       return Status::Ok();
     }
   }
@@ -159,6 +166,7 @@ Status Pipeline::StartChunk(Slot* slot, uint64_t index) {
   slot->read_begin = std::max(AlignDown(begin, align), slot->chunk_offset);
   slot->read_end = std::min(AlignUp(end, align), slot->chunk_offset + slot->input.size());
   slot->read_done = 0;
+  limiter_.Charge(slot->read_end - slot->read_begin, RateLimiter::Clock::now());
   return QueueRead(slot);
 }
 
@@ -216,22 +224,25 @@ Status Pipeline::WriteReady(bool* progressed) {
     Slot* slot = it->second;
     ready_.erase(it);
     HOTSNAP_RETURN_IF_ERROR(slot->job.status);
-    HOTSNAP_RETURN_IF_ERROR(writer_->AppendChunk(slot->job.frame, slot->chunk_length, slot->job.hash));
+    HOTSNAP_RETURN_IF_ERROR(emit_(slot->job.index, slot->job.frame, slot->chunk_length, slot->job.hash));
+    output_bytes_ += slot->job.frame.size();
     if (slot->job.zero) ++stats_.zero_chunks;
     ++stats_.chunks;
     free_.push_back(slot);
     *progressed = true;
-    if (options_.progress) options_.progress(stats_.chunks, stats_.bytes_read, writer_->bytes_written());
+    if (options_.progress) options_.progress(stats_.chunks, stats_.bytes_read, output_bytes_);
   }
   return Status::Ok();
 }
 
 Status Pipeline::WaitForEvent() {
-  if (reader_->in_flight() == 0 && in_pool_ == 0) {
+  // Held back by --rate-limit: wake up when the next read may start.
+  int throttled_ms = limiter_.MillisecondsUntilReady(RateLimiter::Clock::now());
+  if (reader_->in_flight() == 0 && in_pool_ == 0 && throttled_ms == 0) {
     return Status(Code::kInternal, "backup pipeline stalled with nothing in flight");
   }
   pollfd pfd{wake_fd_.get(), POLLIN, 0};
-  int rc = ::poll(&pfd, 1, -1);
+  int rc = ::poll(&pfd, 1, throttled_ms > 0 ? throttled_ms : -1);
   if (rc < 0 && errno != EINTR) return Status::FromErrno(Code::kInternal, errno, "poll");
   uint64_t count;
   ssize_t n = ::read(wake_fd_.get(), &count, sizeof(count));  // reset; EAGAIN is fine
@@ -241,7 +252,7 @@ Status Pipeline::WaitForEvent() {
 
 Result<PipelineStats> Pipeline::Run() {
   HOTSNAP_RETURN_IF_ERROR(Setup());
-  const uint64_t total = meta_.chunk_count();
+  const uint64_t total = options_.chunks.empty() ? meta_.chunk_count() : options_.chunks.size();
   uint64_t next_chunk = 0;
   std::vector<ReadCompletion> completions;
   std::vector<CompressJob*> finished;
@@ -249,11 +260,13 @@ Result<PipelineStats> Pipeline::Run() {
     if (Interrupted()) return Status(Code::kInterrupted, "interrupted during the backup");
     bool progressed = false;
     // Start chunks while there is memory and queue room.
-    while (!free_.empty() && next_chunk < total && reader_->in_flight() < queue_depth_) {
+    while (!free_.empty() && next_chunk < total && reader_->in_flight() < queue_depth_ &&
+           limiter_.Ready(RateLimiter::Clock::now())) {
       if (options_.check) HOTSNAP_RETURN_IF_ERROR(options_.check());
       Slot* slot = free_.back();
       free_.pop_back();
-      HOTSNAP_RETURN_IF_ERROR(StartChunk(slot, next_chunk++));
+      uint64_t index = options_.chunks.empty() ? next_chunk : options_.chunks[next_chunk];
+      HOTSNAP_RETURN_IF_ERROR(StartChunk(slot, next_chunk++, index));
       progressed = true;
     }
     completions.clear();
@@ -266,7 +279,7 @@ Result<PipelineStats> Pipeline::Run() {
     pool_->TakeFinished(&finished);
     for (CompressJob* job : finished) {
       --in_pool_;
-      ready_[job->index] = &slots_[job->owner];
+      ready_[slots_[job->owner].sequence] = &slots_[job->owner];
       progressed = true;
     }
     HOTSNAP_RETURN_IF_ERROR(WriteReady(&progressed));
@@ -277,10 +290,17 @@ Result<PipelineStats> Pipeline::Run() {
 
 }  // namespace
 
+Result<PipelineStats> RunChunkPipeline(const SourceDevice& source, const ImageMetadata& meta,
+                                       const PipelineOptions& options, const ChunkEmitter& emit) {
+  Pipeline pipeline(source, meta, options, emit);
+  return pipeline.Run();
+}
+
 Result<PipelineStats> RunBackupPipeline(const SourceDevice& source, const ImageMetadata& meta,
                                         const PipelineOptions& options, ImageWriter* writer) {
-  Pipeline pipeline(source, meta, options, writer);
-  return pipeline.Run();
+  ChunkEmitter emit = [writer](uint64_t, std::span<const uint8_t> frame, uint32_t length,
+                               const Hash128& hash) { return writer->AppendChunk(frame, length, hash); };
+  return RunChunkPipeline(source, meta, options, emit);
 }
 
 }  // namespace hotsnap

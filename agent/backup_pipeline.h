@@ -11,11 +11,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
 #include "fsmap/used_block_map.h"
+#include "io/block_reader.h"
 #include "io/image_writer.h"
 #include "io/source_device.h"
 
@@ -34,6 +37,13 @@ struct PipelineOptions {
   unsigned queue_depth = 4;  // reads in flight
   bool allow_io_uring = true;
   ChunkPlanner planner;      // empty: read everything
+  // Which chunks to copy, in this order; empty: every chunk of the device in order.
+  std::vector<uint64_t> chunks;
+  // Makes the reader; empty: io_uring (or pread) on the source. Tests and the tracked mode's
+  // in-memory capture of the last written chunks supply their own.
+  std::function<Result<std::unique_ptr<BlockReader>>(const ReaderOptions&, std::string* fallback)>
+      make_reader;
+  uint64_t rate_limit_bytes_per_s = 0;  // reads paced to this rate (--rate-limit); 0: no limit
   // Called before each chunk is started; a non-OK status aborts the run (e.g. a view that
   // became invalid or a freeze past its deadline).
   std::function<Status()> check;
@@ -47,6 +57,13 @@ struct PipelineStats {
   uint64_t zero_chunks = 0;     // written as the precomputed zero frame
   uint64_t chunks = 0;
 };
+
+// Receives each finished chunk, in the order of PipelineOptions::chunks.
+using ChunkEmitter = std::function<Status(uint64_t index, std::span<const uint8_t> frame,
+                                          uint32_t length_bytes, const Hash128& hash)>;
+
+Result<PipelineStats> RunChunkPipeline(const SourceDevice& source, const ImageMetadata& meta,
+                                       const PipelineOptions& options, const ChunkEmitter& emit);
 
 // Runs the pipeline over every chunk of `source`. The writer must have had Begin() called;
 // the caller calls Finish() afterwards.

@@ -159,6 +159,18 @@ log "warming the page cache (reading $image and $dev once)"
 cat "$image" > /dev/null
 cat "$dev" > /dev/null
 
+# busy_pct: how busy the CPUs are (all processes, %) over the next 2 seconds.
+busy_pct() {
+  local a b
+  a=$(head -n 1 /proc/stat); sleep 2; b=$(head -n 1 /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {
+    n = split(a, x, " "); split(b, y, " "); tot = 0
+    for (i = 2; i <= n; i++) tot += y[i] - x[i]
+    idle = (y[5] - x[5]) + (y[6] - x[6])
+    printf "%d", (tot > 0 ? 100 * (tot - idle) / tot : 0) }'
+}
+busy_start=$(busy_pct)
+
 # --- Measuring ----------------------------------------------------------------------------
 rows=()   # label, wall, cpu, rss_kib, size; tab-separated (labels contain '|')
 notes=()  # per-component RSS lines
@@ -166,16 +178,23 @@ notes=()  # per-component RSS lines
 # T NAME: the GNU time prefix that records one component's peak RSS (KiB) in scratch.
 T() { printf '/usr/bin/time -f %%M -o %q ' "$scratch/rss.$1"; }
 
-# measure LABEL KEY OUTPUT CMD: runs CMD (a bash -c string) once under GNU time.
+# measure LABEL KEY OUTPUT CMD: runs CMD (a bash -c string) once under GNU time and adds
+# a row. A failing CMD is fatal, except that with optional=1 a usage error (exit 2, an
+# option this hotsnap does not know) returns 1 instead.
+optional=0
 measure() {
-  local label=$1 key=$2 out=$3 cmd=$4 tf="$scratch/time.$2" f rss_sum=0 comp detail=""
+  local label=$1 key=$2 out=$3 cmd=$4 tf="$scratch/time.$2" f rss_sum=0 comp detail="" rc=0
   rm -f "$out" "$scratch"/rss."$key".*
   sync  # earlier outputs' writeback must not land inside this measurement
   log "running: $label"
-  if ! /usr/bin/time -f '%e %U %S %M' -o "$tf" bash -c "set -o pipefail; $cmd" \
-       2> "$scratch/stderr.$key"; then
+  /usr/bin/time -f '%e %U %S %M' -o "$tf" bash -c "set -o pipefail; $cmd" \
+    2> "$scratch/stderr.$key" || rc=$?
+  if [[ $rc -eq 2 && $optional -eq 1 ]]; then
+    log "$label: usage error, skipping the row: $(head -n 1 "$scratch/stderr.$key")"
+    return 1
+  elif [[ $rc -ne 0 ]]; then
     cat "$scratch/stderr.$key" >&2
-    die "$label failed"
+    die "$label failed (exit $rc)"
   fi
   read -r wall user sys _ < <(tail -n 1 "$tf")
   for f in "$scratch"/rss."$key".*; do
@@ -198,12 +217,11 @@ measure "hotsnap backup" hotsnap "$out_hotsnap" \
   "$(T hotsnap.hotsnap)$(q "$hotsnap") backup $(q "$dev") -o $(q "$out_hotsnap") --level $level"
 
 if [[ $all_blocks -eq 1 ]]; then
-  if "$hotsnap" backup --help 2>&1 | grep -q -- '--all-blocks'; then
-    measure "hotsnap --all-blocks" hotsnap_all "$out_hotsnap" \
-      "$(T hotsnap_all.hotsnap)$(q "$hotsnap") backup $(q "$dev") -o $(q "$out_hotsnap") --level $level --all-blocks"
-  else
-    log "this hotsnap does not accept --all-blocks; skipping that row"
-  fi
+  optional=1
+  measure "hotsnap --all-blocks" hotsnap_all "$out_hotsnap" \
+    "$(T hotsnap_all.hotsnap)$(q "$hotsnap") backup $(q "$dev") -o $(q "$out_hotsnap") --level $level --all-blocks" \
+    || true
+  optional=0
 fi
 
 measure "dd | zstd" dd "$out_dd" \
@@ -252,7 +270,13 @@ printf '  tools     zstd %s, partclone %s, dd (coreutils) %s\n' \
 printf '  source    %s, %s ext4 (%s used), page cache warm, unmounted\n' \
   "$dev" "$(human "$dev_size")" "$(human "$used")"
 [[ -n $raw_size ]] && printf '  used      partclone -a0 raw stream: %s\n' "$(human "$raw_size")"
-printf '  level     zstd -%s for all; hotsnap and zstd use all cores\n\n' "$level"
+printf '  level     zstd -%s for all; hotsnap and zstd use all cores\n' "$level"
+printf '  busy      CPUs %s%% busy with other work just before, %s%% just after\n' \
+  "$busy_start" "$(busy_pct)"
+if [[ ${busy_start:-0} -gt 10 ]]; then
+  printf '  WARNING   the machine was busy: wall times are inflated; compare cpu instead\n'
+fi
+printf '\n'
 
 printf '%-24s %8s %8s %10s %16s\n' "command" "wall s" "cpu s" "rss MiB" "output"
 printf '%-24s %8s %8s %10s %16s\n' "------------------------" "------" "-----" "-------" "------"
@@ -262,11 +286,12 @@ for r in "${rows[@]}"; do
     "$(printf '%.2f GB' "$(awk -v s="$size" 'BEGIN { print s / 1e9 }')")"
 done
 
-printf '\n%-24s %8s %8s\n' "ratio" "wall" "size"
-printf '%-24s %8s %8s\n' "------------------------" "----" "----"
+printf '\n%-24s %8s %8s %8s\n' "ratio" "wall" "cpu" "size"
+printf '%-24s %8s %8s %8s\n' "------------------------" "----" "---" "----"
 for other in "dd | zstd" "partclone | zstd"; do
-  printf '%-24s %8s %8s\n' "hotsnap / ${other%% *}" \
+  printf '%-24s %8s %8s %8s\n' "hotsnap / ${other%% *}" \
     "$(ratio "$(field "hotsnap backup" 2)" "$(field "$other" 2)")" \
+    "$(ratio "$(field "hotsnap backup" 3)" "$(field "$other" 3)")" \
     "$(ratio "$(field "hotsnap backup" 5)" "$(field "$other" 5)")"
 done
 

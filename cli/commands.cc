@@ -4,12 +4,15 @@
 
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "agent/backup_job.h"
 #include "agent/image_jobs.h"
 #include "agent/progress.h"
 #include "base/log.h"
+#include "cli/mount_commands.h"
+#include "cli/scripting.h"
 
 namespace po = boost::program_options;
 
@@ -66,14 +69,47 @@ void AddCommonOptions(po::options_description* d) {
       ("quiet,q", "print only errors");
 }
 
+// "512M", "2G", "4096K", "1T" (binary units, an optional "iB"/"B"); a bare number is MiB,
+// as with lvcreate -L.
+Result<uint64_t> ParseCowSize(const std::string& text) {
+  char* end = nullptr;
+  double value = std::strtod(text.c_str(), &end);
+  std::string unit = end ? std::string(end) : "";
+  for (const char* tail : {"iB", "ib", "B", "b"}) {
+    if (unit.size() > 1 && unit.size() >= std::strlen(tail) &&
+        unit.compare(unit.size() - std::strlen(tail), std::string::npos, tail) == 0) {
+      unit.resize(unit.size() - std::strlen(tail));
+      break;
+    }
+  }
+  double scale = 0;
+  if (unit.empty() || unit == "M" || unit == "m") scale = 1 << 20;
+  else if (unit == "K" || unit == "k") scale = 1 << 10;
+  else if (unit == "G" || unit == "g") scale = double(1 << 30);
+  else if (unit == "T" || unit == "t") scale = double(1 << 30) * 1024;
+  if (end == text.c_str() || scale == 0 || !(value > 0)) {
+    return Status(Code::kUsage, "--cow-size " + text + ": expected a size such as 512M or 2G");
+  }
+  double bytes = value * scale;
+  if (bytes < 1 << 20 || bytes > 1e18) {
+    return Status(Code::kUsage, "--cow-size " + text + ": must be at least 1M");
+  }
+  return static_cast<uint64_t>(bytes);
+}
+
 Status RunBackupCommand(const std::vector<std::string>& args) {
   po::options_description d("backup options");
   BackupOptions o;
   d.add_options()
-      ("output,o", po::value<std::string>(&o.dest)->required(), "image path, or - for stdout")
+      ("output,o", po::value<std::string>(&o.dest), "image path, or - for stdout (required)")
       ("snapshot", po::value<std::string>(&o.snapshot)->default_value("none"),
        "how to get a consistent view: none (read the device as it is; refused if mounted "
-       "read-write), freeze (freeze the mounted filesystem for the whole copy; small volumes)")
+       "read-write), freeze (freeze the mounted filesystem for the whole copy; small volumes), "
+       "lvm (read a classic LVM snapshot of the logical volume), lvm-thin (a thin snapshot of a "
+       "thin LV), auto (lvm or lvm-thin for a logical volume, else none)")
+      ("cow-size", po::value<std::string>(), "--snapshot lvm: size of the snapshot's copy-on-write "
+       "area, e.g. 512M or 2G (default: 10 % of the volume, at least 64M); it must hold every "
+       "block written to the volume during the backup")
       ("max-freeze", po::value<double>()->default_value(10),
        "seconds a freeze may last; past it the copy aborts and a watchdog process thaws the "
        "filesystem, even if hotsnap was killed")
@@ -94,18 +130,37 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
       ("overwrite", "replace DEST if it exists")
       ("all-blocks", "read every block, also those the filesystem marks free (default: only "
        "used blocks of ext2/3/4 and xfs; free blocks are stored as zeros)")
-      ("no-io-uring", "read with pread instead of io_uring");
+      ("no-io-uring", "read with pread instead of io_uring")
+      ("dry-run", "print the plan (source, filesystem, bytes to read, snapshot method, target) "
+       "and exit without writing anything");
   AddCommonOptions(&d);
+  AddEventOptions(&d);
+  AddSshOptions(&d, &o.ssh_options);
+  AddRateLimitOption(&d);
+  AddPriorityOptions(&d);
   auto p = Parse(args, "hotsnap backup SOURCE -o DEST [options]",
                  "Back up SOURCE (a block device or a regular file) into a zstd image at DEST.\n"
-                 "The image is written under a temporary name and renamed when complete.",
+                 "The image is written under a temporary name and renamed when complete.\n"
+                 "DEST may be - (stdout) or ssh://[user@]host[:port]/path (the system ssh client;\n"
+                 "published on the remote host only after the whole image arrived).",
                  d, {"SOURCE"});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
+  if (o.dest.empty()) {
+    return Status(Code::kUsage, "missing -o DEST\nusage: hotsnap backup SOURCE -o DEST [options]");
+  }
   o.source = p->vm["SOURCE"].as<std::string>();
   o.overwrite = p->vm.count("overwrite") > 0;
   o.allow_io_uring = p->vm.count("no-io-uring") == 0;
   o.all_blocks = p->vm.count("all-blocks") > 0;
+  if (p->vm.count("cow-size")) {
+    auto cow = ParseCowSize(p->vm["cow-size"].as<std::string>());
+    if (!cow.ok()) return cow.status();
+    o.cow_bytes = *cow;
+    if (o.snapshot != "lvm" && o.snapshot != "auto") {
+      return Status(Code::kUsage, "--cow-size applies only to --snapshot lvm (or auto)");
+    }
+  }
   double max_freeze = p->vm["max-freeze"].as<double>();
   double hook_timeout = p->vm["hook-timeout"].as<double>();
   if (max_freeze <= 0 || max_freeze > 3600) {
@@ -123,8 +178,23 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
     return Status(Code::kUsage, "--queue-depth must be between 1 and 64");
   }
   if (o.workers > 256) return Status(Code::kUsage, "--workers must be at most 256");
+  HOTSNAP_RETURN_IF_ERROR(CheckSshArguments(o.ssh_options, o.dest));
+  auto rate = RateLimitBytesPerSecond(p->vm);
+  if (!rate.ok()) return rate.status();
+  o.rate_limit_bytes_per_s = *rate;
+  bool events_on_stderr = false;
+  HOTSNAP_RETURN_IF_ERROR(SetUpEvents(p->vm, "backup", &events_on_stderr));
+  if (events_on_stderr) o.progress = false;
+  HOTSNAP_RETURN_IF_ERROR(ApplyPriorityOptions(p->vm));
+  if (p->vm.count("dry-run")) {
+    auto plan = PlanBackup(o);
+    if (!plan.ok()) return plan.status();
+    PrintPlan(*plan);
+    return Status::Ok();
+  }
   auto r = RunBackup(o);
   if (!r.ok()) return r.status();
+  EmitBackupResult(*r);
   char line[512];
   std::snprintf(line, sizeof(line),
                 "backed up %s (%s%s, %s used) to %s: %s read, image %s (ratio %.2f), %llu of %llu chunks "
@@ -147,8 +217,11 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
       ("overwrite", "replace TARGET if it is an existing regular file")
       ("queue-depth", po::value<unsigned>(&o.queue_depth)->default_value(4), "writes in flight (1-64)");
   AddCommonOptions(&d);
+  AddEventOptions(&d);
+  AddSshOptions(&d, &o.ssh_options);
+  AddPriorityOptions(&d);
   auto p = Parse(args, "hotsnap restore IMAGE TARGET [options]",
-                 "Restore IMAGE (a path, or - for stdin) onto TARGET: a block device that is not\n"
+                 "Restore IMAGE (a path, - for stdin, or ssh://[user@]host[:port]/path) onto TARGET: a block device that is not\n"
                  "mounted or in use and at least as large as the image's source, or a regular file\n"
                  "(created sparse). Every chunk is checked before it is written.",
                  d, {"IMAGE", "TARGET"});
@@ -162,8 +235,14 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
   if (o.queue_depth < 1 || o.queue_depth > 64) {
     return Status(Code::kUsage, "--queue-depth must be between 1 and 64");
   }
+  HOTSNAP_RETURN_IF_ERROR(CheckSshArguments(o.ssh_options, o.image));
+  bool events_on_stderr = false;
+  HOTSNAP_RETURN_IF_ERROR(SetUpEvents(p->vm, "restore", &events_on_stderr));
+  if (events_on_stderr) o.progress = false;
+  HOTSNAP_RETURN_IF_ERROR(ApplyPriorityOptions(p->vm));
   auto r = RunRestore(o);
   if (!r.ok()) return r.status();
+  EmitRestoreResult(o, *r);
   char line[256];
   std::snprintf(line, sizeof(line), "restored %s to %s: %s written, %llu zero chunks left as holes, %.1f s",
                 o.image.c_str(), o.target.c_str(), HumanBytes(r->bytes_written).c_str(),
@@ -174,16 +253,26 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
 
 Status RunVerifyCommand(const std::vector<std::string>& args) {
   po::options_description d("verify options");
+  std::vector<std::string> ssh_options;
   AddCommonOptions(&d);
+  AddEventOptions(&d);
+  AddSshOptions(&d, &ssh_options);
+  AddPriorityOptions(&d);
   auto p = Parse(args, "hotsnap verify IMAGE",
-                 "Read IMAGE (a path, or - for stdin) in full and check every frame, chunk hash,\n"
+                 "Read IMAGE (a path, - for stdin, or ssh://[user@]host[:port]/path) in full and check every frame, chunk hash,\n"
                  "the image hash and the seek table. Exit 0 only if everything matches.",
                  d, {"IMAGE"});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
   if (p->vm.count("quiet")) SetQuiet(true);
-  auto r = RunVerify(p->vm["IMAGE"].as<std::string>(), ShowProgress(p->vm));
+  const std::string image = p->vm["IMAGE"].as<std::string>();
+  HOTSNAP_RETURN_IF_ERROR(CheckSshArguments(ssh_options, image));
+  bool events_on_stderr = false;
+  HOTSNAP_RETURN_IF_ERROR(SetUpEvents(p->vm, "verify", &events_on_stderr));
+  HOTSNAP_RETURN_IF_ERROR(ApplyPriorityOptions(p->vm));
+  auto r = RunVerify(image, ShowProgress(p->vm) && !events_on_stderr, ssh_options);
   if (!r.ok()) return r.status();
+  EmitVerifyResult(image, *r);
   std::printf("OK: %s — %llu chunks (%llu zero), %s of device data in %s, image hash xxh3-128:%s\n",
               p->vm["IMAGE"].as<std::string>().c_str(), static_cast<unsigned long long>(r->chunks),
               static_cast<unsigned long long>(r->zero_chunks), HumanBytes(r->meta.device_bytes).c_str(),
@@ -193,14 +282,17 @@ Status RunVerifyCommand(const std::vector<std::string>& args) {
 
 Status RunInfoCommand(const std::vector<std::string>& args) {
   po::options_description d("info options");
+  std::vector<std::string> ssh_options;
   d.add_options()("json", "print JSON");
+  AddSshOptions(&d, &ssh_options);
   auto p = Parse(args, "hotsnap info IMAGE [--json]",
                  "Describe IMAGE: its source, sizes and hashes. For a file only the metadata,\n"
-                 "trailer and seek table are read; a stream (-) is read in full.",
+                 "trailer and seek table are read; a stream (- or ssh://...) is read in full.",
                  d, {"IMAGE"});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
-  auto text = DescribeImage(p->vm["IMAGE"].as<std::string>(), p->vm.count("json") > 0);
+  HOTSNAP_RETURN_IF_ERROR(CheckSshArguments(ssh_options, p->vm["IMAGE"].as<std::string>()));
+  auto text = DescribeImage(p->vm["IMAGE"].as<std::string>(), p->vm.count("json") > 0, ssh_options);
   if (!text.ok()) return text.status();
   std::fputs(text->c_str(), stdout);
   return Status::Ok();
@@ -214,6 +306,10 @@ const std::vector<Command>& Commands() {
       {"restore", "write an image back onto a block device or into a file", RunRestoreCommand},
       {"verify", "check every hash in an image", RunVerifyCommand},
       {"info", "describe an image", RunInfoCommand},
+      {"cat", "extract a byte range of the device stored in an image", RunCatCommand},
+      {"mount", "mount the filesystem in an image read-only, without restoring it", RunMountCommand},
+      {"umount", "undo hotsnap mount", RunUmountCommand},
+      {"cleanup", "remove what crashed hotsnap processes left behind", RunCleanupCommand},
   };
   return commands;
 }

@@ -46,8 +46,15 @@ Result<bool> FrameReader::Next(Frame* frame) {
   uint32_t magic = LoadLe32(buf_.data() + start_);
   frame->offset = consumed_;
   frame->magic = magic;
+  frame->poison = false;
   size_t size = 0;
-  if ((magic & kSkippableMagicMask) == kSkippableMagicBase) {
+  if (consumed_ == 0) HOTSNAP_RETURN_IF_ERROR(Fill(sizeof(kPoisonFrame)));
+  if (magic == kZstdFrameMagic && consumed_ == 0 && available() >= sizeof(kPoisonFrame) &&
+      IsPoisonFrame(std::span<const uint8_t>(buf_.data() + start_, sizeof(kPoisonFrame)))) {
+    size = sizeof(kPoisonFrame);
+    frame->skippable = false;
+    frame->poison = true;
+  } else if ((magic & kSkippableMagicMask) == kSkippableMagicBase) {
     if (available() < kSkippableHeaderBytes) {
       return Status(Code::kIntegrity, "image " + name_ + " is truncated" + where);
     }

@@ -19,6 +19,7 @@ namespace hotsnap {
 
 struct Frame {
   bool skippable = false;
+  bool poison = false;                 // the tracked layout's leading guard frame
   uint32_t magic = 0;
   uint64_t offset = 0;                 // image byte offset of the frame's first byte
   std::span<const uint8_t> bytes;      // the whole frame

@@ -12,10 +12,12 @@ namespace {
 
 constexpr char kMetadataTag[8] = {'H', 'S', 'N', 'P', 'M', 'E', 'T', 'A'};
 constexpr char kTrailerTag[8] = {'H', 'S', 'N', 'P', 'T', 'R', 'L', 'R'};
+constexpr char kReportTag[8] = {'H', 'S', 'N', 'P', 'R', 'P', 'R', 'T'};
+constexpr char kRoundTag[8] = {'H', 'S', 'N', 'P', 'R', 'O', 'N', 'D'};
 constexpr size_t kHashBytes = 16;
-// Trailer payload: tag, version, chunk bytes, device bytes, chunk count, hashes..., image
-// hash, trailer hash.
-constexpr size_t kTrailerFixedBytes = 8 + 4 + 4 + 8 + 8 + kHashBytes + kHashBytes;
+// Trailer payload: tag, version, chunk bytes, device bytes, chunk count, layout, reserved,
+// hashes..., [final frames...], image hash, trailer hash.
+constexpr size_t kTrailerFixedBytes = 8 + 4 + 4 + 8 + 8 + 4 + 4 + kHashBytes + kHashBytes;
 
 void AppendHash(std::string* out, const Hash128& h) {
   AppendLe64(out, h.low);
@@ -98,6 +100,7 @@ std::string EncodeMetadataFrame(const ImageMetadata& meta) {
   j["zstd_level"] = meta.level;
   j["used_bytes"] = meta.used_bytes;
   j["used_map"] = meta.used_map;
+  j["layout"] = meta.layout == Layout::kTracked ? "tracked" : "plain";
   // Invalid UTF-8 in a label or path must not abort the backup: replace it.
   std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   std::string payload(kMetadataTag, sizeof(kMetadataTag));
@@ -147,6 +150,12 @@ Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload) {
     meta.level = j.value("zstd_level", 0);
     meta.used_bytes = j.value("used_bytes", meta.device_bytes);
     meta.used_map = j.value("used_map", "all blocks");
+    std::string layout = j.value("layout", "plain");
+    if (layout == "tracked") {
+      meta.layout = Layout::kTracked;
+    } else if (layout != "plain") {
+      return Status(Code::kUnsupported, "metadata frame: unknown layout '" + layout + "'");
+    }
   } catch (const std::exception& e) {
     return Corrupt(std::string("metadata frame: JSON: ") + e.what());
   }
@@ -166,7 +175,12 @@ std::string EncodeTrailerFrame(const Trailer& trailer) {
   AppendLe32(&payload, trailer.chunk_bytes);
   AppendLe64(&payload, trailer.device_bytes);
   AppendLe64(&payload, trailer.chunk_hashes.size());
+  AppendLe32(&payload, static_cast<uint32_t>(trailer.layout));
+  AppendLe32(&payload, 0);
   for (const Hash128& h : trailer.chunk_hashes) AppendHash(&payload, h);
+  if (trailer.layout == Layout::kTracked) {
+    for (uint32_t f : trailer.final_frames) AppendLe32(&payload, f);
+  }
   AppendHash(&payload, trailer.image_hash);
   AppendHash(&payload, HashBytes(payload.data(), payload.size()));
   return SkippableFrame(kTrailerMagic, payload);
@@ -199,18 +213,30 @@ Result<Trailer> DecodeTrailerPayload(std::span<const uint8_t> payload) {
     return Corrupt("trailer: chunk_count " + std::to_string(count) + " does not match device_bytes " +
                    std::to_string(t.device_bytes) + " (expected " + std::to_string(expected) + ")");
   }
-  if (payload.size() != kTrailerFixedBytes + count * kHashBytes) {
-    return Corrupt("trailer: payload of " + std::to_string(payload.size()) +
-                   " bytes does not hold " + std::to_string(count) + " chunk hashes");
+  uint32_t layout = LoadLe32(p + 24);
+  if (layout > static_cast<uint32_t>(Layout::kTracked) || LoadLe32(p + 28) != 0) {
+    return Corrupt("trailer: unknown layout " + std::to_string(layout));
   }
-  const uint8_t* hashes = p + 24;
+  t.layout = static_cast<Layout>(layout);
+  uint64_t per_chunk = kHashBytes + (t.layout == Layout::kTracked ? 4 : 0);
+  if (payload.size() != kTrailerFixedBytes + count * per_chunk) {
+    return Corrupt("trailer: payload of " + std::to_string(payload.size()) +
+                   " bytes does not hold " + std::to_string(count) + " chunk entries");
+  }
+  const uint8_t* hashes = p + 32;
   t.chunk_hashes.reserve(count);
   for (uint64_t i = 0; i < count; ++i) t.chunk_hashes.push_back(LoadHash(hashes + i * kHashBytes));
-  t.image_hash = LoadHash(hashes + count * kHashBytes);
+  const uint8_t* rest = hashes + count * kHashBytes;
+  if (t.layout == Layout::kTracked) {
+    t.final_frames.reserve(count);
+    for (uint64_t i = 0; i < count; ++i) t.final_frames.push_back(LoadLe32(rest + i * 4));
+    rest += count * 4;
+  }
+  t.image_hash = LoadHash(rest);
   return t;
 }
 
-std::string EncodeSeekTableFrame(const std::vector<SeekEntry>& entries) {
+std::string EncodeSeekTableFrame(const std::vector<SeekEntry>& entries, uint8_t descriptor) {
   std::string payload;
   payload.reserve(entries.size() * 8 + kSeekFooterBytes);
   for (const SeekEntry& e : entries) {
@@ -218,7 +244,7 @@ std::string EncodeSeekTableFrame(const std::vector<SeekEntry>& entries) {
     AppendLe32(&payload, e.decompressed_bytes);
   }
   AppendLe32(&payload, static_cast<uint32_t>(entries.size()));
-  payload.push_back(0);  // descriptor: no checksums, reserved bits zero
+  payload.push_back(static_cast<char>(descriptor));  // no per-entry checksums
   AppendLe32(&payload, kSeekFooterMagic);
   return SkippableFrame(kSeekTableMagic, payload);
 }
@@ -229,9 +255,9 @@ Result<uint64_t> SeekTableFrameBytes(std::span<const uint8_t> footer) {
     return Corrupt("seek table footer: magic is not 0x8F92EAB1 (truncated or not a hotsnap image)");
   }
   uint8_t descriptor = footer[4];
-  if (descriptor != 0) {
-    return Corrupt("seek table footer: descriptor byte 0x" + std::to_string(descriptor) +
-                   " is not 0 (hotsnap writes no per-entry checksums)");
+  if (descriptor != kSeekDescriptorPlain && descriptor != kSeekDescriptorTracked) {
+    return Corrupt("seek table footer: descriptor byte " + std::to_string(descriptor) +
+                   " is neither 0 (plain) nor 4 (tracked layout)");
   }
   uint64_t frames = LoadLe32(footer.data());
   if (frames > kMaxSeekFrames) {
@@ -240,7 +266,8 @@ Result<uint64_t> SeekTableFrameBytes(std::span<const uint8_t> footer) {
   return kSkippableHeaderBytes + frames * 8 + kSeekFooterBytes;
 }
 
-Result<std::vector<SeekEntry>> DecodeSeekTableFrame(std::span<const uint8_t> frame) {
+Result<std::vector<SeekEntry>> DecodeSeekTableFrame(std::span<const uint8_t> frame,
+                                                    uint8_t* descriptor) {
   if (frame.size() < kSkippableHeaderBytes + kSeekFooterBytes) {
     return Corrupt("seek table: frame too short");
   }
@@ -253,6 +280,7 @@ Result<std::vector<SeekEntry>> DecodeSeekTableFrame(std::span<const uint8_t> fra
   if (LoadLe32(frame.data() + 4) != frame.size() - kSkippableHeaderBytes) {
     return Corrupt("seek table: frame header size does not match its footer");
   }
+  if (descriptor != nullptr) *descriptor = frame[frame.size() - 5];
   uint64_t count = (frame.size() - kSkippableHeaderBytes - kSeekFooterBytes) / 8;
   std::vector<SeekEntry> entries;
   entries.reserve(count);
@@ -261,6 +289,87 @@ Result<std::vector<SeekEntry>> DecodeSeekTableFrame(std::span<const uint8_t> fra
     entries.push_back(SeekEntry{LoadLe32(p + i * 8), LoadLe32(p + i * 8 + 4)});
   }
   return entries;
+}
+
+bool IsPoisonFrame(std::span<const uint8_t> bytes) {
+  return bytes.size() == sizeof(kPoisonFrame) &&
+         std::memcmp(bytes.data(), kPoisonFrame, sizeof(kPoisonFrame)) == 0;
+}
+
+std::string EncodeReportFrame(const RunReport& r) {
+  nlohmann::ordered_json j;
+  j["freeze_ms"] = r.freeze_ms;
+  j["rounds"] = r.rounds;
+  j["recopied_bytes"] = r.recopied_bytes;
+  j["used_bytes"] = r.used_bytes;
+  j["lost_events"] = r.lost_events;
+  j["seconds"] = r.seconds;
+  std::string payload(kReportTag, sizeof(kReportTag));
+  AppendLe32(&payload, kFormatVersion);
+  payload += j.dump();
+  AppendHash(&payload, HashBytes(payload.data(), payload.size()));
+  return SkippableFrame(kReportMagic, payload);
+}
+
+Result<RunReport> DecodeReportPayload(std::span<const uint8_t> payload) {
+  if (payload.size() < sizeof(kReportTag) + 4 + kHashBytes || payload.size() > kMaxMetadataPayloadBytes) {
+    return Corrupt("report frame: payload of " + std::to_string(payload.size()) + " bytes is out of range");
+  }
+  if (std::memcmp(payload.data(), kReportTag, sizeof(kReportTag)) != 0) {
+    return Corrupt("report frame: tag is not HSNPRPRT");
+  }
+  size_t body = payload.size() - kHashBytes;
+  if (HashBytes(payload.data(), body) != LoadHash(payload.data() + body)) {
+    return Corrupt("report frame: hash mismatch");
+  }
+  RunReport r;
+  try {
+    auto j = nlohmann::json::parse(payload.begin() + 12, payload.begin() + body);
+    r.freeze_ms = j.value("freeze_ms", std::vector<int64_t>{});
+    r.rounds = j.value("rounds", 0u);
+    r.recopied_bytes = j.value("recopied_bytes", uint64_t{0});
+    r.used_bytes = j.value("used_bytes", uint64_t{0});
+    r.lost_events = j.value("lost_events", uint64_t{0});
+    r.seconds = j.value("seconds", 0.0);
+  } catch (const std::exception& e) {
+    return Corrupt(std::string("report frame: JSON: ") + e.what());
+  }
+  return r;
+}
+
+std::string EncodeRoundFrame(const RoundHeader& round) {
+  std::string payload(kRoundTag, sizeof(kRoundTag));
+  AppendLe32(&payload, round.round);
+  AppendLe32(&payload, static_cast<uint32_t>(round.chunks.size()));
+  for (uint32_t c : round.chunks) AppendLe32(&payload, c);
+  AppendHash(&payload, HashBytes(payload.data(), payload.size()));
+  return SkippableFrame(kRoundMagic, payload);
+}
+
+Result<RoundHeader> DecodeRoundPayload(std::span<const uint8_t> payload, uint64_t chunk_count) {
+  if (payload.size() < sizeof(kRoundTag) + 8 + kHashBytes) return Corrupt("round header: too short");
+  if (std::memcmp(payload.data(), kRoundTag, sizeof(kRoundTag)) != 0) {
+    return Corrupt("round header: tag is not HSNPROND");
+  }
+  size_t body = payload.size() - kHashBytes;
+  if (HashBytes(payload.data(), body) != LoadHash(payload.data() + body)) {
+    return Corrupt("round header: hash mismatch");
+  }
+  RoundHeader r;
+  r.round = LoadLe32(payload.data() + 8);
+  uint64_t count = LoadLe32(payload.data() + 12);
+  if (body != sizeof(kRoundTag) + 8 + count * 4 || count > chunk_count) {
+    return Corrupt("round header: chunk count " + std::to_string(count) + " does not fit");
+  }
+  r.chunks.reserve(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    uint32_t c = LoadLe32(payload.data() + 16 + i * 4);
+    if (c >= chunk_count) {
+      return Corrupt("round header: chunk index " + std::to_string(c) + " is past the device");
+    }
+    r.chunks.push_back(c);
+  }
+  return r;
 }
 
 }  // namespace hotsnap

@@ -1,10 +1,15 @@
 // The hotsnap image format: constants and the encoders/decoders of its non-data frames.
 //
-// An image is a sequence of frames, all valid in a zstd stream (see docs/image-format.md):
+// An image is a sequence of frames (see docs/image-format.md):
+//   0. poison     — tracked layout only: a zstd frame header with a reserved bit set, so
+//                   stock zstd refuses the image instead of emitting superseded chunks
 //   1. metadata   — skippable frame, magic kMetadataMagic, JSON payload
 //   2. chunk 0..N-1 — ordinary zstd frames, one per chunk of the device, content checksum on
-//   3. trailer    — skippable frame, magic kTrailerMagic: per-chunk XXH3-128 hashes, image hash
-//   4. seek table — skippable frame in the zstd seekable format (magic 0x184D2A5E, footer
+//   2b. rounds    — tracked layout only: a round header (skippable, kRoundMagic) listing
+//                   chunk indices, then one new frame per listed chunk, superseding older ones
+//   3. report     — skippable frame, magic kReportMagic: what the run did (JSON)
+//   4. trailer    — skippable frame, magic kTrailerMagic: per-chunk XXH3-128 hashes, image hash
+//   5. seek table — skippable frame in the zstd seekable format (magic 0x184D2A5E, footer
 //                   magic 0x8F92EAB1), one entry per frame above (skippable ones have a
 //                   decompressed size of 0), no per-entry checksums.
 // All integers are little-endian. These functions work on buffers only.
@@ -30,6 +35,21 @@ constexpr uint32_t kSkippableMagicBase = 0x184D2A50u;
 constexpr uint32_t kZstdFrameMagic = 0xFD2FB528u;
 constexpr uint32_t kMetadataMagic = 0x184D2A50u;
 constexpr uint32_t kTrailerMagic = 0x184D2A51u;
+constexpr uint32_t kRoundMagic = 0x184D2A52u;
+constexpr uint32_t kReportMagic = 0x184D2A53u;
+// Seek table descriptor: 0 for a plain image; the tracked layout sets a reserved bit so
+// generic seekable-format readers reject it rather than map offsets to superseded frames.
+constexpr uint8_t kSeekDescriptorPlain = 0x00;
+constexpr uint8_t kSeekDescriptorTracked = 0x04;
+// The poison frame: a 13-byte zstd frame whose header has the reserved bit (0x08 of the
+// frame header descriptor) set. Every zstd decoder fails on it before emitting a byte.
+constexpr uint8_t kPoisonFrame[13] = {0x28, 0xb5, 0x2f, 0xfd, 0x2c, 0x00, 0x01,
+                                      0x00, 0x00, 0x99, 0xe9, 0xd8, 0x51};
+
+enum class Layout : uint32_t {
+  kPlain = 0,    // every chunk exactly once, in order: `zstd -dc` restores the device
+  kTracked = 1,  // chunks re-copied in rounds; restore with hotsnap (or `hotsnap compact`)
+};
 constexpr uint32_t kSeekTableMagic = 0x184D2A5Eu;
 constexpr uint32_t kSeekFooterMagic = 0x8F92EAB1u;
 constexpr size_t kSkippableHeaderBytes = 8;  // magic + payload size
@@ -66,6 +86,7 @@ struct ImageMetadata {
   int level = 3;
   uint64_t used_bytes = 0;  // bytes the filesystem uses (= device_bytes when all are read)
   std::string used_map;     // how used blocks were found: "all blocks", "ext4 bitmap", ...
+  Layout layout = Layout::kPlain;
   // Number of chunks the device divides into.
   uint64_t chunk_count() const { return (device_bytes + chunk_bytes - 1) / chunk_bytes; }
   // Uncompressed size of chunk `index` in bytes (the last one may be short).
@@ -75,7 +96,10 @@ struct ImageMetadata {
 struct Trailer {
   uint32_t chunk_bytes = 0;
   uint64_t device_bytes = 0;
-  std::vector<Hash128> chunk_hashes;  // XXH3-128 of each chunk's uncompressed bytes
+  Layout layout = Layout::kPlain;
+  std::vector<Hash128> chunk_hashes;  // XXH3-128 of each chunk's final uncompressed bytes
+  // Tracked layout: the seek-table entry index of each chunk's final frame.
+  std::vector<uint32_t> final_frames;
   Hash128 image_hash;                 // XXH3-128 of every image byte before the trailer frame
 };
 
@@ -85,20 +109,44 @@ struct SeekEntry {
   bool operator==(const SeekEntry&) const = default;
 };
 
+// What the run did, recorded after the last chunk (JSON in a skippable frame).
+struct RunReport {
+  std::vector<int64_t> freeze_ms;  // each freeze window, milliseconds
+  uint32_t rounds = 0;             // tracked mode: re-copy rounds
+  uint64_t recopied_bytes = 0;     // tracked mode: device bytes copied again
+  uint64_t used_bytes = 0;         // bytes in use at the consistency point
+  uint64_t lost_events = 0;        // tracked mode: write records the kernel dropped
+  double seconds = 0;
+};
+
+// A tracked-layout round: the chunks whose new frames follow, in that order.
+struct RoundHeader {
+  uint32_t round = 0;
+  std::vector<uint32_t> chunks;
+};
+
 // Frame encoders: each returns a complete frame (header included).
 std::string EncodeMetadataFrame(const ImageMetadata& meta);
 std::string EncodeTrailerFrame(const Trailer& trailer);
-std::string EncodeSeekTableFrame(const std::vector<SeekEntry>& entries);
+std::string EncodeReportFrame(const RunReport& report);
+std::string EncodeRoundFrame(const RoundHeader& round);
+std::string EncodeSeekTableFrame(const std::vector<SeekEntry>& entries,
+                                 uint8_t descriptor = kSeekDescriptorPlain);
 
 // Payload decoders (the bytes after the 8-byte skippable header). All sizes are checked
 // against the payload length and the bounds above; errors have code kIntegrity and name
 // the field.
 Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload);
 Result<Trailer> DecodeTrailerPayload(std::span<const uint8_t> payload);
-// `frame` is the whole seek table frame, header to footer.
-Result<std::vector<SeekEntry>> DecodeSeekTableFrame(std::span<const uint8_t> frame);
+Result<RunReport> DecodeReportPayload(std::span<const uint8_t> payload);
+// `chunk_count` bounds the indices.
+Result<RoundHeader> DecodeRoundPayload(std::span<const uint8_t> payload, uint64_t chunk_count);
+// `frame` is the whole seek table frame, header to footer. *descriptor gets its descriptor.
+Result<std::vector<SeekEntry>> DecodeSeekTableFrame(std::span<const uint8_t> frame,
+                                                    uint8_t* descriptor = nullptr);
 // From the last kSeekFooterBytes of an image: the size of the whole seek table frame.
 Result<uint64_t> SeekTableFrameBytes(std::span<const uint8_t> footer);
+bool IsPoisonFrame(std::span<const uint8_t> bytes);
 
 // Little-endian helpers.
 inline uint32_t LoadLe32(const uint8_t* p) {

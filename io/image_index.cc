@@ -31,12 +31,33 @@ Status ReadExactAt(int fd, const std::string& name, uint64_t offset, void* dst, 
   return Status::Ok();
 }
 
+namespace {
+
+// Reads the skippable frame of `bytes` at `offset` (whose size the seek table gives) and
+// checks its magic and size field; returns its payload.
+Result<std::vector<uint8_t>> ReadSkippable(int fd, const std::string& name, uint64_t offset,
+                                           uint64_t bytes, uint64_t max_bytes, uint32_t magic,
+                                           const char* what) {
+  if (bytes < kSkippableHeaderBytes || bytes > max_bytes) {
+    return Corrupt(name, std::string("seek table gives the ") + what + " an impossible size");
+  }
+  std::vector<uint8_t> frame(bytes);
+  HOTSNAP_RETURN_IF_ERROR(ReadExactAt(fd, name, offset, frame.data(), frame.size()));
+  if (LoadLe32(frame.data()) != magic || LoadLe32(frame.data() + 4) != bytes - kSkippableHeaderBytes) {
+    return Corrupt(name, std::string("no ") + what + " frame at offset " + std::to_string(offset));
+  }
+  frame.erase(frame.begin(), frame.begin() + kSkippableHeaderBytes);
+  return frame;
+}
+
+}  // namespace
+
 Result<ImageIndex> LoadImageIndex(int fd, const std::string& name) {
   struct stat st;
   if (::fstat(fd, &st) != 0) return Status::FromErrno(Code::kSource, errno, "stat " + name);
   ImageIndex index;
   index.image_bytes = static_cast<uint64_t>(st.st_size);
-  if (index.image_bytes < kSkippableHeaderBytes * 3 + kSeekFooterBytes) {
+  if (index.image_bytes < kSkippableHeaderBytes * 4 + kSeekFooterBytes) {
     return Corrupt(name, "is too short (" + std::to_string(index.image_bytes) + " bytes) to be an image");
   }
 
@@ -50,78 +71,102 @@ Result<ImageIndex> LoadImageIndex(int fd, const std::string& name) {
   index.seek_table_offset = index.image_bytes - *table_bytes;
   std::vector<uint8_t> table(*table_bytes);
   HOTSNAP_RETURN_IF_ERROR(ReadExactAt(fd, name, index.seek_table_offset, table.data(), table.size()));
-  auto entries = DecodeSeekTableFrame(table);
+  uint8_t descriptor = 0;
+  auto entries = DecodeSeekTableFrame(table, &descriptor);
   if (!entries.ok()) return entries.status().Wrap("image " + name);
   index.entries = std::move(entries.value());
-  if (index.entries.size() < 2) return Corrupt(name, "seek table has fewer than 2 entries");
+  bool tracked = descriptor == kSeekDescriptorTracked;
+  size_t first = tracked ? 1 : 0;  // the metadata frame's entry
+  if (index.entries.size() < first + 3) return Corrupt(name, "seek table has too few entries");
 
   // The frames the seek table lists must exactly fill the file up to the seek table.
+  std::vector<uint64_t> offsets;
+  offsets.reserve(index.entries.size());
   uint64_t sum = 0;
-  for (const SeekEntry& e : index.entries) sum += e.compressed_bytes;
+  for (const SeekEntry& e : index.entries) {
+    offsets.push_back(sum);
+    sum += e.compressed_bytes;
+  }
   if (sum != index.seek_table_offset) {
     return Corrupt(name, "seek table frame sizes add up to " + std::to_string(sum) +
                              " bytes, but it starts at offset " +
                              std::to_string(index.seek_table_offset));
   }
-  index.metadata_frame_bytes = index.entries.front().compressed_bytes;
-  index.trailer_offset = index.seek_table_offset - index.entries.back().compressed_bytes;
+  if (tracked) {
+    uint8_t poison[sizeof(kPoisonFrame)];
+    if (index.entries[0].compressed_bytes != sizeof(poison) || index.entries[0].decompressed_bytes != 0) {
+      return Corrupt(name, "tracked layout without its leading guard frame");
+    }
+    HOTSNAP_RETURN_IF_ERROR(ReadExactAt(fd, name, 0, poison, sizeof(poison)));
+    if (!IsPoisonFrame(poison)) return Corrupt(name, "tracked layout: the leading guard frame is damaged");
+  }
 
-  // Metadata frame at offset 0.
-  if (index.metadata_frame_bytes < kSkippableHeaderBytes ||
-      index.metadata_frame_bytes > kSkippableHeaderBytes + kMaxMetadataPayloadBytes) {
-    return Corrupt(name, "seek table gives the metadata frame an impossible size");
-  }
-  std::vector<uint8_t> meta(index.metadata_frame_bytes);
-  HOTSNAP_RETURN_IF_ERROR(ReadExactAt(fd, name, 0, meta.data(), meta.size()));
-  if (LoadLe32(meta.data()) != kMetadataMagic ||
-      LoadLe32(meta.data() + 4) != meta.size() - kSkippableHeaderBytes) {
-    return Corrupt(name, "does not start with a hotsnap metadata frame");
-  }
-  auto decoded = DecodeMetadataPayload(std::span<const uint8_t>(meta).subspan(kSkippableHeaderBytes));
+  // Metadata frame.
+  index.metadata_offset = offsets[first];
+  index.metadata_frame_bytes = index.entries[first].compressed_bytes;
+  auto meta_payload = ReadSkippable(fd, name, index.metadata_offset, index.metadata_frame_bytes,
+                                    kSkippableHeaderBytes + kMaxMetadataPayloadBytes, kMetadataMagic,
+                                    "metadata");
+  if (!meta_payload.ok()) return meta_payload.status();
+  auto decoded = DecodeMetadataPayload(*meta_payload);
   if (!decoded.ok()) return decoded.status().Wrap("image " + name);
   index.meta = std::move(decoded.value());
-
+  if ((index.meta.layout == Layout::kTracked) != tracked) {
+    return Corrupt(name, "metadata and seek table disagree on the layout");
+  }
   uint64_t chunks = index.meta.chunk_count();
-  if (index.entries.size() != chunks + 2) {
+  if (tracked ? index.entries.size() < chunks + 4 : index.entries.size() != chunks + 3) {
     return Corrupt(name, "seek table has " + std::to_string(index.entries.size()) +
-                             " entries; the metadata's device size needs " +
-                             std::to_string(chunks + 2));
+                             " entries, which does not fit the metadata's " +
+                             std::to_string(chunks) + " chunks");
   }
 
-  // Trailer.
-  uint64_t trailer_bytes = index.entries.back().compressed_bytes;
-  uint64_t trailer_max = kSkippableHeaderBytes + 80 + chunks * 16;
-  if (trailer_bytes < kSkippableHeaderBytes || trailer_bytes > trailer_max) {
-    return Corrupt(name, "seek table gives the trailer an impossible size");
-  }
-  std::vector<uint8_t> trailer(trailer_bytes);
-  HOTSNAP_RETURN_IF_ERROR(ReadExactAt(fd, name, index.trailer_offset, trailer.data(), trailer.size()));
-  if (LoadLe32(trailer.data()) != kTrailerMagic ||
-      LoadLe32(trailer.data() + 4) != trailer.size() - kSkippableHeaderBytes) {
-    return Corrupt(name, "no trailer frame at offset " + std::to_string(index.trailer_offset));
-  }
-  auto t = DecodeTrailerPayload(std::span<const uint8_t>(trailer).subspan(kSkippableHeaderBytes));
+  // Trailer (last entry) and report (the one before).
+  size_t trailer_entry = index.entries.size() - 1;
+  size_t report_entry = trailer_entry - 1;
+  index.trailer_offset = offsets[trailer_entry];
+  uint64_t trailer_max = kSkippableHeaderBytes + 96 + chunks * 20;
+  auto trailer_payload = ReadSkippable(fd, name, index.trailer_offset,
+                                       index.entries[trailer_entry].compressed_bytes, trailer_max,
+                                       kTrailerMagic, "trailer");
+  if (!trailer_payload.ok()) return trailer_payload.status();
+  auto t = DecodeTrailerPayload(*trailer_payload);
   if (!t.ok()) return t.status().Wrap("image " + name);
   index.trailer = std::move(t.value());
   if (index.trailer.device_bytes != index.meta.device_bytes ||
-      index.trailer.chunk_bytes != index.meta.chunk_bytes) {
-    return Corrupt(name, "trailer and metadata disagree on the device geometry");
+      index.trailer.chunk_bytes != index.meta.chunk_bytes || index.trailer.layout != index.meta.layout) {
+    return Corrupt(name, "trailer and metadata disagree on the device geometry or layout");
+  }
+  auto report_payload = ReadSkippable(fd, name, offsets[report_entry],
+                                      index.entries[report_entry].compressed_bytes,
+                                      kSkippableHeaderBytes + kMaxMetadataPayloadBytes, kReportMagic,
+                                      "report");
+  if (!report_payload.ok()) return report_payload.status();
+  auto report = DecodeReportPayload(*report_payload);
+  if (!report.ok()) return report.status().Wrap("image " + name);
+  index.report = std::move(report.value());
+  for (size_t e : {first, report_entry, trailer_entry}) {
+    if (index.entries[e].decompressed_bytes != 0) {
+      return Corrupt(name, "seek table gives a skippable frame a decompressed size");
+    }
   }
 
+  // Where each chunk's final frame is.
   index.chunk_offsets.reserve(chunks);
-  uint64_t offset = index.metadata_frame_bytes;
+  index.chunk_frame_bytes.reserve(chunks);
   for (uint64_t i = 0; i < chunks; ++i) {
-    const SeekEntry& e = index.entries[i + 1];
-    if (e.decompressed_bytes != index.meta.ChunkLength(i)) {
-      return Corrupt(name, "seek table entry for chunk " + std::to_string(i) + " declares " +
-                               std::to_string(e.decompressed_bytes) + " bytes, expected " +
-                               std::to_string(index.meta.ChunkLength(i)));
+    size_t e = tracked ? index.trailer.final_frames[i] : first + 1 + i;
+    if (e <= first || e >= report_entry) {
+      return Corrupt(name, "trailer points chunk " + std::to_string(i) + " at seek entry " +
+                               std::to_string(e) + ", outside the chunk frames");
     }
-    index.chunk_offsets.push_back(offset);
-    offset += e.compressed_bytes;
-  }
-  if (index.entries.front().decompressed_bytes != 0 || index.entries.back().decompressed_bytes != 0) {
-    return Corrupt(name, "seek table gives a skippable frame a decompressed size");
+    if (index.entries[e].decompressed_bytes != index.meta.ChunkLength(i)) {
+      return Corrupt(name, "seek table entry " + std::to_string(e) + " for chunk " + std::to_string(i) +
+                               " declares " + std::to_string(index.entries[e].decompressed_bytes) +
+                               " bytes, expected " + std::to_string(index.meta.ChunkLength(i)));
+    }
+    index.chunk_offsets.push_back(offsets[e]);
+    index.chunk_frame_bytes.push_back(index.entries[e].compressed_bytes);
   }
   return index;
 }

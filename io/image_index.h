@@ -19,14 +19,17 @@ namespace hotsnap {
 struct ImageIndex {
   ImageMetadata meta;
   Trailer trailer;
-  std::vector<SeekEntry> entries;        // as in the seek table: metadata, chunks, trailer
-  std::vector<uint64_t> chunk_offsets;   // image byte offset of each chunk frame
+  RunReport report;
+  std::vector<SeekEntry> entries;        // as in the seek table, one per frame
+  std::vector<uint64_t> chunk_offsets;   // image byte offset of each chunk's final frame
+  std::vector<uint32_t> chunk_frame_bytes;  // compressed size of that frame
   uint64_t image_bytes = 0;
+  uint64_t metadata_offset = 0;          // 13 for the tracked layout (after the poison frame)
   uint64_t metadata_frame_bytes = 0;
   uint64_t trailer_offset = 0;
   uint64_t seek_table_offset = 0;
 
-  uint32_t ChunkFrameBytes(uint64_t index) const { return entries[index + 1].compressed_bytes; }
+  uint32_t ChunkFrameBytes(uint64_t index) const { return chunk_frame_bytes[index]; }
 };
 
 // `fd` is a regular file opened for reading; `name` is for messages.

@@ -36,6 +36,8 @@ class Scanner {
   }
   Status ReadMetadata();
   Status ReadChunk(uint64_t index);
+  Status DecodeChunk(uint64_t index, const Frame& frame);
+  Status ReadRounds();
   Status ReadTrailer();
   Status ReadSeekTable();
   Result<Frame> NextFrame(const std::string& expecting);
@@ -47,7 +49,8 @@ class Scanner {
   XXH3_state_t hash_state_;
   ScanResult result_;
   std::vector<SeekEntry> seen_;
-  std::vector<Hash128> hashes_;
+  std::vector<Hash128> hashes_;          // latest hash of each chunk
+  std::vector<uint32_t> last_frame_;     // seek entry index of each chunk's latest frame
   std::unique_ptr<ChunkDecompressor> decompressor_;
   std::vector<uint8_t> chunk_;
   Hash128 zero_hash_;
@@ -67,6 +70,14 @@ Result<Frame> Scanner::NextFrame(const std::string& expecting) {
 Status Scanner::ReadMetadata() {
   auto frame = NextFrame("the metadata frame");
   if (!frame.ok()) return frame.status();
+  bool poisoned = frame->poison;
+  if (poisoned) {
+    // The tracked layout's guard frame: part of the image hash and the seek table.
+    XXH3_128bits_update(&hash_state_, frame->bytes.data(), frame->bytes.size());
+    seen_.push_back(SeekEntry{static_cast<uint32_t>(frame->bytes.size()), 0});
+    frame = NextFrame("the metadata frame");
+    if (!frame.ok()) return frame.status();
+  }
   if (!frame->skippable || frame->magic != kMetadataMagic) {
     return Corrupt("does not start with a hotsnap metadata frame (not a hotsnap image?)");
   }
@@ -76,6 +87,13 @@ Status Scanner::ReadMetadata() {
   XXH3_128bits_update(&hash_state_, frame->bytes.data(), frame->bytes.size());
   seen_.push_back(SeekEntry{static_cast<uint32_t>(frame->bytes.size()), 0});
   const ImageMetadata& m = result_.meta;
+  if (poisoned != (m.layout == Layout::kTracked)) {
+    return Corrupt(poisoned ? "a leading guard frame, but the metadata says the plain layout"
+                            : "tracked layout without its leading guard frame");
+  }
+  if (expected_ != nullptr && expected_->layout != m.layout) {
+    return Corrupt("metadata and trailer disagree on the layout");
+  }
   if (expected_ != nullptr &&
       (expected_->device_bytes != m.device_bytes || expected_->chunk_bytes != m.chunk_bytes)) {
     return Corrupt("metadata and trailer disagree on the device geometry");
@@ -83,14 +101,18 @@ Status Scanner::ReadMetadata() {
   // Every later frame is bounded by what this geometry can need.
   uint64_t chunks = m.chunk_count();
   reader_.set_max_zstd_frame_bytes(MaxFrameBytes(m.chunk_bytes));
-  reader_.set_max_skippable_bytes(std::max<uint64_t>(80 + chunks * 16, (chunks + 2) * 8 + 9));
+  // The seek table of a tracked image grows with its rounds; bound it by the frame limit.
+  reader_.set_max_skippable_bytes(m.layout == Layout::kTracked
+                                      ? kMaxSeekFrames * 8 + 9
+                                      : std::max<uint64_t>(96 + chunks * 20, (chunks + 3) * 8 + 9));
   auto d = ChunkDecompressor::Create(WindowLogFor(m.chunk_bytes));
   if (!d.ok()) return d.status();
   decompressor_ = std::move(d.value());
   chunk_.resize(m.chunk_bytes);
   std::vector<uint8_t> zeros(m.chunk_bytes, 0);
   zero_hash_ = HashBytes(zeros.data(), zeros.size());
-  hashes_.reserve(chunks);
+  hashes_.resize(chunks);
+  last_frame_.assign(chunks, 0);
   seen_.reserve(chunks + 2);
   return visitor_ != nullptr ? visitor_->OnMetadata(m) : Status::Ok();
 }
@@ -99,27 +121,71 @@ Status Scanner::ReadChunk(uint64_t index) {
   const ImageMetadata& m = result_.meta;
   auto frame = NextFrame(ChunkWhere(m, index, reader_.offset()));
   if (!frame.ok()) return frame.status();
-  std::string where = ChunkWhere(m, index, frame->offset);
-  if (frame->skippable) {
-    return Corrupt("found a skippable frame where " + where + " should be (image has " +
-                   std::to_string(index) + " of " + std::to_string(m.chunk_count()) + " chunks)");
+  if (frame->skippable || frame->poison) {
+    return Corrupt("found a skippable frame where " + ChunkWhere(m, index, frame->offset) +
+                   " should be");
   }
+  return DecodeChunk(index, *frame);
+}
+
+Status Scanner::DecodeChunk(uint64_t index, const Frame& frame) {
+  const ImageMetadata& m = result_.meta;
+  std::string where = ChunkWhere(m, index, frame.offset);
   uint32_t length = m.ChunkLength(index);
-  Status s = decompressor_->Decompress(frame->bytes, chunk_, length);
+  Status s = decompressor_->Decompress(frame.bytes, chunk_, length);
   if (!s.ok()) return Corrupt(where + ": " + s.message());
   Hash128 h = HashBytes(chunk_.data(), length);
-  if (expected_ != nullptr && !(h == expected_->chunk_hashes[index])) {
+  uint32_t entry = static_cast<uint32_t>(seen_.size());
+  // With the trailer known, only a chunk's final frame is checked against it and used.
+  bool final_frame = expected_ == nullptr || m.layout == Layout::kPlain ||
+                     expected_->final_frames[index] == entry;
+  if (expected_ != nullptr && final_frame && !(h == expected_->chunk_hashes[index])) {
     return Corrupt(where + ": hash does not match the trailer");
   }
-  XXH3_128bits_update(&hash_state_, frame->bytes.data(), frame->bytes.size());
-  seen_.push_back(SeekEntry{static_cast<uint32_t>(frame->bytes.size()), length});
-  hashes_.push_back(h);
+  XXH3_128bits_update(&hash_state_, frame.bytes.data(), frame.bytes.size());
+  seen_.push_back(SeekEntry{static_cast<uint32_t>(frame.bytes.size()), length});
+  if (last_frame_[index] != 0) ++result_.superseded_frames;
+  hashes_[index] = h;
+  last_frame_[index] = entry;
   bool zero = length == m.chunk_bytes ? h == zero_hash_ && IsAllZero(chunk_.data(), length)
                                       : IsAllZero(chunk_.data(), length);
-  if (zero) ++result_.zero_chunks;
-  if (visitor_ == nullptr) return Status::Ok();
+  if (zero && final_frame) ++result_.zero_chunks;
+  if (visitor_ == nullptr || !final_frame) return Status::Ok();
   return visitor_->OnChunk(index, index * m.chunk_bytes,
                            std::span<const uint8_t>(chunk_.data(), length), zero);
+}
+
+Status Scanner::ReadRounds() {
+  const ImageMetadata& m = result_.meta;
+  for (;;) {
+    auto frame = NextFrame("the report");
+    if (!frame.ok()) return frame.status();
+    if (frame->skippable && frame->magic == kReportMagic) {
+      auto report = DecodeReportPayload(frame->payload);
+      if (!report.ok()) return report.status().Wrap("image " + name_);
+      result_.report = std::move(report.value());
+      XXH3_128bits_update(&hash_state_, frame->bytes.data(), frame->bytes.size());
+      seen_.push_back(SeekEntry{static_cast<uint32_t>(frame->bytes.size()), 0});
+      return Status::Ok();
+    }
+    if (!frame->skippable || frame->magic != kRoundMagic || m.layout != Layout::kTracked) {
+      return Corrupt("expected the report at offset " + std::to_string(frame->offset) +
+                     " after the last chunk, found another frame");
+    }
+    auto round = DecodeRoundPayload(frame->payload, m.chunk_count());
+    if (!round.ok()) return round.status().Wrap("image " + name_);
+    XXH3_128bits_update(&hash_state_, frame->bytes.data(), frame->bytes.size());
+    seen_.push_back(SeekEntry{static_cast<uint32_t>(frame->bytes.size()), 0});
+    for (uint32_t index : round->chunks) {
+      auto chunk = NextFrame(ChunkWhere(m, index, reader_.offset()));
+      if (!chunk.ok()) return chunk.status();
+      if (chunk->skippable || chunk->poison) {
+        return Corrupt("round " + std::to_string(round->round) + " is missing " +
+                       ChunkWhere(m, index, chunk->offset));
+      }
+      HOTSNAP_RETURN_IF_ERROR(DecodeChunk(index, *chunk));
+    }
+  }
 }
 
 Status Scanner::ReadTrailer() {
@@ -134,8 +200,17 @@ Status Scanner::ReadTrailer() {
   result_.trailer = std::move(t.value());
   const Trailer& trailer = result_.trailer;
   const ImageMetadata& m = result_.meta;
-  if (trailer.device_bytes != m.device_bytes || trailer.chunk_bytes != m.chunk_bytes) {
-    return Corrupt("trailer and metadata disagree on the device geometry");
+  if (trailer.device_bytes != m.device_bytes || trailer.chunk_bytes != m.chunk_bytes ||
+      trailer.layout != m.layout) {
+    return Corrupt("trailer and metadata disagree on the device geometry or layout");
+  }
+  if (m.layout == Layout::kTracked) {
+    for (uint64_t i = 0; i < hashes_.size(); ++i) {
+      if (trailer.final_frames[i] != last_frame_[i]) {
+        return Corrupt("trailer's frame map does not point chunk " + std::to_string(i) +
+                       " at its last frame");
+      }
+    }
   }
   for (uint64_t i = 0; i < hashes_.size(); ++i) {
     if (!(hashes_[i] == trailer.chunk_hashes[i])) {
@@ -161,8 +236,12 @@ Status Scanner::ReadSeekTable() {
   if (!frame->skippable || frame->magic != kSeekTableMagic) {
     return Corrupt("expected the seek table at offset " + std::to_string(frame->offset));
   }
-  auto entries = DecodeSeekTableFrame(frame->bytes);
+  uint8_t descriptor = 0;
+  auto entries = DecodeSeekTableFrame(frame->bytes, &descriptor);
   if (!entries.ok()) return entries.status().Wrap("image " + name_);
+  if ((descriptor == kSeekDescriptorTracked) != (result_.meta.layout == Layout::kTracked)) {
+    return Corrupt("seek table descriptor does not match the layout");
+  }
   if (entries->size() != seen_.size()) {
     return Corrupt("seek table lists " + std::to_string(entries->size()) + " frames; the image has " +
                    std::to_string(seen_.size()));
@@ -185,6 +264,7 @@ Result<ScanResult> Scanner::Run() {
   HOTSNAP_RETURN_IF_ERROR(ReadMetadata());
   uint64_t chunks = result_.meta.chunk_count();
   for (uint64_t i = 0; i < chunks; ++i) HOTSNAP_RETURN_IF_ERROR(ReadChunk(i));
+  HOTSNAP_RETURN_IF_ERROR(ReadRounds());
   HOTSNAP_RETURN_IF_ERROR(ReadTrailer());
   HOTSNAP_RETURN_IF_ERROR(ReadSeekTable());
   result_.verified_before_use = expected_ != nullptr;

@@ -8,6 +8,11 @@
 // checked against it before the visitor sees the chunk; from a pipe the strong hashes
 // arrive last, so the visitor sees chunks checked by zstd's frame checksum only, and the
 // scan fails at the end if any strong hash disagrees.
+//
+// Tracked layout: a chunk can appear several times (re-copied in rounds); the last
+// appearance is the valid one. With `expected` the visitor sees only each chunk's final
+// frame (found through the trailer's frame map); without it, every appearance in stream
+// order, so that writing them in order leaves the final content.
 #ifndef HOTSNAP_IO_IMAGE_SCANNER_H_
 #define HOTSNAP_IO_IMAGE_SCANNER_H_
 
@@ -37,6 +42,8 @@ class ScanVisitor {
 struct ScanResult {
   ImageMetadata meta;
   Trailer trailer;
+  RunReport report;
+  uint64_t superseded_frames = 0;  // tracked layout: chunk frames replaced by later rounds
   uint64_t image_bytes = 0;
   uint64_t zero_chunks = 0;
   bool verified_before_use = false;  // chunks were checked against strong hashes first

@@ -19,8 +19,14 @@ Status ImageWriter::Begin(const ImageMetadata& meta) {
   meta_ = meta;
   trailer_.chunk_bytes = meta.chunk_bytes;
   trailer_.device_bytes = meta.device_bytes;
+  trailer_.layout = meta.layout;
   trailer_.chunk_hashes.reserve(meta.chunk_count());
-  entries_.reserve(meta.chunk_count() + 2);
+  entries_.reserve(meta.chunk_count() + 4);
+  if (meta.layout == Layout::kTracked) {
+    trailer_.final_frames.reserve(meta.chunk_count());
+    entries_.push_back(SeekEntry{sizeof(kPoisonFrame), 0});
+    HOTSNAP_RETURN_IF_ERROR(Put(kPoisonFrame, sizeof(kPoisonFrame), true));
+  }
   std::string frame = EncodeMetadataFrame(meta);
   entries_.push_back(SeekEntry{static_cast<uint32_t>(frame.size()), 0});
   return Put(frame.data(), frame.size(), true);
@@ -28,26 +34,58 @@ Status ImageWriter::Begin(const ImageMetadata& meta) {
 
 Status ImageWriter::AppendChunk(std::span<const uint8_t> frame, uint32_t decompressed_bytes,
                                 const Hash128& hash) {
-  uint64_t index = trailer_.chunk_hashes.size();
+  uint64_t index = initial_chunks_;
   if (index >= meta_.chunk_count() || decompressed_bytes != meta_.ChunkLength(index)) {
     return Status(Code::kInternal, "chunk " + std::to_string(index) + " does not fit the device layout");
   }
+  if (meta_.layout == Layout::kTracked) trailer_.final_frames.push_back(static_cast<uint32_t>(entries_.size()));
   entries_.push_back(SeekEntry{static_cast<uint32_t>(frame.size()), decompressed_bytes});
   trailer_.chunk_hashes.push_back(hash);
+  ++initial_chunks_;
   return Put(frame.data(), frame.size(), true);
 }
 
-Status ImageWriter::Finish() {
-  if (trailer_.chunk_hashes.size() != meta_.chunk_count()) {
-    return Status(Code::kInternal, "image has " + std::to_string(trailer_.chunk_hashes.size()) +
+Status ImageWriter::BeginRound(const RoundHeader& round) {
+  if (meta_.layout != Layout::kTracked || initial_chunks_ != meta_.chunk_count() ||
+      round_next_ != round_.chunks.size()) {
+    return Status(Code::kInternal, "a round may only start after a complete pass of a tracked image");
+  }
+  round_ = round;
+  round_next_ = 0;
+  std::string frame = EncodeRoundFrame(round);
+  entries_.push_back(SeekEntry{static_cast<uint32_t>(frame.size()), 0});
+  return Put(frame.data(), frame.size(), true);
+}
+
+Status ImageWriter::AppendRecopy(uint64_t index, std::span<const uint8_t> frame,
+                                 uint32_t decompressed_bytes, const Hash128& hash) {
+  if (round_next_ >= round_.chunks.size() || round_.chunks[round_next_] != index ||
+      decompressed_bytes != meta_.ChunkLength(index)) {
+    return Status(Code::kInternal, "re-copied chunk " + std::to_string(index) +
+                                       " is not the next one its round announced");
+  }
+  ++round_next_;
+  trailer_.final_frames[index] = static_cast<uint32_t>(entries_.size());
+  trailer_.chunk_hashes[index] = hash;
+  entries_.push_back(SeekEntry{static_cast<uint32_t>(frame.size()), decompressed_bytes});
+  return Put(frame.data(), frame.size(), true);
+}
+
+Status ImageWriter::Finish(const RunReport& report) {
+  if (initial_chunks_ != meta_.chunk_count() || round_next_ != round_.chunks.size()) {
+    return Status(Code::kInternal, "image has " + std::to_string(initial_chunks_) +
                                        " chunks, expected " + std::to_string(meta_.chunk_count()));
   }
+  std::string report_frame = EncodeReportFrame(report);
+  entries_.push_back(SeekEntry{static_cast<uint32_t>(report_frame.size()), 0});
+  HOTSNAP_RETURN_IF_ERROR(Put(report_frame.data(), report_frame.size(), true));
   XXH128_hash_t h = XXH3_128bits_digest(hash_state_);
   trailer_.image_hash = Hash128{h.low64, h.high64};
   std::string trailer = EncodeTrailerFrame(trailer_);
   entries_.push_back(SeekEntry{static_cast<uint32_t>(trailer.size()), 0});
   HOTSNAP_RETURN_IF_ERROR(Put(trailer.data(), trailer.size(), false));
-  std::string table = EncodeSeekTableFrame(entries_);
+  std::string table = EncodeSeekTableFrame(
+      entries_, meta_.layout == Layout::kTracked ? kSeekDescriptorTracked : kSeekDescriptorPlain);
   return Put(table.data(), table.size(), false);
 }
 

@@ -94,11 +94,14 @@ mkdir -p "$work/mnt-source/random"
 head -c $(( 8 * 1024 * 1024 )) /dev/urandom > "$work/mnt-source/random/urandom-8M.bin"
 sync
 files=$(find "$work/mnt-source" -type f | wc -l)
-used=$(df -B1 --output=used "$work/mnt-source" | tail -1 | tr -d ' ')
-log "copied $(human "$copied") of system files + 8 MiB random: $files files, $(human "$used") used"
 ( cd "$work/mnt-source" && find . -type f -print0 | LC_ALL=C sort -z \
     | xargs -0 sha256sum ) > "$work/files.sha256"
 umount "$work/mnt-source"
+# Used = blocks allocated in the ext4 bitmaps (data and metadata, journal included).
+used=$(dumpe2fs -h "$src_dev" 2>/dev/null | awk -F: '
+  /^Block size/ { bs = $2 } /^Block count/ { bc = $2 } /^Free blocks/ { fb = $2 }
+  END { printf "%d\n", (bc - fb) * bs }')
+log "copied $(human "$copied") of system files + 8 MiB random: $files files, $(human "$used") used"
 
 # --- Backup, verify, info ------------------------------------------------------------------
 step "hotsnap backup $src_dev -o $image"
