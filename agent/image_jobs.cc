@@ -7,13 +7,24 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "agent/events.h"
 #include "agent/progress.h"
 #include "io/image_scanner.h"
 
 namespace hotsnap {
 
-Result<OpenedImage> OpenImage(const std::string& path) {
+Result<OpenedImage> OpenImage(const std::string& path, const std::vector<std::string>& ssh_options) {
   OpenedImage image;
+  if (IsSshUrl(path)) {
+    auto url = ParseSshUrl(path);
+    if (!url.ok()) return url.status();
+    auto stream = SshImageStream::Open(*url, SshOptions{ssh_options});
+    if (!stream.ok()) return stream.status();
+    image.name = path;
+    image.remote = std::move(stream.value());
+    image.fd = image.remote->fd();
+    return image;
+  }
   if (path == "-") {
     if (::isatty(STDIN_FILENO)) {
       return Status(Code::kUsage, "image '-' means stdin, but stdin is a terminal; pipe an image in");
@@ -35,6 +46,11 @@ Result<OpenedImage> OpenImage(const std::string& path) {
     image.index = std::move(index.value());
   }
   return image;
+}
+
+Status ExplainImageReadFailure(OpenedImage& image, const Status& status) {
+  if (!image.remote) return status;
+  return image.remote->ExplainReadFailure(status);
 }
 
 std::string DescribeSource(const ImageMetadata& m) {
@@ -72,14 +88,17 @@ class ProgressVisitor : public ScanVisitor {
 
 }  // namespace
 
-Result<VerifyReport> RunVerify(const std::string& path, bool progress) {
+Result<VerifyReport> RunVerify(const std::string& path, bool progress,
+                               const std::vector<std::string>& ssh_options) {
   auto started = std::chrono::steady_clock::now();
-  auto image = OpenImage(path);
+  EmitPhase("open");
+  auto image = OpenImage(path, ssh_options);
   if (!image.ok()) return image.status();
+  EmitPhase("scan");
   ProgressVisitor visitor(progress);
   const Trailer* expected = image->index ? &image->index->trailer : nullptr;
   auto scan = ScanImage(image->fd, image->name, expected, &visitor);
-  if (!scan.ok()) return scan.status();
+  if (!scan.ok()) return ExplainImageReadFailure(image.value(), scan.status());
   VerifyReport r;
   r.meta = scan->meta;
   r.image_bytes = scan->image_bytes;
@@ -90,24 +109,28 @@ Result<VerifyReport> RunVerify(const std::string& path, bool progress) {
   return r;
 }
 
-Result<std::string> DescribeImage(const std::string& path, bool json) {
-  auto image = OpenImage(path);
+Result<std::string> DescribeImage(const std::string& path, bool json,
+                                  const std::vector<std::string>& ssh_options) {
+  auto image = OpenImage(path, ssh_options);
   if (!image.ok()) return image.status();
   ImageMetadata meta;
   Trailer trailer;
+  RunReport report;
   uint64_t image_bytes = 0;
   std::optional<uint64_t> zero_chunks;
   bool verified = false;
   if (image->index) {
     meta = image->index->meta;
     trailer = image->index->trailer;
+    report = image->index->report;
     image_bytes = image->index->image_bytes;
   } else {
     // A stream has no end to seek to: read it all, which also verifies it.
     auto scan = ScanImage(image->fd, image->name, nullptr, nullptr);
-    if (!scan.ok()) return scan.status();
+    if (!scan.ok()) return ExplainImageReadFailure(image.value(), scan.status());
     meta = scan->meta;
     trailer = scan->trailer;
+    report = scan->report;
     image_bytes = scan->image_bytes;
     zero_chunks = scan->zero_chunks;
     verified = true;
@@ -137,6 +160,13 @@ Result<std::string> DescribeImage(const std::string& path, bool json) {
     j["image_bytes"] = image_bytes;
     j["compression_ratio"] = ratio;
     j["image_hash"] = trailer.image_hash.Hex();
+    j["layout"] = meta.layout == Layout::kTracked ? "tracked" : "plain";
+    j["freeze_ms"] = report.freeze_ms;
+    j["rounds"] = report.rounds;
+    j["recopied_bytes"] = report.recopied_bytes;
+    j["lost_write_records"] = report.lost_events;
+    j["consistent_used_bytes"] = report.used_bytes;
+    j["backup_seconds"] = report.seconds;
     j["verified"] = verified;
     return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
@@ -165,6 +195,18 @@ Result<std::string> DescribeImage(const std::string& path, bool json) {
   out += "image size:     " + HumanBytes(image_bytes) + " (" + std::to_string(image_bytes) + " bytes)\n";
   out += "ratio:          " + std::string(ratio_text) + "\n";
   out += "image hash:     xxh3-128:" + trailer.image_hash.Hex() + "\n";
+  if (meta.layout == Layout::kTracked) {
+    out += "layout:         tracked (" + std::to_string(report.rounds) + " rounds, " +
+           HumanBytes(report.recopied_bytes) + " re-copied); stock zstd refuses it: restore with "
+           "hotsnap, or make a plain image with 'hotsnap compact'\n";
+  } else {
+    out += "layout:         plain (zstd -dc IMAGE restores the device)\n";
+  }
+  if (!report.freeze_ms.empty()) {
+    std::string windows;
+    for (int64_t ms : report.freeze_ms) windows += (windows.empty() ? "" : ", ") + std::to_string(ms) + " ms";
+    out += "freezes:        " + windows + "\n";
+  }
   out += std::string("verified:       ") + (verified ? "yes (read in full)" : "no (run hotsnap verify)") + "\n";
   return out;
 }

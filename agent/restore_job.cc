@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+#include "agent/events.h"
 #include "agent/image_jobs.h"
 #include "agent/progress.h"
 #include "base/log.h"
@@ -127,12 +128,16 @@ class RestoreVisitor : public ScanVisitor {
     return Status::Ok();
   }
 
-  Status OnChunk(uint64_t, uint64_t offset, std::span<const uint8_t> data, bool zero) override {
+  Status OnChunk(uint64_t index, uint64_t offset, std::span<const uint8_t> data, bool zero) override {
     progress_->Update(offset + data.size(), 0);
-    if (zero && target_->is_file()) {
-      ++report_->zero_chunks_skipped;  // a hole already reads as zeros
+    // A hole already reads as zeros, unless an earlier version of this chunk (a tracked
+    // image read from a stream) was written there.
+    if (written_.size() <= index) written_.resize(index + 1, false);
+    if (zero && target_->is_file() && !written_[index]) {
+      ++report_->zero_chunks_skipped;
       return Status::Ok();
     }
+    written_[index] = true;
     auto buffer = writer_->Acquire();
     if (!buffer.ok()) return buffer.status();
     std::memcpy(buffer->data(), data.data(), data.size());
@@ -156,26 +161,30 @@ class RestoreVisitor : public ScanVisitor {
   std::unique_ptr<RestoreTarget> target_;
   std::unique_ptr<BlockWriter> writer_;
   std::optional<ProgressLine> progress_;
+  std::vector<bool> written_;  // chunks written so far
 };
 
 }  // namespace
 
 Result<RestoreReport> RunRestore(const RestoreOptions& options) {
   auto started = std::chrono::steady_clock::now();
-  auto image = OpenImage(options.image);
+  EmitPhase("open");
+  auto image = OpenImage(options.image, options.ssh_options);
   if (!image.ok()) return image.status();
+  EmitPhase("write");
   RestoreReport report;
   RestoreVisitor visitor(options, &report);
   const Trailer* expected = image->index ? &image->index->trailer : nullptr;
   auto scan = ScanImage(image->fd, image->name, expected, &visitor);
   if (!scan.ok()) {
-    Status s = scan.status();
+    Status s = ExplainImageReadFailure(image.value(), scan.status());
     if (visitor.target_opened() && !visitor.target_is_file() && report.bytes_written > 0) {
       s = s.Wrap("restore stopped after writing " + std::to_string(report.bytes_written) +
                  " bytes to " + options.target + ", which now holds a partial image");
     }
     return s;
   }
+  EmitPhase("publish");
   HOTSNAP_RETURN_IF_ERROR(visitor.Finish());
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;
