@@ -9,6 +9,7 @@
 #include <map>
 #include <thread>
 
+#include "base/crash_point.h"
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
@@ -212,8 +213,10 @@ Status Pipeline::OnReadDone(Slot* slot, int32_t result) {
     }
     return QueueRead(slot);  // short read: ask for the rest
   }
+  CrashPoint("mid-read");
   if (!slot->ranges.empty()) ZeroGaps(slot);
   pool_->Submit(&slot->job);
+  CrashPoint("mid-compress");
   ++in_pool_;
   return Status::Ok();
 }

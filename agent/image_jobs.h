@@ -3,33 +3,44 @@
 #define HOTSNAP_AGENT_IMAGE_JOBS_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "base/unique_fd.h"
 #include "io/image_format.h"
 #include "io/image_index.h"
+#include "io/ssh_remote.h"
 
 namespace hotsnap {
 
-// An image opened for reading: stdin for "-", else a file. A regular file also gets its
-// index (seek table + trailer) loaded up front, which lets readers check every chunk's
-// strong hash before using it.
+// An image opened for reading: stdin for "-", a stream from another host for an ssh:// URL
+// (read like stdin), else a file. A regular file also gets its index (seek table + trailer)
+// loaded up front, which lets readers check every chunk's strong hash before using it.
 struct OpenedImage {
   std::string name;
   UniqueFd owned_fd;
   int fd = -1;
   std::optional<ImageIndex> index;
+  std::unique_ptr<SshImageStream> remote;  // set for ssh://; owns fd
 };
-Result<OpenedImage> OpenImage(const std::string& path);
+// `ssh_options` apply to ssh:// images (each passed as `ssh -o OPTION`).
+Result<OpenedImage> OpenImage(const std::string& path, const std::vector<std::string>& ssh_options = {});
+
+// Reading `image` failed with `status`: for an ssh:// image whose connection or remote
+// command failed, a status saying that (kSource) instead of "truncated".
+Status ExplainImageReadFailure(OpenedImage& image, const Status& status);
 
 struct RestoreOptions {
   std::string image;   // path or "-"
   std::string target;  // block device or regular file
   bool overwrite = false;  // replace an existing regular file
+  bool force = false;      // a target device holding another filesystem (restore_job.cc)
   bool progress = false;
   unsigned queue_depth = 4;
+  std::vector<std::string> ssh_options;  // for an ssh:// image
 };
 
 struct RestoreReport {
@@ -50,10 +61,12 @@ struct VerifyReport {
   Hash128 image_hash;
   double seconds = 0;
 };
-Result<VerifyReport> RunVerify(const std::string& image, bool progress);
+Result<VerifyReport> RunVerify(const std::string& image, bool progress,
+                               const std::vector<std::string>& ssh_options = {});
 
 // Human-readable and JSON descriptions of an image (metadata, sizes, hashes).
-Result<std::string> DescribeImage(const std::string& image, bool json);
+Result<std::string> DescribeImage(const std::string& image, bool json,
+                                  const std::vector<std::string>& ssh_options = {});
 
 // One paragraph describing the source recorded in an image, for restore's preamble.
 std::string DescribeSource(const ImageMetadata& meta);

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "agent/events.h"
+
 namespace hotsnap {
 
 std::string HumanBytes(uint64_t bytes) {
@@ -24,13 +26,24 @@ ProgressLine::ProgressLine(std::string phase, uint64_t total_bytes, bool enabled
       total_(total_bytes),
       enabled_(enabled),
       start_(std::chrono::steady_clock::now()),
-      last_(start_) {}
+      last_(start_),
+      last_event_(start_) {}
 
 ProgressLine::~ProgressLine() { Done(); }
 
 void ProgressLine::Update(uint64_t done, uint64_t output_bytes) {
-  if (!enabled_) return;
+  if (finished_) return;
   auto now = std::chrono::steady_clock::now();
+  done_ = done;
+  output_ = output_bytes;
+  if (now - last_event_ >= std::chrono::seconds(1) && EventsEnabled()) {
+    last_event_ = now;
+    double secs = std::chrono::duration<double>(now - start_).count();
+    double rate = secs > 0 ? done / secs : 0;
+    EmitProgress(phase_, done, total_, output_bytes, rate,
+                 rate > 0 && total_ > done ? (total_ - done) / rate : 0);
+  }
+  if (!enabled_) return;
   if (drawn_ && now - last_ < std::chrono::milliseconds(250) && done < total_) return;
   last_ = now;
   double secs = std::chrono::duration<double>(now - start_).count();
@@ -48,6 +61,11 @@ void ProgressLine::Update(uint64_t done, uint64_t output_bytes) {
 }
 
 void ProgressLine::Done() {
+  if (!finished_ && EventsEnabled()) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    EmitProgress(phase_, done_, total_, output_, secs > 0 ? done_ / secs : 0, 0);
+  }
+  finished_ = true;
   if (enabled_ && drawn_) {
     ssize_t n = ::write(STDERR_FILENO, "\n", 1);
     (void)n;

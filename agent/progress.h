@@ -1,7 +1,9 @@
 // ProgressLine: a one-line progress display on stderr for long work.
 //
 // Shown only when enabled (the CLI enables it when stderr is a TTY, or with --progress),
-// redrawn at most 4 times a second: phase, bytes done of total, rate, ratio, ETA.
+// redrawn at most 4 times a second: phase, bytes done of total, rate, ratio, ETA. With
+// events enabled (--json), the same figures also go out as "progress" events, at most once a
+// second and once at the end, whether or not the line is shown.
 #ifndef HOTSNAP_AGENT_PROGRESS_H_
 #define HOTSNAP_AGENT_PROGRESS_H_
 
@@ -23,8 +25,12 @@ class ProgressLine {
   uint64_t total_;
   bool enabled_;
   bool drawn_ = false;
+  bool finished_ = false;  // Done() was called
+  uint64_t done_ = 0;
+  uint64_t output_ = 0;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_;
+  std::chrono::steady_clock::time_point last_event_;
 };
 
 std::string HumanBytes(uint64_t bytes);

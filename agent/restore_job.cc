@@ -10,7 +10,9 @@
 
 #include "agent/events.h"
 #include "agent/image_jobs.h"
+#include "agent/privileges.h"
 #include "agent/progress.h"
+#include "base/crash_point.h"
 #include "base/log.h"
 #include "io/block_writer.h"
 #include "io/image_scanner.h"
@@ -29,7 +31,7 @@ class RestoreTarget {
     if (!temp_.empty() && !committed_) ::unlink(temp_.c_str());
   }
   static Result<std::unique_ptr<RestoreTarget>> Open(const std::string& path, const ImageMetadata& meta,
-                                                     bool overwrite);
+                                                     bool overwrite, bool force);
   int fd() const { return fd_.get(); }
   bool is_file() const { return is_file_; }
   Status Commit();
@@ -42,8 +44,30 @@ class RestoreTarget {
   bool committed_ = false;
 };
 
+// A restore destroys what the target device holds. Onto a blank device, or back onto the
+// filesystem the image was taken from (same UUID: restoring a server's own disk), it goes
+// ahead; a device holding anything else libblkid recognises (another filesystem, swap, a
+// RAID or LVM member, a partition table) is refused unless --force, because that is what a
+// restore over the wrong disk looks like.
+Status CheckTargetHoldsNothingElse(const std::string& path, const ImageMetadata& meta, bool force) {
+  if (force) return Status::Ok();
+  FilesystemProbe held = ProbeFilesystem(path);
+  if (held.type.empty()) return Status::Ok();
+  if (!held.uuid.empty() && held.uuid == meta.fs_uuid) return Status::Ok();
+  std::string what = held.type + (held.uuid.empty() ? "" : " (UUID " + held.uuid + ")") +
+                     (held.label.empty() ? "" : " labelled '" + held.label + "'");
+  std::string from = meta.fs_type.empty() ? "a device without a recognised filesystem"
+                                          : meta.fs_type + (meta.fs_uuid.empty() ? "" : " UUID " + meta.fs_uuid);
+  return Status(Code::kTarget, "target " + path + " holds " + what + ", not the filesystem this image was "
+                                   "taken from (" + from + " on " + meta.source_path +
+                                   (meta.host.empty() ? "" : " of host " + meta.host) +
+                                   "); restoring would destroy it. Check that it is the right device, "
+                                   "then pass --force to restore anyway (wipefs -a clears it too)");
+}
+
 Result<std::unique_ptr<RestoreTarget>> RestoreTarget::Open(const std::string& path,
-                                                           const ImageMetadata& meta, bool overwrite) {
+                                                           const ImageMetadata& meta, bool overwrite,
+                                                           bool force) {
   auto t = std::make_unique<RestoreTarget>();
   t->path_ = path;
   struct stat st;
@@ -71,6 +95,7 @@ Result<std::unique_ptr<RestoreTarget>> RestoreTarget::Open(const std::string& pa
       Notice("target " + path + " is larger than the image (" + std::to_string(size) + " > " +
              std::to_string(meta.device_bytes) + " bytes); bytes past the image are left as they are");
     }
+    HOTSNAP_RETURN_IF_ERROR(CheckTargetHoldsNothingElse(path, meta, force));
     t->fd_ = std::move(fd.value());
     return t;
   }
@@ -113,7 +138,7 @@ class RestoreVisitor : public ScanVisitor {
 
   Status OnMetadata(const ImageMetadata& meta) override {
     Notice("restoring " + DescribeSource(meta));
-    auto target = RestoreTarget::Open(options_.target, meta, options_.overwrite);
+    auto target = RestoreTarget::Open(options_.target, meta, options_.overwrite, options_.force);
     if (!target.ok()) return target.status();
     target_ = std::move(target.value());
     std::string fallback;
@@ -143,6 +168,7 @@ class RestoreVisitor : public ScanVisitor {
     std::memcpy(buffer->data(), data.data(), data.size());
     HOTSNAP_RETURN_IF_ERROR(writer_->Write(buffer->first(data.size()), offset));
     report_->bytes_written += data.size();
+    CrashPoint("during-restore");
     return Status::Ok();
   }
 
@@ -169,6 +195,7 @@ class RestoreVisitor : public ScanVisitor {
 Result<RestoreReport> RunRestore(const RestoreOptions& options) {
   auto started = std::chrono::steady_clock::now();
   EmitPhase("open");
+  HOTSNAP_RETURN_IF_ERROR(CheckRootForDevice(options.target, "restore onto", Code::kTarget));
   auto image = OpenImage(options.image, options.ssh_options);
   if (!image.ok()) return image.status();
   EmitPhase("write");

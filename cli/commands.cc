@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "agent/backup_job.h"
+#include "agent/compact_job.h"
 #include "agent/image_jobs.h"
 #include "agent/progress.h"
 #include "base/log.h"
@@ -102,11 +103,13 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   BackupOptions o;
   d.add_options()
       ("output,o", po::value<std::string>(&o.dest), "image path, or - for stdout (required)")
-      ("snapshot", po::value<std::string>(&o.snapshot)->default_value("none"),
-       "how to get a consistent view: none (read the device as it is; refused if mounted "
-       "read-write), freeze (freeze the mounted filesystem for the whole copy; small volumes), "
-       "lvm (read a classic LVM snapshot of the logical volume), lvm-thin (a thin snapshot of a "
-       "thin LV), auto (lvm or lvm-thin for a logical volume, else none)")
+      ("snapshot", po::value<std::string>(&o.snapshot)->default_value("auto"),
+       "how to get a consistent view: auto (lvm or lvm-thin for a logical volume, tracked for a "
+       "filesystem mounted read-write, else none), none (read the device as it is; refused if "
+       "mounted read-write), tracked (copy the mounted filesystem while it runs, tracking "
+       "writes, then copy the last written blocks under a freeze of milliseconds), freeze "
+       "(freeze the mounted filesystem for the whole copy; small volumes), lvm (read a classic "
+       "LVM snapshot of the logical volume), lvm-thin (a thin snapshot of a thin LV)")
       ("cow-size", po::value<std::string>(), "--snapshot lvm: size of the snapshot's copy-on-write "
        "area, e.g. 512M or 2G (default: 10 % of the volume, at least 64M); it must hold every "
        "block written to the volume during the backup")
@@ -215,6 +218,8 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
   RestoreOptions o;
   d.add_options()
       ("overwrite", "replace TARGET if it is an existing regular file")
+      ("force", "restore onto a device that holds another filesystem or signature (swap, RAID, LVM) "
+       "than the one the image was taken from; without it such a target is refused")
       ("queue-depth", po::value<unsigned>(&o.queue_depth)->default_value(4), "writes in flight (1-64)");
   AddCommonOptions(&d);
   AddEventOptions(&d);
@@ -230,6 +235,7 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
   o.image = p->vm["IMAGE"].as<std::string>();
   o.target = p->vm["TARGET"].as<std::string>();
   o.overwrite = p->vm.count("overwrite") > 0;
+  o.force = p->vm.count("force") > 0;
   o.progress = ShowProgress(p->vm);
   if (p->vm.count("quiet")) SetQuiet(true);
   if (o.queue_depth < 1 || o.queue_depth > 64) {
@@ -300,12 +306,36 @@ Status RunInfoCommand(const std::vector<std::string>& args) {
 
 }  // namespace
 
+Status RunCompactCommand(const std::vector<std::string>& args) {
+  po::options_description d("compact options");
+  CompactOptions o;
+  d.add_options()
+      ("output,o", po::value<std::string>(&o.dest), "the plain image to write, or - for stdout (required)")
+      ("overwrite", "replace DEST if it exists");
+  auto p = Parse(args, "hotsnap compact IMAGE -o DEST",
+                 "Write a plain copy of IMAGE (a file): every chunk's final version once, in order,\n"
+                 "so that stock 'zstd -dc DEST' restores the device. Needed only for tracked images\n"
+                 "(--snapshot tracked), which stock zstd refuses. Nothing is recompressed.",
+                 d, {"IMAGE"});
+  if (!p.ok()) return p.status();
+  if (p->help) return Status::Ok();
+  if (o.dest.empty()) return Status(Code::kUsage, "missing -o DEST\nusage: hotsnap compact IMAGE -o DEST");
+  o.image = p->vm["IMAGE"].as<std::string>();
+  o.overwrite = p->vm.count("overwrite") > 0;
+  auto r = RunCompact(o);
+  if (!r.ok()) return r.status();
+  Notice("wrote plain image " + o.dest + " (" + HumanBytes(r->image_bytes) + "), dropping " +
+         std::to_string(r->dropped_frames) + " superseded chunk frames");
+  return Status::Ok();
+}
+
 const std::vector<Command>& Commands() {
   static const std::vector<Command> commands = {
       {"backup", "back up a block device or disk image file into a zstd image", RunBackupCommand},
       {"restore", "write an image back onto a block device or into a file", RunRestoreCommand},
       {"verify", "check every hash in an image", RunVerifyCommand},
       {"info", "describe an image", RunInfoCommand},
+      {"compact", "turn a tracked image into a plain one that stock zstd restores", RunCompactCommand},
       {"cat", "extract a byte range of the device stored in an image", RunCatCommand},
       {"mount", "mount the filesystem in an image read-only, without restoring it", RunMountCommand},
       {"umount", "undo hotsnap mount", RunUmountCommand},

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/events.h"
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "cli/commands.h"
@@ -52,8 +53,13 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       status = hotsnap::Status(hotsnap::Code::kInternal, std::string("unexpected: ") + e.what());
     }
-    if (!status.ok()) hotsnap::Error(status.message());
-    return hotsnap::ExitCodeFor(status, hotsnap::InterruptSignal());
+    int code = hotsnap::ExitCodeFor(status, hotsnap::InterruptSignal());
+    if (!status.ok()) {
+      hotsnap::EmitError(status, code);
+      // With --json and no --events-fd, stderr carries JSON only: the error event says it.
+      if (!hotsnap::EventsOnStderr()) hotsnap::Error(status.message());
+    }
+    return code;
   }
   std::fprintf(stderr, "hotsnap: unknown command '%s'\n\n", name.c_str());
   PrintUsage(stderr);

@@ -18,7 +18,9 @@ Status FrameReader::Fill(size_t want) {
   if (available() >= want || eof_) return Status::Ok();
   if (buf_.size() - start_ < want) {
     // Compact, then grow if the buffer is still too small.
-    std::memmove(buf_.data(), buf_.data() + start_, available());
+    // Not with an empty buffer: memmove from a null pointer is undefined even for 0 bytes
+    // (found by tests/fuzz/fuzz_scan_image on its first input).
+    if (available() > 0) std::memmove(buf_.data(), buf_.data() + start_, available());
     end_ -= start_;
     start_ = 0;
     if (buf_.size() < want) buf_.resize(std::max(want, size_t{1} << 20));

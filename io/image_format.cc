@@ -5,6 +5,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 namespace hotsnap {
@@ -38,6 +41,32 @@ std::string SkippableFrame(uint32_t magic, const std::string& payload) {
 Status Corrupt(const std::string& what) { return Status(Code::kIntegrity, what); }
 
 bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// An integer JSON value that fits T. nlohmann's get<T>() converts a JSON float with a plain
+// cast, which is undefined behaviour out of range ("device_bytes": 1e300; found by
+// tests/fuzz/fuzz_metadata), so integer fields must be JSON integers. Throws, like get<T>().
+template <typename T>
+T IntegerValue(const nlohmann::json& v, const char* key) {
+  if (v.is_number_unsigned()) {
+    uint64_t u = v.get<uint64_t>();
+    if (std::in_range<T>(u)) return static_cast<T>(u);
+  } else if (v.is_number_integer()) {
+    int64_t i = v.get<int64_t>();
+    if (std::in_range<T>(i)) return static_cast<T>(i);
+  }
+  throw std::invalid_argument(std::string(key) + " is not an integer in range");
+}
+
+// Field `key` of object `j` as IntegerValue; `fallback` when absent (nullopt: required).
+template <typename T>
+T IntegerField(const nlohmann::json& j, const char* key, std::optional<T> fallback = std::nullopt) {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    if (!fallback) throw std::invalid_argument(std::string("missing field ") + key);
+    return *fallback;
+  }
+  return IntegerValue<T>(*it, key);
+}
 
 Status CheckGeometry(uint64_t device_bytes, uint32_t chunk_bytes, const char* where) {
   if (chunk_bytes < kMinChunkBytes || chunk_bytes > kMaxChunkBytes || !IsPowerOfTwo(chunk_bytes)) {
@@ -135,11 +164,11 @@ Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload) {
   ImageMetadata meta;
   try {
     auto j = nlohmann::json::parse(payload.begin() + 12, payload.begin() + body);
-    meta.format_version = j.at("format_version").get<uint32_t>();
+    meta.format_version = IntegerField<uint32_t>(j, "format_version");
     meta.source_path = j.at("source_path").get<std::string>();
-    meta.device_bytes = j.at("device_bytes").get<uint64_t>();
-    meta.logical_sector_bytes = j.at("logical_sector_bytes").get<uint32_t>();
-    meta.chunk_bytes = j.at("chunk_bytes").get<uint32_t>();
+    meta.device_bytes = IntegerField<uint64_t>(j, "device_bytes");
+    meta.logical_sector_bytes = IntegerField<uint32_t>(j, "logical_sector_bytes");
+    meta.chunk_bytes = IntegerField<uint32_t>(j, "chunk_bytes");
     meta.fs_type = j.value("fs_type", "");
     meta.fs_uuid = j.value("fs_uuid", "");
     meta.fs_label = j.value("fs_label", "");
@@ -147,8 +176,8 @@ Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload) {
     meta.created_utc = j.value("created_utc", "");
     meta.snapshot_mode = j.value("snapshot_mode", "");
     meta.tool_version = j.value("tool_version", "");
-    meta.level = j.value("zstd_level", 0);
-    meta.used_bytes = j.value("used_bytes", meta.device_bytes);
+    meta.level = IntegerField<int>(j, "zstd_level", 0);
+    meta.used_bytes = IntegerField<uint64_t>(j, "used_bytes", meta.device_bytes);
     meta.used_map = j.value("used_map", "all blocks");
     std::string layout = j.value("layout", "plain");
     if (layout == "tracked") {
@@ -325,11 +354,13 @@ Result<RunReport> DecodeReportPayload(std::span<const uint8_t> payload) {
   RunReport r;
   try {
     auto j = nlohmann::json::parse(payload.begin() + 12, payload.begin() + body);
-    r.freeze_ms = j.value("freeze_ms", std::vector<int64_t>{});
-    r.rounds = j.value("rounds", 0u);
-    r.recopied_bytes = j.value("recopied_bytes", uint64_t{0});
-    r.used_bytes = j.value("used_bytes", uint64_t{0});
-    r.lost_events = j.value("lost_events", uint64_t{0});
+    if (j.contains("freeze_ms")) {
+      for (const auto& ms : j.at("freeze_ms")) r.freeze_ms.push_back(IntegerValue<int64_t>(ms, "freeze_ms"));
+    }
+    r.rounds = IntegerField<uint32_t>(j, "rounds", 0u);
+    r.recopied_bytes = IntegerField<uint64_t>(j, "recopied_bytes", 0);
+    r.used_bytes = IntegerField<uint64_t>(j, "used_bytes", 0);
+    r.lost_events = IntegerField<uint64_t>(j, "lost_events", 0);
     r.seconds = j.value("seconds", 0.0);
   } catch (const std::exception& e) {
     return Corrupt(std::string("report frame: JSON: ") + e.what());

@@ -111,9 +111,10 @@ Status Scanner::ReadMetadata() {
   chunk_.resize(m.chunk_bytes);
   std::vector<uint8_t> zeros(m.chunk_bytes, 0);
   zero_hash_ = HashBytes(zeros.data(), zeros.size());
-  hashes_.resize(chunks);
-  last_frame_.assign(chunks, 0);
-  seen_.reserve(chunks + 2);
+  // Per-chunk state grows with the chunks actually read (ReadChunk), not with what the
+  // metadata declares: a 512 TiB declaration in a few-KiB image must not allocate 3.5 GiB.
+  hashes_.reserve(std::min<uint64_t>(chunks, 1u << 16));
+  last_frame_.reserve(std::min<uint64_t>(chunks, 1u << 16));
   return visitor_ != nullptr ? visitor_->OnMetadata(m) : Status::Ok();
 }
 
@@ -125,6 +126,8 @@ Status Scanner::ReadChunk(uint64_t index) {
     return Corrupt("found a skippable frame where " + ChunkWhere(m, index, frame->offset) +
                    " should be");
   }
+  hashes_.emplace_back();  // the first pass reads chunk `index` == hashes_.size()
+  last_frame_.push_back(0);
   return DecodeChunk(index, *frame);
 }
 

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "base/crash_point.h"
 #include "base/interrupt.h"
 
 namespace hotsnap {
@@ -62,6 +63,7 @@ class FileSink : public Sink {
 Status FileSink::Commit() {
   if (::fsync(fd_.get()) != 0) return Status::FromErrno(Code::kTarget, errno, "fsync " + temp_);
   if (::close(fd_.Release()) != 0) return Status::FromErrno(Code::kTarget, errno, "close " + temp_);
+  CrashPoint("before-rename");
   unsigned flags = overwrite_ ? 0 : RENAME_NOREPLACE;
   if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, path_.c_str(), flags) != 0) {
     int err = errno;

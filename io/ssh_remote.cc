@@ -466,7 +466,10 @@ Status SshFailure(Code code, const SshUrl& url, const std::string& what, int exi
   } else if (exit_code < 0) {
     why = "ssh did not finish";
   } else {
-    why = "the remote side failed (exit status " + std::to_string(exit_code) + ")";
+    // The remote script's own messages start with "hotsnap: "; they say it best.
+    for (size_t at = 0; (at = said.find("hotsnap: ", at)) != std::string::npos;) said.erase(at, 9);
+    return Status(code, what + " on " + url.text + ": the remote side failed (exit status " +
+                            std::to_string(exit_code) + ")" + (said.empty() ? "" : ": " + said));
   }
   std::string message = what + " on " + url.text + ": " + why;
   if (!said.empty()) message += "; ssh said: " + said;

@@ -1,5 +1,6 @@
 #include "snapshot/freeze_view.h"
 
+#include "base/crash_point.h"
 #include "base/log.h"
 
 namespace hotsnap {
@@ -22,6 +23,7 @@ Result<std::unique_ptr<FreezeView>> FreezeView::Open(const FreezeViewOptions& op
     return frozen.status();
   }
   view->frozen_ = std::move(frozen.value());
+  CrashPoint("after-freeze");
   SetLogBuffering(true);
   Status during = RunHook("while-frozen", hooks.while_frozen, hooks, options.source, options.mount_point);
   if (!during.ok()) {

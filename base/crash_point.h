@@ -1,0 +1,24 @@
+// CrashPoint: lets tests kill hotsnap at a named phase, to prove what a crash there leaves
+// behind (a frozen filesystem, a temporary file, a half-written target).
+//
+// Compiled in but inert: unless the environment variable HOTSNAP_CRASH_AT names the phase,
+// CrashPoint() is one branch on a cached value. HOTSNAP_CRASH_AT=NAME SIGKILLs the process
+// at the first CrashPoint(NAME); HOTSNAP_CRASH_AT=NAME:N at the N-th. SIGKILL, not abort():
+// no destructor, atexit handler or signal handler runs, exactly like the OOM killer or a
+// power cut of the process. Phases in use (see tests/crash_point_test.cc):
+//   after-freeze    snapshot/freeze_view.cc  the filesystem was just frozen
+//   mid-read        agent/backup_pipeline.cc a chunk was read from the source
+//   mid-compress    agent/backup_pipeline.cc a chunk was handed to the compression workers
+//   before-rename   io/sink.cc               the image is complete and fsynced, not yet renamed
+//   during-restore  agent/restore_job.cc     a chunk was written to the restore target
+// Thread-safe.
+#ifndef HOTSNAP_BASE_CRASH_POINT_H_
+#define HOTSNAP_BASE_CRASH_POINT_H_
+
+namespace hotsnap {
+
+void CrashPoint(const char* name);
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_BASE_CRASH_POINT_H_

@@ -1,0 +1,172 @@
+#include "cli/mount_commands.h"
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "agent/progress.h"
+#include "base/log.h"
+#include "io/stale_temp_files.h"
+#include "mount/extract_job.h"
+#include "mount/mount_job.h"
+#include "snapshot/lvm_lease.h"
+
+namespace po = boost::program_options;
+
+namespace hotsnap {
+namespace {
+
+// Parses `args` against `options` and the named positionals; on --help prints the help
+// and sets `help`. The same contract as the parser in commands.cc (a copy, to keep the
+// two files apart while both are edited).
+struct Parsed {
+  po::variables_map vm;
+  bool help = false;
+};
+
+Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& usage, const std::string& description,
+                     po::options_description options, const std::vector<std::string>& positionals) {
+  options.add_options()("help,h", "show this help");
+  po::options_description hidden;
+  po::positional_options_description pos;
+  for (const auto& name : positionals) {
+    hidden.add_options()(name.c_str(), po::value<std::string>());
+    pos.add(name.c_str(), 1);
+  }
+  po::options_description all;
+  all.add(options).add(hidden);
+  Parsed parsed;
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(pos).run(), parsed.vm);
+    po::notify(parsed.vm);
+  } catch (const po::error& e) {
+    return Status(Code::kUsage, std::string(e.what()) + "\nusage: " + usage);
+  }
+  if (parsed.vm.count("help")) {
+    std::cout << "usage: " << usage << "\n\n" << description << "\n\n" << options << std::flush;
+    parsed.help = true;
+    return parsed;
+  }
+  for (const auto& name : positionals) {
+    if (!parsed.vm.count(name)) return Status(Code::kUsage, "missing " + name + "\nusage: " + usage);
+  }
+  return parsed;
+}
+
+const char* kRandomAccessNote =
+    "IMAGE must be a regular file: random access needs the seek table at its end. A stream\n"
+    "(- or ssh://...) is refused; copy it to a file first, or restore it in full.";
+
+}  // namespace
+
+Status RunCatCommand(const std::vector<std::string>& args) {
+  po::options_description d("cat options");
+  ExtractOptions o;
+  uint64_t length = 0;
+  d.add_options()
+      ("offset", po::value<uint64_t>(&o.offset_bytes)->default_value(0), "first device byte to extract")
+      ("length", po::value<uint64_t>(&length), "bytes to extract (default: to the end of the device)")
+      ("output,o", po::value<std::string>(&o.output)->default_value("-"), "output file, or - for stdout")
+      ("overwrite", "replace the output file if it exists");
+  auto p = Parse(args, "hotsnap cat IMAGE [--offset N] [--length N] [-o FILE|-]",
+                 std::string("Write device bytes [offset, offset+length) stored in IMAGE to FILE or stdout,\n"
+                             "decoding only the chunks they lie in. Every chunk is checked against its hash;\n"
+                             "a corrupt one fails the command (exit 5) naming the chunk and its offsets.\n") +
+                     kRandomAccessNote,
+                 d, {"IMAGE"});
+  if (!p.ok()) return p.status();
+  if (p->help) return Status::Ok();
+  o.image = p->vm["IMAGE"].as<std::string>();
+  if (p->vm.count("length")) o.length_bytes = length;
+  o.overwrite = p->vm.count("overwrite") > 0;
+  auto r = ExtractRange(o);
+  if (!r.ok()) return r.status();
+  if (o.output != "-") {
+    Notice("wrote " + std::to_string(r->bytes_written) + " bytes to " + o.output + " (" +
+           std::to_string(r->chunks_decoded) + " chunks decoded)");
+  }
+  return Status::Ok();
+}
+
+Status RunMountCommand(const std::vector<std::string>& args) {
+  po::options_description d("mount options");
+  MountOptions o;
+  d.add_options()
+      ("foreground,f", "serve in this process until Ctrl-C/SIGTERM (which unmounts), instead of in "
+       "a background server")
+      ("cache-chunks", po::value<size_t>(&o.cache_chunks)->default_value(16),
+       "decoded chunks kept in memory (each is one chunk, 4 MiB)");
+  auto p = Parse(args, "hotsnap mount IMAGE MOUNTPOINT [--foreground]",
+                 std::string("Mount the filesystem stored in IMAGE read-only at MOUNTPOINT, without restoring\n"
+                             "it: the image is served as a file through FUSE (decoding only the chunks read),\n"
+                             "attached to a read-only loop device, and mounted with the options that keep\n"
+                             "it from writing (ext2/3/4: ro,noload; xfs: ro,norecovery,nouuid; always\n"
+                             "nosuid,nodev). A chunk that fails its hash gives EIO to the reads touching it.\n"
+                             "Undo with 'hotsnap umount MOUNTPOINT'; state is kept in /run/hotsnap/mounts.\n") +
+                     kRandomAccessNote,
+                 d, {"IMAGE", "MOUNTPOINT"});
+  if (!p.ok()) return p.status();
+  if (p->help) return Status::Ok();
+  o.image = p->vm["IMAGE"].as<std::string>();
+  o.mount_point = p->vm["MOUNTPOINT"].as<std::string>();
+  o.foreground = p->vm.count("foreground") > 0;
+  if (o.cache_chunks < 1 || o.cache_chunks > 1024) return Status(Code::kUsage, "--cache-chunks must be 1-1024");
+  o.on_ready = [&o](const MountRecord& r) {
+    Notice("mounted " + r.image + " (" + r.fs_type + ") read-only at " + r.mount_point + " via " + r.loop_device +
+           (o.foreground ? "; Ctrl-C or 'hotsnap umount " + r.mount_point + "' unmounts"
+                         : "; server pid " + std::to_string(r.pid) + "; 'hotsnap umount " + r.mount_point +
+                               "' unmounts"));
+  };
+  auto r = RunMount(o);
+  if (!r.ok()) return r.status();
+  return Status::Ok();
+}
+
+Status RunUmountCommand(const std::vector<std::string>& args) {
+  po::options_description d("umount options");
+  auto p = Parse(args, "hotsnap umount MOUNTPOINT",
+                 "Undo 'hotsnap mount': unmount the filesystem (refused, with nothing changed, while\n"
+                 "a process uses it), detach the loop device, unmount the FUSE file, stop the server.",
+                 d, {"MOUNTPOINT"});
+  if (!p.ok()) return p.status();
+  if (p->help) return Status::Ok();
+  return RunUmount(p->vm["MOUNTPOINT"].as<std::string>());
+}
+
+Status RunCleanupCommand(const std::vector<std::string>& all_args) {
+  // DIR...: directories to clear of the temporary files of dead runs (io/stale_temp_files.h).
+  std::vector<std::string> args, dirs;
+  for (const std::string& a : all_args) (a.empty() || a[0] != '-' ? dirs : args).push_back(a);
+  po::options_description d("cleanup options");
+  auto p = Parse(args, "hotsnap cleanup [DIR...]",
+                 "Remove what crashed hotsnap processes left behind: LVM snapshots of backups whose\n"
+                 "process died (tagged hotsnap, leased in /run/hotsnap/leases), mounts of images whose server\n"
+                 "died (their filesystem, loop device, stale FUSE mount \"Transport endpoint is not\n"
+                 "connected\", and state files). Live mounts are left alone. With DIR...: also the\n"
+                 "temporary files .NAME.hotsnap-PID.tmp of backups and restores whose process PID died\n"
+                 "(killed before publishing); those of running processes are left alone.",
+                 d, {});
+  if (!p.ok()) return p.status();
+  if (p->help) return Status::Ok();
+  MountCleanupReport report;
+  Status s = RunMountCleanup(&report);
+  // LVM snapshots of dead backup runs (see snapshot/lvm_lease.h).
+  LvmCleanupReport lvm_report;
+  Status lvm = CleanupLvmLeftovers(RealLvmControl(), kDefaultLeaseDir, &lvm_report);
+  report.removed.insert(report.removed.end(), lvm_report.removed.begin(), lvm_report.removed.end());
+  report.skipped.insert(report.skipped.end(), lvm_report.kept.begin(), lvm_report.kept.end());
+  if (s.ok()) s = lvm;
+  for (const std::string& dir : dirs) {
+    StaleTempReport temp;
+    Status t = RemoveStaleTemporaryFiles(dir, &temp);
+    report.removed.insert(report.removed.end(), temp.removed.begin(), temp.removed.end());
+    report.skipped.insert(report.skipped.end(), temp.kept.begin(), temp.kept.end());
+    if (s.ok()) s = t;
+  }
+  for (const std::string& line : report.removed) std::printf("removed: %s\n", line.c_str());
+  for (const std::string& line : report.skipped) std::printf("kept: %s\n", line.c_str());
+  if (report.removed.empty() && s.ok()) std::printf("nothing to clean up\n");
+  return s;
+}
+
+}  // namespace hotsnap

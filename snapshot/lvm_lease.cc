@@ -1,0 +1,224 @@
+#include "snapshot/lvm_lease.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "base/unique_fd.h"
+
+namespace hotsnap {
+namespace {
+
+using json = nlohmann::json;
+
+std::string ReadFirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  if (in) std::getline(in, line);
+  return line;
+}
+
+std::string BootId() { return ReadFirstLine("/proc/sys/kernel/random/boot_id"); }
+
+// Field 22 (starttime) of /proc/PID/stat; 0 if the process does not exist.
+uint64_t ProcessStartTicks(int pid) {
+  std::string stat = ReadFirstLine("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');  // the command name may hold spaces and parentheses
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return 0;
+}
+
+std::string LeasePath(const std::string& dir, const std::string& run_id) {
+  return dir + "/" + run_id + ".json";
+}
+
+Status MakeDirs(const std::string& dir) {
+  for (size_t pos = 1; pos <= dir.size(); ++pos) {
+    if (pos == dir.size() || dir[pos] == '/') {
+      std::string part = dir.substr(0, pos);
+      if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+        return Status::FromErrno(Code::kInternal, errno, "creating " + part);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// Ids of the lease files in `dir`.
+std::vector<std::string> LeaseIds(const std::string& dir) {
+  std::vector<std::string> ids;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return ids;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    const std::string suffix = ".json";
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      ids.push_back(name.substr(0, name.size() - suffix.size()));
+    }
+  }
+  ::closedir(d);
+  return ids;
+}
+
+std::string DescribeDeadRun(const std::string& run_id, const Result<Lease>& lease) {
+  if (!lease.ok()) return "run " + run_id + ": no lease file (crashed before a reboot?)";
+  return "run " + run_id + ": pid " + std::to_string(lease->pid) + " is gone";
+}
+
+}  // namespace
+
+std::string NewRunId() {
+  unsigned char bytes[6];
+  if (::getrandom(bytes, sizeof(bytes), 0) != static_cast<ssize_t>(sizeof(bytes))) {
+    // getrandom cannot fail for 6 bytes after boot; fall back to pid and time anyway.
+    uint64_t v = (static_cast<uint64_t>(::getpid()) << 24) ^ static_cast<uint64_t>(::time(nullptr));
+    for (unsigned char& b : bytes) { b = v & 0xff; v >>= 8; }
+  }
+  char hex[13];
+  for (int i = 0; i < 6; ++i) std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+  return hex;
+}
+
+Lease LeaseForThisProcess(const std::string& run_id) {
+  Lease lease;
+  lease.run_id = run_id;
+  lease.pid = ::getpid();
+  lease.pid_start_ticks = ProcessStartTicks(lease.pid);
+  lease.boot_id = BootId();
+  return lease;
+}
+
+Status WriteLease(const std::string& dir, const Lease& lease) {
+  HOTSNAP_RETURN_IF_ERROR(MakeDirs(dir));
+  json doc = {{"run_id", lease.run_id},         {"pid", lease.pid},
+              {"pid_start_ticks", lease.pid_start_ticks}, {"boot_id", lease.boot_id},
+              {"vg", lease.vg_name},            {"snapshot_lv", lease.snapshot_lv},
+              {"origin_lv", lease.origin_lv},   {"mode", lease.mode}};
+  std::string text = doc.dump(2) + "\n";
+  std::string path = LeasePath(dir, lease.run_id);
+  std::string tmp = path + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) return Status::FromErrno(Code::kInternal, errno, "creating lease file " + tmp);
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+      ::fsync(fd.get()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Status::FromErrno(Code::kInternal, err, "writing lease file " + tmp);
+  }
+  fd.Reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Status::FromErrno(Code::kInternal, err, "renaming lease file to " + path);
+  }
+  return Status::Ok();
+}
+
+Status RemoveLease(const std::string& dir, const std::string& run_id) {
+  std::string path = LeasePath(dir, run_id);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Status::FromErrno(Code::kInternal, errno, "removing lease file " + path);
+  }
+  return Status::Ok();
+}
+
+Result<Lease> ReadLease(const std::string& dir, const std::string& run_id) {
+  std::string path = LeasePath(dir, run_id);
+  std::ifstream in(path);
+  if (!in) return Status::FromErrno(Code::kSource, errno, "opening lease file " + path);
+  json doc = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return Status(Code::kSource, "lease file " + path + " is not valid JSON");
+  }
+  Lease lease;
+  lease.run_id = doc.value("run_id", run_id);
+  lease.pid = doc.value("pid", 0);
+  lease.pid_start_ticks = doc.value("pid_start_ticks", uint64_t{0});
+  lease.boot_id = doc.value("boot_id", "");
+  lease.vg_name = doc.value("vg", "");
+  lease.snapshot_lv = doc.value("snapshot_lv", "");
+  lease.origin_lv = doc.value("origin_lv", "");
+  lease.mode = doc.value("mode", "");
+  return lease;
+}
+
+bool LeaseHolderAlive(const Lease& lease) {
+  if (lease.pid <= 0 || lease.boot_id != BootId()) return false;
+  uint64_t ticks = ProcessStartTicks(lease.pid);
+  return ticks != 0 && ticks == lease.pid_start_ticks;
+}
+
+std::string OwnedRunId(const LvRecord& lv) {
+  if (lv.lv_name.rfind("hotsnap-", 0) != 0 || !lv.has_tag(kSnapshotTag)) return "";
+  const std::string prefix = kRunTagPrefix;
+  for (const std::string& tag : lv.tags) {
+    if (tag.size() > prefix.size() && tag.compare(0, prefix.size(), prefix) == 0) {
+      std::string id = tag.substr(prefix.size());
+      // The name must end in the same run id: both marks must agree.
+      if (lv.lv_name.size() > id.size() &&
+          lv.lv_name.compare(lv.lv_name.size() - id.size() - 1, std::string::npos, "-" + id) == 0) {
+        return id;
+      }
+    }
+  }
+  return "";
+}
+
+Status CleanupLvmLeftovers(LvmControl* lvm, const std::string& lease_dir, LvmCleanupReport* report) {
+  Status first_error;
+  auto note_error = [&first_error](const Status& s) {
+    if (!s.ok() && first_error.ok()) first_error = s;
+  };
+  std::map<std::string, bool> run_has_lv;  // run id -> an LV of it still exists
+  if (LvmAvailable()) {
+    auto lvs = ListLvs(lvm);
+    if (!lvs.ok()) return lvs.status().Wrap("looking for leftover hotsnap snapshots");
+    for (const LvRecord& lv : *lvs) {
+      std::string run_id = OwnedRunId(lv);
+      if (run_id.empty()) continue;  // not ours: never touched
+      Result<Lease> lease = ReadLease(lease_dir, run_id);
+      if (lease.ok() && LeaseHolderAlive(*lease)) {
+        report->kept.push_back(lv.full_name() + " (run " + run_id + ", pid " +
+                               std::to_string(lease->pid) + " is running)");
+        run_has_lv[run_id] = true;
+        continue;
+      }
+      Status removed = RemoveLv(lvm, lv.full_name());
+      if (removed.ok()) {
+        report->removed.push_back("LVM snapshot " + lv.full_name() + " (" + DescribeDeadRun(run_id, lease) + ")");
+      } else {
+        run_has_lv[run_id] = true;  // keep the lease: the LV is still there
+        note_error(removed);
+      }
+    }
+  }
+  // Lease files of dead runs whose snapshot is gone (or was never created).
+  for (const std::string& run_id : LeaseIds(lease_dir)) {
+    if (run_has_lv.count(run_id)) continue;
+    Result<Lease> lease = ReadLease(lease_dir, run_id);
+    if (lease.ok() && LeaseHolderAlive(*lease)) continue;
+    Status s = RemoveLease(lease_dir, run_id);
+    if (s.ok()) {
+      report->removed.push_back("lease file " + lease_dir + "/" + run_id + ".json (" +
+                                DescribeDeadRun(run_id, lease) + ")");
+    }
+    note_error(s);
+  }
+  return first_error;
+}
+
+}  // namespace hotsnap

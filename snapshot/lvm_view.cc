@@ -1,0 +1,246 @@
+#include "snapshot/lvm_view.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include "base/log.h"
+
+namespace hotsnap {
+namespace {
+
+constexpr uint64_t kMiB = 1024 * 1024;
+constexpr uint64_t kMinCowBytes = 64 * kMiB;
+
+std::string Percent(double p) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%.1f%%", p);
+  return buf;
+}
+
+// Finds the LV behind `source` and decides classic or thin.
+Result<LvRecord> FindOrigin(const LvmViewOptions& options, bool* thin) {
+  if (!LvmAvailable()) {
+    return Status(Code::kUnsupported, "--snapshot " + options.mode + " needs LVM: the lvm command "
+                                      "(package lvm2) and a kernel with device-mapper "
+                                      "(/dev/mapper/control); this system has not both");
+  }
+  auto found = FindLogicalVolume(options.lvm, options.source);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) {
+    return Status(Code::kUsage, options.source + " is not an active LVM logical volume; --snapshot " +
+                                    options.mode + " works only on LVM logical volumes");
+  }
+  LvRecord origin = std::move(found->value());
+  // A thin snapshot is a thin LV like any other, but LVM cannot snapshot a classic one.
+  if (origin.segtype == "snapshot") {
+    return Status(Code::kUsage, options.source + " (" + origin.full_name() +
+                                    ") is itself a classic LVM snapshot, which LVM cannot "
+                                    "snapshot; back it up with --snapshot none");
+  }
+  if (options.mode == "lvm-thin" && !origin.is_thin()) {
+    return Status(Code::kUsage, options.source + " (" + origin.full_name() + ") is a " +
+                                    origin.segtype + " LV, not a thin one; use --snapshot lvm");
+  }
+  *thin = options.mode == "lvm-thin" || (options.mode == "auto" && origin.is_thin());
+  return origin;
+}
+
+// The pool `origin` lives in, freshly reported.
+Result<LvRecord> GetPool(LvmControl* lvm, const LvRecord& origin) {
+  auto pools = ListLvs(lvm, {origin.vg_name + "/" + origin.pool_lv});
+  if (!pools.ok()) return pools.status();
+  if (pools->empty()) return Status(Code::kSource, "thin pool " + origin.vg_name + "/" + origin.pool_lv + " not found");
+  return pools->front();
+}
+
+Status CheckPoolRoom(const LvRecord& pool, double limit, const std::string& when) {
+  double data = pool.data_percent.value_or(0), meta = pool.metadata_percent.value_or(0);
+  if (data > limit || meta > limit) {
+    return Status(Code::kSource,
+                  "thin pool " + pool.full_name() + " is too full " + when + ": data " +
+                      Percent(data) + ", metadata " + Percent(meta) + " used (limit " +
+                      Percent(limit) + "). A thin snapshot makes every write to the origin take "
+                      "new pool space, and a full pool stalls every volume in it. Extend the pool "
+                      "(lvextend -L +SIZE " + pool.full_name() + ", or --poolmetadatasize) or free "
+                      "space in it first");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+uint64_t DefaultCowBytes(uint64_t origin_bytes) {
+  return std::max(origin_bytes / 10, kMinCowBytes);
+}
+
+LvmSnapshotView::LvmSnapshotView(const LvmViewOptions& options, const LvRecord& origin, bool thin,
+                                 std::string run_id)
+    : options_(options), origin_(origin), thin_(thin), run_id_(std::move(run_id)) {
+  snapshot_ = origin_.vg_name + "/hotsnap-" + origin_.lv_name + "-" + run_id_;
+}
+
+Result<std::unique_ptr<LvmSnapshotView>> LvmSnapshotView::Open(const LvmViewOptions& options) {
+  // 1. Which LV, and which kind of snapshot.
+  bool thin = false;
+  auto origin = FindOrigin(options, &thin);
+  if (!origin.ok()) return origin.status();
+
+  // 2. Leftovers of crashed runs slow every write to their origin: remove them first.
+  LvmCleanupReport cleaned;
+  Status cleanup = CleanupLvmLeftovers(options.lvm, options.lease_dir, &cleaned);
+  for (const std::string& line : cleaned.removed) Notice("removed leftover " + line);
+  if (!cleanup.ok()) Notice("could not clean up every leftover: " + cleanup.message());
+
+  std::unique_ptr<LvmSnapshotView> view(new LvmSnapshotView(options, *origin, thin, NewRunId()));
+  // 3. Room for it: VG free space for a COW area, or pool use for a thin snapshot.
+  if (thin) {
+    auto pool = GetPool(options.lvm, *origin);
+    if (!pool.ok()) return pool.status();
+    HOTSNAP_RETURN_IF_ERROR(CheckPoolRoom(*pool, options.thin_pool_max_percent, "to take a snapshot"));
+  } else {
+    auto vg = GetVg(options.lvm, origin->vg_name);
+    if (!vg.ok()) return vg.status();
+    uint64_t cow = options.cow_bytes ? options.cow_bytes : DefaultCowBytes(origin->size_bytes);
+    uint64_t extent = std::max<uint64_t>(vg->extent_bytes, 512);
+    cow = (cow + extent - 1) / extent * extent;
+    if (cow > vg->free_bytes) {
+      return Status(Code::kSource,
+                    "volume group " + vg->vg_name + " has " + FormatMiB(vg->free_bytes) +
+                        " free, the snapshot's copy-on-write area needs " + FormatMiB(cow) +
+                        (options.cow_bytes ? "" : " (10 % of the origin, at least 64 MiB)") +
+                        ". Free space in the VG (vgextend, or shrink another LV) or pass a "
+                        "smaller --cow-size");
+    }
+    view->cow_bytes_ = cow;
+  }
+
+  // 4. Lease, hooks, lvcreate. From here on the destructor removes whatever exists.
+  HOTSNAP_RETURN_IF_ERROR(view->Create());
+  return view;
+}
+
+Status LvmSnapshotView::Create() {
+  Lease lease = LeaseForThisProcess(run_id_);
+  lease.vg_name = origin_.vg_name;
+  lease.snapshot_lv = snapshot_.substr(snapshot_.find('/') + 1);
+  lease.origin_lv = origin_.lv_name;
+  lease.mode = mode();
+  HOTSNAP_RETURN_IF_ERROR(WriteLease(options_.lease_dir, lease).Wrap("leasing the LVM snapshot"));
+  leased_ = true;
+
+  std::vector<std::string> args = {"lvcreate", "-y", "-s", "-n", lease.snapshot_lv, "-p", "r",
+                                   "--addtag", kSnapshotTag, "--addtag",
+                                   std::string(kRunTagPrefix) + run_id_};
+  if (!thin_) {
+    args.push_back("-L");
+    args.push_back(std::to_string(cow_bytes_) + "b");
+  }
+  args.push_back(origin_.full_name());
+
+  const HookSet& hooks = options_.hooks;
+  HOTSNAP_RETURN_IF_ERROR(RunHook("pre-freeze", hooks.pre_freeze, hooks, options_.source, options_.mount_point));
+  Status created = RunLvmChange(options_.lvm, args, "creating LVM snapshot " + snapshot_);
+  // The hook may read the snapshot: it must be active (a thin one is not until -K).
+  if (created.ok()) created = Activate();
+  if (created.ok()) {
+    created = RunHook("while-frozen", hooks.while_frozen, hooks, options_.source, options_.mount_point);
+  }
+  // post-thaw runs whenever pre-freeze ran, whatever happened in between.
+  Status post = RunHook("post-thaw", hooks.post_thaw, hooks, options_.source, options_.mount_point);
+  HOTSNAP_RETURN_IF_ERROR(created);
+  return post;
+}
+
+Status LvmSnapshotView::Activate() {
+  // A thin snapshot is created with the activation-skip flag; -K activates it anyway.
+  if (thin_) {
+    HOTSNAP_RETURN_IF_ERROR(RunLvmChange(options_.lvm, {"lvchange", "-ay", "-K", snapshot_},
+                                         "activating LVM thin snapshot " + snapshot_));
+  }
+  auto lvs = ListLvs(options_.lvm, {snapshot_});
+  if (!lvs.ok()) return lvs.status();
+  if (lvs->empty() || lvs->front().lv_path.empty()) {
+    return Status(Code::kSource, "LVM snapshot " + snapshot_ + " was created but lvs does not show its device");
+  }
+  device_path_ = lvs->front().lv_path;
+  struct stat st;
+  if (::stat(device_path_.c_str(), &st) != 0) {
+    // Without udev the node may lag behind; ask LVM to (re)create it.
+    options_.lvm->Run({"vgmknodes", origin_.vg_name}, kLvmReportTimeout);
+    if (::stat(device_path_.c_str(), &st) != 0) {
+      return Status::FromErrno(Code::kSource, errno, "LVM snapshot device " + device_path_);
+    }
+  }
+  last_check_ = std::chrono::steady_clock::now();
+  return Status::Ok();
+}
+
+Status LvmSnapshotView::Check() {
+  auto now = std::chrono::steady_clock::now();
+  if (!last_status_.ok() || now - last_check_ < next_interval_) return last_status_;
+  return CheckNow();
+}
+
+Status LvmSnapshotView::CheckNow() {
+  if (released_) return Status::Ok();
+  auto started = std::chrono::steady_clock::now();
+  auto lvs = ListLvs(options_.lvm, {snapshot_});
+  // lvs scans devices and costs real CPU (a lot under emulation): keep it under ~20 % of
+  // one core by polling no more often than 4 times its own duration.
+  last_check_ = std::chrono::steady_clock::now();
+  next_interval_ = std::max<std::chrono::steady_clock::duration>(options_.check_interval,
+                                                                 4 * (last_check_ - started));
+  if (!lvs.ok()) return last_status_ = lvs.status().Wrap("watching LVM snapshot " + snapshot_);
+  if (lvs->empty()) {
+    return last_status_ = Status(Code::kSource, "LVM snapshot " + snapshot_ + " disappeared during the backup");
+  }
+  last_status_ = thin_ ? CheckPool() : CheckClassic(lvs->front());
+  return last_status_;
+}
+
+Status LvmSnapshotView::CheckClassic(const LvRecord& snap) {
+  double used = snap.data_percent.value_or(0);
+  if (snap.is_invalid_snapshot() || used >= 100.0) {
+    return Status(Code::kSource,
+                  "LVM snapshot " + snapshot_ + " ran out of copy-on-write space and was invalidated "
+                  "by the kernel: its " + FormatMiB(cow_bytes_) + " area filled up (100%; the last "
+                  "fill level seen before was " + Percent(max_percent_seen_) + "). " +
+                  origin_.full_name() + " changed by more than that while it was being read. "
+                  "Nothing was published. Next time give the snapshot room for all writes during "
+                  "the backup, e.g. --cow-size " + std::to_string(std::max<uint64_t>(cow_bytes_ * 4, kMinCowBytes) / kMiB) +
+                  "M, or run it at a quieter time");
+  }
+  max_percent_seen_ = std::max(max_percent_seen_, used);
+  if (used >= 80.0 && !warned_) {
+    warned_ = true;
+    Notice("LVM snapshot " + snapshot_ + " copy-on-write area is " + Percent(used) + " full");
+  }
+  return Status::Ok();
+}
+
+Status LvmSnapshotView::CheckPool() {
+  auto pools = ListLvs(options_.lvm, {origin_.vg_name + "/" + origin_.pool_lv});
+  if (!pools.ok()) return pools.status().Wrap("watching thin pool of " + origin_.full_name());
+  if (pools->empty()) return Status(Code::kSource, "thin pool " + origin_.pool_lv + " disappeared");
+  return CheckPoolRoom(pools->front(), options_.thin_pool_abort_percent, "to go on reading (the snapshot is "
+                       "removed to give its space back)");
+}
+
+Status LvmSnapshotView::Release() {
+  if (released_) return Status::Ok();
+  released_ = true;
+  Status removed = RemoveLv(options_.lvm, snapshot_);
+  if (removed.ok() && leased_) removed = RemoveLease(options_.lease_dir, run_id_);
+  return removed;
+}
+
+LvmSnapshotView::~LvmSnapshotView() {
+  if (released_) return;
+  Status s = Release();
+  if (!s.ok()) Error(s.message());
+}
+
+}  // namespace hotsnap

@@ -1,0 +1,473 @@
+// ssh:// destinations and images, against a real sshd (Debian's openssh-server) that the
+// fixture starts on 127.0.0.1 with host and user keys generated into a temporary directory.
+// The "remote" directory is on this machine, so the tests look at it directly.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "io/ssh_remote.h"
+#include "tests/test_util.h"
+
+namespace hotsnap::testing {
+namespace {
+
+constexpr char kSshd[] = "/usr/sbin/sshd";
+
+// ---- Unprivileged: URL parsing, quoting, argv ---------------------------------------------
+
+TEST(SshUrlTest, ParsesUserHostPortAndPath) {
+  auto url = ParseSshUrl("ssh://backup@store.example:2222/srv/images/a.zst");
+  ASSERT_TRUE(url.ok()) << url.status().message();
+  EXPECT_EQ(url->user, "backup");
+  EXPECT_EQ(url->host, "store.example");
+  EXPECT_EQ(url->port, 2222);
+  EXPECT_EQ(url->path, "/srv/images/a.zst");
+  auto v6 = ParseSshUrl("ssh://[::1]:22/x.zst");
+  ASSERT_TRUE(v6.ok()) << v6.status().message();
+  EXPECT_EQ(v6->host, "::1");
+  auto plain = ParseSshUrl("ssh://host/~/x.zst");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->user, "");
+  EXPECT_EQ(plain->port, 0);
+}
+
+TEST(SshUrlTest, RefusesWhatCouldBeMisread) {
+  for (const char* bad : {"ssh://-oProxyCommand=x/a.zst", "ssh://-l@host/a", "ssh://host", "ssh://host/",
+                          "ssh://host/dir/", "ssh://host:0/a", "ssh://host:99999/a", "ssh://host:x/a",
+                          "ssh://us er@host/a", "ssh:///a", "ssh://host/a\nb", "ssh://host/a\rb",
+                          "ssh://ho;st/a", "ssh://host/..", "scp://host/a"}) {
+    auto url = ParseSshUrl(bad);
+    EXPECT_FALSE(url.ok()) << "accepted " << bad;
+    if (!url.ok()) EXPECT_EQ(url.status().code(), Code::kUsage);
+  }
+}
+
+TEST(SshUrlTest, QuotesForThePosixShell) {
+  EXPECT_EQ(ShellQuote("plain"), "'plain'");
+  EXPECT_EQ(ShellQuote("it's $HOME `x`"), "'it'\\''s $HOME `x`'");
+  CommandResult r = RunOk("printf %s " + ShellQuote("a'b\"c$d`e\\f g"));
+  EXPECT_EQ(r.out, "a'b\"c$d`e\\f g");
+}
+
+TEST(SshUrlTest, ArgvHasBatchModeUserOptionsFirstAndEndsOptionParsing) {
+  auto url = ParseSshUrl("ssh://u@h:2200/p/x.zst");
+  ASSERT_TRUE(url.ok());
+  auto argv = SshArgv(*url, SshOptions{{"IdentityFile=/k"}}, "true");
+  std::vector<std::string> head(argv.begin(), argv.begin() + 8);
+  EXPECT_EQ(head, (std::vector<std::string>{"ssh", "-T", "-x", "-a", "-o", "BatchMode=yes", "-o",
+                                            "IdentityFile=/k"}));
+  ASSERT_GE(argv.size(), 3u);
+  EXPECT_EQ(argv[argv.size() - 3], "--");
+  EXPECT_EQ(argv[argv.size() - 2], "h");
+  EXPECT_EQ(argv.back(), "true");
+  for (const auto& a : argv) EXPECT_EQ(a.find("StrictHostKeyChecking"), std::string::npos);
+}
+
+// ---- Process helpers ----------------------------------------------------------------------
+
+std::map<pid_t, pid_t> ParentsOfAll() {
+  std::map<pid_t, pid_t> parents;
+  DIR* d = opendir("/proc");
+  if (d == nullptr) return parents;
+  while (dirent* e = readdir(d)) {
+    pid_t pid = atoi(e->d_name);
+    if (pid <= 0) continue;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    parents[pid] = ppid;
+  }
+  closedir(d);
+  return parents;
+}
+
+std::vector<pid_t> DescendantsOf(pid_t root) {
+  auto parents = ParentsOfAll();
+  std::vector<pid_t> out;
+  for (const auto& [pid, ppid] : parents) {
+    for (pid_t p = ppid; p > 1; p = parents.count(p) ? parents[p] : 0) {
+      if (p == root) {
+        out.push_back(pid);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> CmdlineOf(pid_t pid) {
+  std::string raw = ReadAll("/proc/" + std::to_string(pid) + "/cmdline");
+  std::vector<std::string> args;
+  std::string cur;
+  for (char c : raw) {
+    if (c == '\0') {
+      args.push_back(cur);
+      cur.clear();
+    } else {
+      cur.push_back(c);
+    }
+  }
+  if (!cur.empty()) args.push_back(cur);
+  return args;
+}
+
+std::string CommOf(pid_t pid) {
+  std::string comm = ReadAll("/proc/" + std::to_string(pid) + "/comm");
+  while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  return comm;
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+bool Accepts(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// ---- The server ---------------------------------------------------------------------------
+
+// An sshd on 127.0.0.1:port with its own config, host key and authorized user key, all under
+// `dir`. Stopped (with every session it spawned) on destruction.
+class SshServer {
+ public:
+  explicit SshServer(const std::string& dir) : dir_(dir) {
+    RunOk("mkdir -p /run/sshd && chmod 0755 /run/sshd");  // sshd's privilege separation dir
+    RunOk("ssh-keygen -q -t ed25519 -N '' -C hotsnap-test-host -f " + Quote(File("host_key")));
+    RunOk("ssh-keygen -q -t ed25519 -N '' -C hotsnap-test-user -f " + Quote(File("id")));
+    RunOk("cp " + Quote(File("id.pub")) + " " + Quote(File("authorized_keys")));
+    port_ = FreePort();
+    std::ofstream config(File("sshd_config"));
+    config << "Port " << port_ << "\nListenAddress 127.0.0.1\nHostKey " << File("host_key")
+           << "\nPidFile " << File("sshd.pid") << "\nAuthorizedKeysFile " << File("authorized_keys")
+           << "\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+              "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\n"
+              "MaxStartups 50\nLogLevel ERROR\n";
+    config.close();
+    std::string host_pub = ReadAll(File("host_key.pub"));
+    WriteFile(File("known_hosts"), "[127.0.0.1]:" + std::to_string(port_) + " " +
+                                       host_pub.substr(0, host_pub.rfind(' ')) + "\n");
+    pid_ = Spawn(std::string(kSshd) + " -D -e -f " + Quote(File("sshd_config")), File("sshd.out"),
+                 File("sshd.log"));
+    if (!WaitUntil([&] { return Accepts(port_); }, 20)) {
+      ADD_FAILURE() << "sshd did not start: " << ReadAll(File("sshd.log"));
+    }
+  }
+  ~SshServer() {
+    for (pid_t p : DescendantsOf(pid_)) kill(p, SIGKILL);
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      WaitExit(pid_);
+    }
+  }
+  SshServer(const SshServer&) = delete;
+  SshServer& operator=(const SshServer&) = delete;
+
+  std::string File(const std::string& name) const { return dir_ + "/" + name; }
+  pid_t pid() const { return pid_; }
+  int port() const { return port_; }
+  std::string Url(const std::string& remote_path) const {
+    return "ssh://root@127.0.0.1:" + std::to_string(port_) + remote_path;
+  }
+  // --ssh-option arguments that make ssh trust this server (with `known_hosts`) and log in.
+  std::string Options(const std::string& known_hosts = "") const {
+    return " --ssh-option " + Quote("UserKnownHostsFile=" + (known_hosts.empty() ? File("known_hosts") : known_hosts)) +
+           " --ssh-option GlobalKnownHostsFile=/dev/null --ssh-option " +
+           Quote("IdentityFile=" + File("id")) + " --ssh-option IdentitiesOnly=yes";
+  }
+  // Remote processes by name (comm), e.g. "cat".
+  std::vector<pid_t> Remote(const std::string& comm) const {
+    std::vector<pid_t> out;
+    for (pid_t p : DescendantsOf(pid_)) {
+      if (CommOf(p) == comm) out.push_back(p);
+    }
+    return out;
+  }
+  // The per-connection sshd processes.
+  std::vector<pid_t> Sessions() const { return Remote("sshd"); }
+
+ private:
+  std::string dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+class SshRemoteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    HOTSNAP_REQUIRE_PRIVILEGED();
+    if (access(kSshd, X_OK) != 0 || ::hotsnap::testing::Run("command -v ssh").exit_code != 0) {
+      if (InCi()) FAIL() << "CI=true but openssh-server/openssh-client are not installed";
+      GTEST_SKIP() << "needs openssh-server and openssh-client (scripts/packages.txt)";
+    }
+    server_ = std::make_unique<SshServer>(dir_.File(""));
+    remote_ = dir_.File("remote");
+    RunOk("mkdir -p " + Quote(remote_));
+    source_ = dir_.File("disk.img");
+  }
+  void MakeSource(uint64_t bytes) {
+    RunOk("truncate -s " + std::to_string(bytes) + " " + Quote(source_));
+    FillMixedChunks(source_, bytes);
+  }
+  // Starts `hotsnap ARGS` in the background; stdout/stderr in the temp dir.
+  int Start(const std::string& args) {
+    return Spawn(Hotsnap(args), dir_.File("hotsnap.out"), dir_.File("hotsnap.err"));
+  }
+  std::string Stderr() { return ReadAll(dir_.File("hotsnap.err")); }
+  // Waits until the remote temporary file holds at least `bytes`; returns its name.
+  std::string WaitForTemporary(uint64_t bytes) {
+    std::string found;
+    WaitUntil([&] {
+      for (const std::string& n : ListDir(remote_)) {
+        if (n.find(".hotsnap-") != std::string::npos && SizeOf(remote_ + "/" + n) >= bytes) found = n;
+      }
+      return !found.empty();
+    }, 90);
+    return found;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<SshServer> server_;
+  std::string remote_;
+  std::string source_;
+};
+
+TEST_F(SshRemoteTest, BackupThenRestoreAndVerifyOverSshAreByteIdentical) {
+  MakeSource(10 * 4 * 1024 * 1024 + 512 * 1024);
+  std::string url = server_->Url(remote_ + "/img.zst");
+  CommandResult backup = RunOk(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) + server_->Options()));
+  EXPECT_EQ(ListDir(remote_), std::vector<std::string>{"img.zst"}) << "leftover temporary file";
+  // The remote copy is a complete, valid image: hotsnap reads it locally too.
+  RunOk(Hotsnap("verify " + Quote(remote_ + "/img.zst")));
+  CommandResult verify = RunOk(Hotsnap("verify " + Quote(url) + server_->Options()));
+  EXPECT_NE(verify.out.find("OK"), std::string::npos);
+  CommandResult info = RunOk(Hotsnap("info " + Quote(url) + server_->Options()));
+  EXPECT_NE(info.out.find("yes (read in full)"), std::string::npos) << info.out;
+  std::string restored = dir_.File("restored.img");
+  RunOk(Hotsnap("restore " + Quote(url) + " " + Quote(restored) + server_->Options()));
+  EXPECT_EQ(Sha256(restored), Sha256(source_));
+  // The stock tool agrees with what arrived.
+  CommandResult zstd = RunOk("zstd -dc " + Quote(remote_ + "/img.zst") + " | sha256sum");
+  EXPECT_EQ(zstd.out.substr(0, 64), Sha256(source_));
+
+  // An existing name is refused (exit 4) and left alone; --overwrite replaces it.
+  std::string before = Sha256(remote_ + "/img.zst");
+  CommandResult again = ::hotsnap::testing::Run(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) + server_->Options()));
+  EXPECT_EQ(again.exit_code, 4) << again.err;
+  EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
+  EXPECT_EQ(Sha256(remote_ + "/img.zst"), before);
+  RunOk(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) + " --overwrite" + server_->Options()));
+  EXPECT_EQ(ListDir(remote_), std::vector<std::string>{"img.zst"});
+  RunOk(Hotsnap("verify " + Quote(remote_ + "/img.zst")));
+  // A missing directory is named.
+  CommandResult nodir = ::hotsnap::testing::Run(Hotsnap("backup " + Quote(source_) + " -o " +
+                                    Quote(server_->Url(remote_ + "/nope/img.zst")) + server_->Options()));
+  EXPECT_EQ(nodir.exit_code, 4);
+  EXPECT_NE(nodir.err.find("does not exist"), std::string::npos) << nodir.err;
+}
+
+TEST_F(SshRemoteTest, KilledRemoteCatFailsTheBackupAndPublishesNothing) {
+  MakeSource(12 * 4 * 1024 * 1024);
+  std::string url = server_->Url(remote_ + "/img.zst");
+  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) + " --all-blocks --rate-limit 6" +
+                  server_->Options());
+  std::string temp = WaitForTemporary(4 << 20);
+  ASSERT_FALSE(temp.empty()) << "the upload never started: " << Stderr();
+  auto cats = server_->Remote("cat");
+  ASSERT_FALSE(cats.empty());
+  for (pid_t p : cats) kill(p, SIGKILL);
+  int code = WaitExit(pid);
+  EXPECT_EQ(code, 4) << Stderr();
+  EXPECT_NE(Stderr().find(url), std::string::npos) << Stderr();
+  EXPECT_FALSE(PathExists(remote_ + "/img.zst"));
+  EXPECT_TRUE(WaitUntil([&] { return ListDir(remote_).empty(); }, 30))
+      << "temporary file left: " << ::testing::PrintToString(ListDir(remote_));
+}
+
+TEST_F(SshRemoteTest, DroppedConnectionFailsTheBackupAndPublishesNothing) {
+  MakeSource(12 * 4 * 1024 * 1024);
+  std::string url = server_->Url(remote_ + "/img.zst");
+  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) + " --all-blocks --rate-limit 6" +
+                  server_->Options());
+  ASSERT_FALSE(WaitForTemporary(4 << 20).empty()) << "the upload never started: " << Stderr();
+  // Kill the server side of the connection: the sshd process of that session.
+  auto sessions = server_->Sessions();
+  ASSERT_FALSE(sessions.empty());
+  for (pid_t p : sessions) kill(p, SIGKILL);
+  int code = WaitExit(pid);
+  EXPECT_NE(code, 0);
+  EXPECT_EQ(code, 4) << Stderr();
+  EXPECT_FALSE(PathExists(remote_ + "/img.zst"));
+  // The remote script notices the hang-up, or hotsnap's clean-up session removes the file.
+  EXPECT_TRUE(WaitUntil([&] { return ListDir(remote_).empty(); }, 30))
+      << "temporary file left: " << ::testing::PrintToString(ListDir(remote_));
+  EXPECT_FALSE(PathExists(remote_ + "/img.zst"));
+}
+
+TEST_F(SshRemoteTest, UnknownHostKeyIsRefusedAndSaysSo) {
+  MakeSource(4 * 1024 * 1024);
+  WriteFile(dir_.File("empty_known_hosts"), "");
+  std::string url = server_->Url(remote_ + "/img.zst");
+  CommandResult r = ::hotsnap::testing::Run(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) +
+                                server_->Options(dir_.File("empty_known_hosts"))));
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("host key"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not known"), std::string::npos) << r.err;
+  EXPECT_TRUE(ListDir(remote_).empty());
+  EXPECT_EQ(ReadAll(dir_.File("empty_known_hosts")), "") << "ssh must not have learned the key";
+
+  CommandResult v = ::hotsnap::testing::Run(Hotsnap("verify " + Quote(url) + server_->Options(dir_.File("empty_known_hosts"))));
+  EXPECT_EQ(v.exit_code, 3) << v.err;
+  EXPECT_NE(v.err.find("not known"), std::string::npos) << v.err;
+}
+
+TEST_F(SshRemoteTest, ChangedHostKeyIsRefusedAndSaysSo) {
+  MakeSource(4 * 1024 * 1024);
+  RunOk("ssh-keygen -q -t ed25519 -N '' -f " + Quote(dir_.File("impostor")));
+  std::string pub = ReadAll(dir_.File("impostor.pub"));
+  std::string known = ReadAll(server_->File("known_hosts"));
+  // Same host name and port, another key: what ssh sees after a host is replaced (or spoofed).
+  WriteFile(dir_.File("changed_known_hosts"),
+            known.substr(0, known.find(' ')) + " " + pub.substr(0, pub.rfind(' ')) + "\n");
+  std::string url = server_->Url(remote_ + "/img.zst");
+  CommandResult r = ::hotsnap::testing::Run(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) +
+                                server_->Options(dir_.File("changed_known_hosts"))));
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("host key"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("CHANGED"), std::string::npos) << r.err;
+  EXPECT_TRUE(ListDir(remote_).empty());
+}
+
+TEST_F(SshRemoteTest, MissingRemoteImageIsASourceErrorWithTheRemoteMessage) {
+  std::string url = server_->Url(remote_ + "/absent.zst");
+  CommandResult r = ::hotsnap::testing::Run(Hotsnap("verify " + Quote(url) + server_->Options()));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("No such file"), std::string::npos) << r.err;
+  CommandResult restore = ::hotsnap::testing::Run(Hotsnap("restore " + Quote(url) + " " + Quote(dir_.File("out.img")) +
+                                      server_->Options()));
+  EXPECT_EQ(restore.exit_code, 3) << restore.err;
+  EXPECT_FALSE(PathExists(dir_.File("out.img")));
+}
+
+TEST_F(SshRemoteTest, CommandLinesHoldNoSecrets) {
+  MakeSource(8 * 4 * 1024 * 1024);
+  std::string url = server_->Url(remote_ + "/img.zst");
+  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) + " --all-blocks --rate-limit 12" +
+                  server_->Options());
+  // Sample every process hotsnap and sshd spawn while the backup runs.
+  std::map<pid_t, std::vector<std::string>> local, remote;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    for (pid_t p : DescendantsOf(pid)) {
+      auto args = CmdlineOf(p);
+      if (!args.empty()) local[p] = args;
+    }
+    for (pid_t p : DescendantsOf(server_->pid())) {
+      auto args = CmdlineOf(p);
+      if (!args.empty()) remote[p] = args;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << Stderr();
+  ASSERT_FALSE(local.empty()) << "no spawned process was seen";
+  ASSERT_FALSE(remote.empty());
+
+  // Secrets: the private key's body (and any part of it), and the PEM marker.
+  std::vector<std::string> secrets = {"PRIVATE KEY"};
+  std::istringstream key(ReadAll(server_->File("id")));
+  for (std::string line; std::getline(key, line);) {
+    if (line.find("-----") == std::string::npos && line.size() >= 16) secrets.push_back(line.substr(0, 16));
+  }
+  ASSERT_GT(secrets.size(), 1u);
+  auto check_no_secret = [&](const std::vector<std::string>& args) {
+    for (const auto& a : args) {
+      for (const auto& s : secrets) EXPECT_EQ(a.find(s), std::string::npos) << "secret in argv: " << a;
+    }
+  };
+
+  // Locally: only ssh, started without a shell, with exactly the arguments hotsnap gives it.
+  std::set<std::string> expected = {
+      "ssh", "-T", "-x", "-a", "-o", "BatchMode=yes", "UserKnownHostsFile=" + server_->File("known_hosts"),
+      "GlobalKnownHostsFile=/dev/null", "IdentityFile=" + server_->File("id"), "IdentitiesOnly=yes",
+      "ServerAliveInterval=15", "ServerAliveCountMax=4", "ConnectTimeout=30", "ConnectTimeout=10",
+      "-p", std::to_string(server_->port()), "-l", "root", "--",
+      "127.0.0.1"};
+  int ssh_seen = 0;
+  for (const auto& [p, args] : local) {
+    check_no_secret(args);
+    if (args[0] != "ssh") {
+      ADD_FAILURE() << "hotsnap started something other than ssh: " << args[0];
+      continue;
+    }
+    ++ssh_seen;
+    for (size_t i = 0; i + 1 < args.size(); ++i) {
+      EXPECT_TRUE(expected.count(args[i])) << "unexpected ssh argument: " << args[i];
+    }
+    EXPECT_EQ(args.back().rfind("sh -c ", 0), 0u) << args.back();
+    EXPECT_NE(args.back().find(remote_), std::string::npos) << args.back();
+  }
+  EXPECT_GE(ssh_seen, 1);
+  // Remotely: whatever the login shell runs (its rc files are the user's), and our POSIX sh
+  // script with coreutils; none carries a secret.
+  int scripts_seen = 0;
+  for (const auto& [p, args] : remote) {
+    check_no_secret(args);
+    if (args.size() == 3 && args[0] == "sh" && args[1] == "-c" && args[2].find(remote_) != std::string::npos) {
+      ++scripts_seen;
+    }
+  }
+  EXPECT_GE(scripts_seen, 1) << "the remote sh -c script was never seen";
+}
+
+}  // namespace
+}  // namespace hotsnap::testing
