@@ -25,7 +25,7 @@ namespace {
 struct Slot {
   int id = 0;
   std::span<uint8_t> input;   // registered read buffer, chunk_bytes
-  std::vector<uint8_t> output;
+  std::unique_ptr<uint8_t[]> output;  // MaxFrameBytes; left uninitialised on purpose
   CompressJob job;
   uint64_t sequence = 0;      // position in the run's chunk list
   uint64_t chunk_offset = 0;  // bytes
@@ -95,7 +95,7 @@ Status Pipeline::Setup() {
     Slot& s = slots_[i];
     s.id = static_cast<int>(i);
     s.input = arena_.span().subspan(i * meta_.chunk_bytes, meta_.chunk_bytes);
-    s.output.resize(MaxFrameBytes(meta_.chunk_bytes));
+    s.output.reset(new uint8_t[MaxFrameBytes(meta_.chunk_bytes)]);
     ropts.buffers.push_back(s.input);
     free_.push_back(&s);
   }
@@ -138,7 +138,7 @@ Status Pipeline::StartChunk(Slot* slot, uint64_t sequence, uint64_t index) {
   slot->job.index = index;
   slot->job.owner = slot->id;
   slot->job.input = slot->input.first(slot->chunk_length);
-  slot->job.output = slot->output;
+  slot->job.output = std::span<uint8_t>(slot->output.get(), MaxFrameBytes(meta_.chunk_bytes));
   slot->ranges.clear();
   if (options_.planner) {
     options_.planner(index, slot->chunk_offset, slot->chunk_length, &slot->ranges);

@@ -51,6 +51,50 @@ void MarkUninitGroupMetadata(ext2_filsys fs) {
   }
 }
 
+// The unused tail of each group's inode table holds no inode anyone reads, so it is left
+// out of the map and restores as zeros. bg_itable_unused counts the inodes at the end of
+// a group's table that are not in use; the kernel and e2fsprogs keep it whenever the group
+// descriptors carry checksums (uninit_bg / metadata_csum), and nothing reads those slots:
+//  - the kernel zeroes an inode's whole on-disk slot when it allocates it (EXT4_STATE_NEW
+//    in ext4_do_update_inode) and lowers bg_itable_unused first, so old bytes there are
+//    never taken for an inode;
+//  - its lazy-init thread zeroes the tail of every group without ITABLE_ZEROED; groups
+//    with ITABLE_ZEROED are trusted to be zero, which the restored image is;
+//  - e2fsck's and libext2fs' inode scans skip the tail (EXT2_SF_DO_LAZY).
+// On a fresh large filesystem these tails are nearly all of the inode tables (16 GiB of
+// 1 TiB with the default inode ratio), so reading them would cost more than the data.
+//
+// Only done where every input can be trusted: descriptor checksums on and valid for the
+// group, descriptors that pass ext2fs_check_desc (tables inside the filesystem and not
+// overlapping other metadata), and no inode of the tail marked in use in the inode bitmap.
+// Skipped on bigalloc, whose bitmap is per cluster. Anything doubtful keeps the table.
+void FreeUnusedInodeTableTails(ext2_filsys fs) {
+  if (!ext2fs_has_group_desc_csum(fs) || EXT2FS_CLUSTER_RATIO(fs) != 1) return;
+  if (ext2fs_check_desc(fs) != 0) return;
+  if (ext2fs_read_inode_bitmap(fs) != 0) return;
+  const uint64_t inode_bytes = EXT2_INODE_SIZE(fs->super);
+  const uint32_t per_group = fs->super->s_inodes_per_group;
+  const blk64_t table_blocks = fs->inode_blocks_per_group;
+  for (dgrp_t g = 0; g < fs->group_desc_count; ++g) {
+    if (!ext2fs_group_desc_csum_verify(fs, g)) continue;
+    uint32_t unused = ext2fs_bg_itable_unused(fs, g);
+    if (unused == 0 || unused > per_group) continue;
+    uint32_t kept_inodes = per_group - unused;  // the group's first inodes, maybe in use
+    ext2_ino_t first_unused = static_cast<ext2_ino_t>(g) * per_group + kept_inodes + 1;
+    ext2_ino_t last = static_cast<ext2_ino_t>(g + 1) * per_group;
+    ext2_ino_t found = 0;
+    if (ext2fs_find_first_set_inode_bitmap2(fs->inode_map, first_unused, last, &found) !=
+        ENOENT) {
+      continue;  // an inode of the tail is in use (or the lookup failed): keep the table
+    }
+    blk64_t kept_blocks = (kept_inodes * inode_bytes + fs->blocksize - 1) / fs->blocksize;
+    blk64_t table = ext2fs_inode_table_loc(fs, g);
+    if (table == 0 || kept_blocks >= table_blocks) continue;
+    ext2fs_unmark_block_bitmap_range2(fs->block_map, table + kept_blocks,
+                                      table_blocks - kept_blocks);
+  }
+}
+
 // Feeds the used runs of the in-memory block bitmap to the builder, in ascending order.
 Status AddBitmapRuns(ext2_filsys fs, UsedBlockMapBuilder* builder) {
   blk64_t first = fs->super->s_first_data_block;
@@ -111,6 +155,7 @@ Result<UsedBlockMap> ExtUsedBlockMap(const std::string& open_path, const std::st
   err = ext2fs_read_block_bitmap(fs.get());
   if (err != 0) return ExtStatus(device_name, "reading " + fs_type + " block bitmaps", err);
   MarkUninitGroupMetadata(fs.get());
+  FreeUnusedInodeTableTails(fs.get());
 
   UsedBlockMapBuilder builder(fs_type, device_bytes, fs->blocksize);
   // Blocks before s_first_data_block (block 0 of a 1 KiB-block filesystem: boot sector and

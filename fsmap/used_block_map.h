@@ -8,7 +8,10 @@
 //    descriptors, reserved GDT blocks, bitmaps, inode tables, the journal and all file and
 //    directory data; plus the blocks before s_first_data_block (block 0 on a 1 KiB-block
 //    filesystem: the boot sector). Groups flagged BLOCK_UNINIT get their metadata marked
-//    explicitly (see ext_used_blocks.cc).
+//    explicitly. Exception: the blocks of a group's inode table that hold only inodes past
+//    bg_itable_unused (never read by the kernel or e2fsck; zero on a restored image) are
+//    free, when the group descriptors carry valid checksums (see ext_used_blocks.cc). So
+//    used_bytes() can be below what dumpe2fs or df count as used, by those blocks.
 //  - xfs: every block of the data device that is neither in an allocation group's
 //    by-block-number free-space B+tree (bnobt) nor on its AG free list (AGFL). The AG
 //    headers, all btrees, inodes, the internal log and file data are therefore used.

@@ -1,6 +1,8 @@
 #include "io/chunk_codec.h"
 
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <vector>
 
 namespace hotsnap {
@@ -44,6 +46,12 @@ Result<size_t> ChunkCompressor::Compress(std::span<const uint8_t> src, std::span
 }
 
 Result<ZeroChunk> MakeZeroChunk(int level, uint32_t length_bytes) {
+  // Computed once per (level, length) per process: tracked mode runs many passes.
+  static std::mutex mutex;
+  static std::map<std::pair<int, uint32_t>, ZeroChunk> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto cached = cache.find({level, length_bytes});
+  if (cached != cache.end()) return cached->second;
   auto compressor = ChunkCompressor::Create(level);
   if (!compressor.ok()) return compressor.status();
   std::vector<uint8_t> zeros(length_bytes, 0);
@@ -53,6 +61,7 @@ Result<ZeroChunk> MakeZeroChunk(int level, uint32_t length_bytes) {
   ZeroChunk z;
   z.frame.assign(reinterpret_cast<const char*>(frame.data()), *n);
   z.hash = HashBytes(zeros.data(), zeros.size());
+  cache.emplace(std::make_pair(level, length_bytes), z);
   return z;
 }
 

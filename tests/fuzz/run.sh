@@ -25,12 +25,13 @@ log() { printf '[fuzz] %s\n' "$*" >&2; }
 
 command -v clang++ >/dev/null || { log "clang++ not found (scripts/packages.txt lists clang)"; exit 1; }
 log "building the fuzz targets in $build"
+mkdir -p "$build"
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DHOTSNAP_FUZZ=ON -DHOTSNAP_SANITIZE=address,undefined >"$build.configure.log" 2>&1 \
-  || { cat "$build.configure.log" >&2; log "configure failed"; exit 1; }
+  -DHOTSNAP_FUZZ=ON -DHOTSNAP_SANITIZE=address,undefined >"$build/fuzz-configure.log" 2>&1 \
+  || { cat "$build/fuzz-configure.log" >&2; log "configure failed"; exit 1; }
 # shellcheck disable=SC2086
-cmake --build "$build" -j"$(nproc)" --target $targets >"$build.build.log" 2>&1 \
-  || { tail -50 "$build.build.log" >&2; log "build failed"; exit 1; }
+cmake --build "$build" -j"$(nproc)" --target $targets >"$build/fuzz-build.log" 2>&1 \
+  || { tail -50 "$build/fuzz-build.log" >&2; log "build failed"; exit 1; }
 
 mkdir -p "$build/artifacts" "$build/logs"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:symbolize=1"
