@@ -49,7 +49,10 @@ Result<ZeroChunk> MakeZeroChunk(int level, uint32_t length_bytes);
 
 class ChunkDecompressor {
  public:
-  // `max_window_log` caps the window a frame may ask for (ZSTD_d_windowLogMax).
+  // `max_window_log` is set as ZSTD_d_windowLogMax. Decompress() decodes a whole frame into
+  // a buffer of exactly the expected length in one call, which needs no window buffer, so
+  // memory is bounded by that length whatever window a frame declares; the cap matters only
+  // if this context is ever used for streaming.
   static Result<std::unique_ptr<ChunkDecompressor>> Create(int max_window_log);
   ~ChunkDecompressor();
   ChunkDecompressor(const ChunkDecompressor&) = delete;
