@@ -23,7 +23,7 @@ constexpr int kBestEffortLowest = 7;  // best-effort levels run 0 (highest) to 7
 RateLimiter::RateLimiter(uint64_t bytes_per_s, uint64_t burst_bytes)
     : rate_(static_cast<double>(bytes_per_s)),
       burst_(static_cast<double>(burst_bytes)),
-      tokens_(static_cast<double>(burst_bytes)),
+      tokens_(0),  // no head start: the first reads are paced too
       last_(Clock::now()) {}
 
 void RateLimiter::Refill(Clock::time_point now) {

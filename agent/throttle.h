@@ -19,7 +19,9 @@ namespace hotsnap {
 //
 // Reads are charged when they are submitted; a read may start while the bucket holds at
 // least zero tokens, and takes it into debt by its size, so the long-run rate is
-// `bytes_per_s` with bursts of at most `burst_bytes` above it. Disabled when bytes_per_s is 0.
+// `bytes_per_s`. The bucket starts empty and saves at most `burst_bytes` while idle, so no
+// more than `burst_bytes` plus one read ever goes out ahead of the rate. Disabled when
+// bytes_per_s is 0.
 class RateLimiter {
  public:
   using Clock = std::chrono::steady_clock;

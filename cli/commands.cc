@@ -12,6 +12,7 @@
 #include "agent/image_jobs.h"
 #include "agent/progress.h"
 #include "base/log.h"
+#include "cli/parse.h"
 #include "cli/mount_commands.h"
 #include "cli/scripting.h"
 
@@ -19,44 +20,6 @@ namespace po = boost::program_options;
 
 namespace hotsnap {
 namespace {
-
-struct Parsed {
-  po::variables_map vm;
-  bool help = false;
-};
-
-// Parses `args` against `options` and the named positionals; prints help on --help.
-Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& usage,
-                     const std::string& description, po::options_description options,
-                     const std::vector<std::string>& positionals) {
-  options.add_options()("help,h", "show this help");
-  po::options_description hidden;
-  po::positional_options_description pos;
-  for (const auto& name : positionals) {
-    hidden.add_options()(name.c_str(), po::value<std::string>());
-    pos.add(name.c_str(), 1);
-  }
-  po::options_description all;
-  all.add(options).add(hidden);
-  Parsed parsed;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), parsed.vm);
-    po::notify(parsed.vm);
-  } catch (const po::error& e) {
-    return Status(Code::kUsage, std::string(e.what()) + "\nusage: " + usage);
-  }
-  if (parsed.vm.count("help")) {
-    std::cout << "usage: " << usage << "\n\n" << description << "\n\n" << options << std::flush;
-    parsed.help = true;
-    return parsed;
-  }
-  for (const auto& name : positionals) {
-    if (!parsed.vm.count(name)) {
-      return Status(Code::kUsage, "missing " + name + "\nusage: " + usage);
-    }
-  }
-  return parsed;
-}
 
 bool ShowProgress(const po::variables_map& vm) {
   if (vm.count("no-progress")) return false;

@@ -6,6 +6,7 @@
 
 #include "agent/progress.h"
 #include "base/log.h"
+#include "cli/parse.h"
 #include "io/stale_temp_files.h"
 #include "mount/extract_job.h"
 #include "mount/mount_job.h"
@@ -15,43 +16,6 @@ namespace po = boost::program_options;
 
 namespace hotsnap {
 namespace {
-
-// Parses `args` against `options` and the named positionals; on --help prints the help
-// and sets `help`. The same contract as the parser in commands.cc (a copy, to keep the
-// two files apart while both are edited).
-struct Parsed {
-  po::variables_map vm;
-  bool help = false;
-};
-
-Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& usage, const std::string& description,
-                     po::options_description options, const std::vector<std::string>& positionals) {
-  options.add_options()("help,h", "show this help");
-  po::options_description hidden;
-  po::positional_options_description pos;
-  for (const auto& name : positionals) {
-    hidden.add_options()(name.c_str(), po::value<std::string>());
-    pos.add(name.c_str(), 1);
-  }
-  po::options_description all;
-  all.add(options).add(hidden);
-  Parsed parsed;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), parsed.vm);
-    po::notify(parsed.vm);
-  } catch (const po::error& e) {
-    return Status(Code::kUsage, std::string(e.what()) + "\nusage: " + usage);
-  }
-  if (parsed.vm.count("help")) {
-    std::cout << "usage: " << usage << "\n\n" << description << "\n\n" << options << std::flush;
-    parsed.help = true;
-    return parsed;
-  }
-  for (const auto& name : positionals) {
-    if (!parsed.vm.count(name)) return Status(Code::kUsage, "missing " + name + "\nusage: " + usage);
-  }
-  return parsed;
-}
 
 const char* kRandomAccessNote =
     "IMAGE must be a regular file: random access needs the seek table at its end. A stream\n"

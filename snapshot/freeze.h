@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 
 #include "base/status.h"
 #include "base/unique_fd.h"
@@ -35,7 +36,9 @@ class FrozenFilesystem {
                                          Freezer* freezer = RealFreezer());
   FrozenFilesystem() = default;
   ~FrozenFilesystem();  // thaws if still frozen
-  FrozenFilesystem(FrozenFilesystem&&) noexcept = default;
+  // Not defaulted: a defaulted move would leave frozen_ set in the moved-from owner, whose
+  // destructor then called Thaw() (FITHAW on fd -1).
+  FrozenFilesystem(FrozenFilesystem&& other) noexcept { *this = std::move(other); }
   FrozenFilesystem& operator=(FrozenFilesystem&&) noexcept;
   FrozenFilesystem(const FrozenFilesystem&) = delete;
   FrozenFilesystem& operator=(const FrozenFilesystem&) = delete;

@@ -1,0 +1,39 @@
+#include "cli/parse.h"
+
+#include <iostream>
+
+namespace po = boost::program_options;
+
+namespace hotsnap {
+
+Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& usage,
+                     const std::string& description, po::options_description options,
+                     const std::vector<std::string>& positionals) {
+  options.add_options()("help,h", "show this help");
+  po::options_description hidden;
+  po::positional_options_description pos;
+  for (const auto& name : positionals) {
+    hidden.add_options()(name.c_str(), po::value<std::string>());
+    pos.add(name.c_str(), 1);
+  }
+  po::options_description all;
+  all.add(options).add(hidden);
+  Parsed parsed;
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(pos).run(), parsed.vm);
+    po::notify(parsed.vm);
+  } catch (const po::error& e) {
+    return Status(Code::kUsage, std::string(e.what()) + "\nusage: " + usage);
+  }
+  if (parsed.vm.count("help")) {
+    std::cout << "usage: " << usage << "\n\n" << description << "\n\n" << options << std::flush;
+    parsed.help = true;
+    return parsed;
+  }
+  for (const auto& name : positionals) {
+    if (!parsed.vm.count(name)) return Status(Code::kUsage, "missing " + name + "\nusage: " + usage);
+  }
+  return parsed;
+}
+
+}  // namespace hotsnap

@@ -1,0 +1,28 @@
+// The one command-line parser every subcommand uses (Boost.Program_options).
+#ifndef HOTSNAP_CLI_PARSE_H_
+#define HOTSNAP_CLI_PARSE_H_
+
+#include <boost/program_options.hpp>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace hotsnap {
+
+struct Parsed {
+  boost::program_options::variables_map vm;
+  bool help = false;  // --help was given and printed; the command does nothing else
+};
+
+// Parses `args` against `options` (plus --help) and the named positionals, which are all
+// required. On --help prints "usage: USAGE", the description and the options to stdout.
+// Errors are kUsage and end with the usage line.
+Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& usage,
+                     const std::string& description,
+                     boost::program_options::options_description options,
+                     const std::vector<std::string>& positionals);
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_CLI_PARSE_H_
