@@ -14,6 +14,7 @@
 #include "agent/privileges.h"
 #include "agent/progress.h"
 #include "agent/tracked_copy.h"
+#include "agent/used_map.h"
 #include "base/log.h"
 #include "fsmap/used_block_map.h"
 #include "io/image_writer.h"
@@ -171,31 +172,6 @@ Status CheckDestination(const BackupOptions& options, const SourceDevice& source
   return Status::Ok();
 }
 
-// Which blocks to read: the filesystem's used-block map, computed from the very device the
-// data is read from, or every block.
-Result<UsedBlockMap> MapUsedBlocks(const BackupOptions& options, const SourceDevice& source) {
-  if (options.all_blocks) return UsedBlockMap::AllBlocks(source.size_bytes);
-  // A buffered descriptor: the map's small metadata reads need no O_DIRECT alignment.
-  UniqueFd fd(::open(source.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno(Code::kSource, errno, "opening " + source.path);
-  // Drop cached pages of the device: a filesystem that keeps metadata in its own cache (xfs)
-  // wrote it at the freeze, and stale pages from an earlier read must not hide that.
-  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
-  std::string notice;
-  auto map = ComputeUsedBlockMap(fd.get(), source.path, source.size_bytes, &notice);
-  if (!map.ok()) {
-    return map.status().Wrap("reading the filesystem's free-space records (use --all-blocks to "
-                             "read every block instead)");
-  }
-  if (!notice.empty()) Notice(notice);
-  return map;
-}
-
-std::string DescribeMap(const UsedBlockMap& map) {
-  if (map.all_blocks()) return "all blocks";
-  if (map.fs_type() == "xfs") return "xfs bnobt";
-  return map.fs_type() + " bitmap";
-}
 
 ImageMetadata NewMetadata(const BackupOptions& options, const SourceDevice& source,
                           const FilesystemProbe& fs, const std::string& mode) {
@@ -223,8 +199,6 @@ Result<BackupReport> RunTrackedBackup(const BackupOptions& options, const MountU
   SourceDevice source = std::move(opened.value());
   FilesystemProbe fs = ProbeFilesystem(options.source);
   ImageMetadata meta = NewMetadata(options, source, fs, "tracked");
-  meta.used_map = options.all_blocks ? "all blocks"
-                                     : (fs.type == "xfs" ? "xfs bnobt" : fs.type + " bitmap");
   TrackedOptions t;
   t.mount_point = mount.mount_point;
   t.max_freeze = options.max_freeze;
@@ -336,7 +310,7 @@ Result<BackupReport> RunBackup(const BackupOptions& requested) {
   FilesystemProbe fs = ProbeFilesystem(view->device_path());
   ImageMetadata meta = NewMetadata(options, source, fs, view->mode());
   EmitPhase("map");
-  auto used = MapUsedBlocks(options, source);
+  auto used = MapUsedBlocks(source, options.all_blocks, true);
   if (!used.ok()) return used.status();
   const UsedBlockMap& map = used.value();
   meta.used_bytes = map.used_bytes();
@@ -464,7 +438,7 @@ Result<BackupPlan> PlanBackup(const BackupOptions& options) {
   }
   const SourceDevice& source = opened.value();
   FilesystemProbe fs = ProbeFilesystem(options.source);
-  auto used = MapUsedBlocks(options, source);
+  auto used = MapUsedBlocks(source, options.all_blocks, true);
   if (!used.ok()) return used.status();
   plan.source = options.source;
   plan.device_bytes = source.size_bytes;

@@ -1,4 +1,5 @@
 #include "agent/tracked_copy.h"
+#include "agent/used_map.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -81,16 +82,8 @@ class TrackedCopy {
 };
 
 Result<UsedBlockMap> TrackedCopy::MapNow() {
-  if (options_.all_blocks) return UsedBlockMap::AllBlocks(source_.size_bytes);
-  UniqueFd fd(::open(source_.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno(Code::kSource, errno, "opening " + source_.path);
-  // The filesystem just wrote its metadata for the freeze; cached pages may predate that.
-  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
-  std::string notice;
-  auto map = ComputeUsedBlockMap(fd.get(), source_.path, source_.size_bytes, &notice);
-  if (!map.ok()) return map.status().Wrap("reading the free-space records of " + source_.path);
-  if (!notice.empty() && result_.report.freeze_ms.empty()) Notice(notice);
-  return map;
+  // Announce a fallback only at the first map, not at every round.
+  return MapUsedBlocks(source_, options_.all_blocks, result_.report.freeze_ms.empty());
 }
 
 Result<std::unique_ptr<FreezeView>> TrackedCopy::Freeze(bool final_freeze) {
@@ -226,6 +219,7 @@ Result<TrackedResult> TrackedCopy::Run() {
   UsedBlockMap map = std::move(first_map.value());
 
   meta_->used_bytes = map.used_bytes();
+  meta_->used_map = DescribeMap(map);
   meta_->layout = Layout::kTracked;
   HOTSNAP_RETURN_IF_ERROR(writer_->Begin(*meta_));
   HOTSNAP_RETURN_IF_ERROR(Copy({}, map, 0, options_.pipeline));

@@ -48,7 +48,7 @@ struct TrackedResult {
   std::string reader;
 };
 
-// `source` is the open device; `meta` is filled (used bytes, layout) and written through
+// `source` is the open device; `meta` is filled (used bytes and map, layout) and written through
 // writer->Begin() here. The caller calls writer->Finish(result.report) and commits.
 Result<TrackedResult> RunTrackedCopy(const TrackedOptions& options, const SourceDevice& source,
                                      ImageMetadata* meta, ImageWriter* writer);

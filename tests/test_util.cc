@@ -634,7 +634,7 @@ uint64_t CheckAgainstReference(const std::string& fs_type, const std::string& re
   EXPECT_EQ(differing_blocks, 0u) << differing_blocks << " used 4 KiB blocks differ from the "
                                   << "reference; the first at byte " << first_difference
                                   << " (" << used_bytes << " used bytes compared)";
-  // 3. Same tree, same file contents; the record log a valid prefix.
+  // 2. Same tree, same file contents; the record log a valid prefix.
   uint64_t records = 0;
   {
     std::string opts = ReadOnlyNoReplayOptions(fs_type) + ",loop";
@@ -649,7 +649,7 @@ uint64_t CheckAgainstReference(const std::string& fs_type, const std::string& re
   }
   rmdir((scratch_dir + "/oracle-ref").c_str());
   rmdir((scratch_dir + "/oracle-got").c_str());
-  // 4. fsck: the restored image must be clean. A copy of a frozen xfs still holds a log to
+  // 3. fsck: the restored image must be clean. A copy of a frozen xfs still holds a log to
   //    replay (6.18: `xfs_repair -n` on the reference itself reports "valuable metadata
   //    changes in a log" and lazy sb counters), so replay it first by mounting, as anyone
   //    using the restored disk would. The reference's result is quoted to tell a
