@@ -354,8 +354,11 @@ printf '  tools     zstd %s, partclone %s, dd (coreutils) %s\n' \
 printf '  source    %s, %s ext4 (%s used), page cache warm, unmounted\n' \
   "$dev" "$(human "$dev_size")" "$(human "$used")"
 [[ -n $raw_size ]] && printf '  used      partclone -a0 raw stream: %s\n' "$(human "$raw_size")"
-[[ $tib -eq 1 ]] && printf '  1 TiB     %s, %s ext4 (%s used by dumpe2fs), same files, %s allocated\n' \
-  "$tib_loop" "$(human "$tib_size")" "$(human "$tib_used")" "$(du -h "$tib_image" | cut -f 1)"
+# hotsnap's own used bytes for the 1 TiB device, from its summary line "(..., ext4, X used)".
+[[ $tib -eq 1 ]] && printf '  1 TiB     %s, %s ext4 (%s used by dumpe2fs, %s by hotsnap), same files, %s allocated\n' \
+  "$tib_loop" "$(human "$tib_size")" "$(human "$tib_used")" \
+  "$(grep -o 'ext4, [0-9.]* [KMGT]*i*B used' "$scratch/stderr.tib" | head -n 1 | sed 's/^ext4, //; s/ used$//')" \
+  "$(du -h "$tib_image" | cut -f 1)"
 printf '  level     zstd -%s for all; hotsnap and zstd use all cores\n' "$level"
 printf '  busy      CPUs %s%% busy with other work just before, %s%% just after\n' \
   "$busy_start" "$(busy_pct)"

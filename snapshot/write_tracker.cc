@@ -131,8 +131,14 @@ Result<std::unique_ptr<WriteTracker>> WriteTracker::Start(const std::string& dev
     attr.sample_type = PERF_SAMPLE_RAW;
     attr.disabled = 1;
     attr.wakeup_events = 1;
+    attr.read_format = PERF_FORMAT_LOST;
     Ring ring;
     ring.fd.Reset(PerfEventOpen(&attr, cpu));
+    if (!ring.fd.valid() && errno == EINVAL) {
+      attr.read_format = 0;  // before 6.0: no lost counter to read
+      ring.fd.Reset(PerfEventOpen(&attr, cpu));
+    }
+    t->count_lost_ = attr.read_format == PERF_FORMAT_LOST;
     if (!ring.fd.valid()) {
       return Status::FromErrno(Code::kUnsupported, errno,
                                "perf_event_open(block:block_bio_queue) on CPU " + std::to_string(cpu));
@@ -194,6 +200,16 @@ void WriteTracker::DrainRing(Ring* ring, const std::function<void(uint64_t, uint
   const uint64_t data_size = meta->data_size;
   uint64_t head = __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE);
   uint64_t tail = meta->data_tail;
+  // The kernel's own count of records it could not store, read before the ring is emptied.
+  if (count_lost_) {
+    uint64_t counters[2] = {0, 0};  // value, lost
+    if (::read(ring->fd.get(), counters, sizeof(counters)) == sizeof(counters)) {
+      if (counters[1] > ring->lost_seen) *lost += counters[1] - ring->lost_seen;
+      ring->lost_seen = counters[1];
+    }
+  } else if (head - tail > data_size / 2) {
+    *lost += 1;  // no counter: a ring this full may have overflowed
+  }
   while (tail + sizeof(perf_event_header) <= head) {
     perf_event_header hdr;
     for (size_t i = 0; i < sizeof(hdr); ++i) {
@@ -216,8 +232,8 @@ void WriteTracker::DrainRing(Ring* ring, const std::function<void(uint64_t, uint
       uint32_t raw_size;
       std::memcpy(&raw_size, rec + sizeof(hdr), 4);
       if (sizeof(hdr) + 4 + raw_size <= hdr.size) OnSample(rec + sizeof(hdr) + 4, raw_size, on_write);
-    } else if (hdr.type == PERF_RECORD_LOST && hdr.size >= sizeof(hdr) + 16) {
-      uint64_t n;
+    } else if (hdr.type == PERF_RECORD_LOST && hdr.size >= sizeof(hdr) + 16 && !count_lost_) {
+      uint64_t n;  // with the counter read above, this marker would count the loss twice
       std::memcpy(&n, rec + sizeof(hdr) + 8, 8);  // struct { header; u64 id; u64 lost; }
       *lost += n;
     }

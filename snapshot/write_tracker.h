@@ -7,8 +7,11 @@
 // sampled on every event (PERF_SAMPLE_RAW) into a 2 MiB ring per CPU. Drain() reads the
 // rings and reports every write (any request that is not a read and moves data: writes,
 // discards, write-zeroes) that overlaps the tracked device, in bytes relative to it.
-// Records the kernel could not store (ring full) arrive as PERF_RECORD_LOST and are
-// counted: after a loss the caller must treat the whole device as written.
+// Records the kernel could not store (ring full) are counted: after a loss the caller must
+// treat the whole device as written. The ring's PERF_RECORD_LOST marker arrives only with
+// the next record that fits — never, if nothing writes while frozen — so the count is read
+// from each event (read_format PERF_FORMAT_LOST, Linux 6.0+); on older kernels a ring found
+// more than half full is taken as a possible loss.
 // Needs root (CAP_PERFMON/CAP_SYS_ADMIN) and tracefs (mounted at /sys/kernel/tracing if
 // it is not). See kernel-notes/block-bio-queue.md.
 #ifndef HOTSNAP_SNAPSHOT_WRITE_TRACKER_H_
@@ -42,6 +45,7 @@ class WriteTracker {
     UniqueFd fd;
     void* base = nullptr;
     size_t bytes = 0;  // mapping size: 1 metadata page + data pages
+    uint64_t lost_seen = 0;  // PERF_FORMAT_LOST count at the last drain
   };
   struct Layout {
     uint32_t dev_offset = 8, sector_offset = 16, nr_sector_offset = 24, rwbs_offset = 28;
@@ -52,6 +56,7 @@ class WriteTracker {
   void OnSample(const uint8_t* raw, uint32_t size, const std::function<void(uint64_t, uint64_t)>& on_write);
 
   std::vector<Ring> rings_;
+  bool count_lost_ = false;  // events opened with PERF_FORMAT_LOST (Linux 6.0+)
   Layout layout_;
   uint32_t disk_dev_ = 0;        // kernel encoding: major << 20 | minor
   uint64_t start_bytes_ = 0;     // the device's first byte on the disk (partitions)

@@ -244,61 +244,9 @@ TEST_F(FaultSeamTest, EnospcOnTheOutputIsATargetErrorAndPublishesNothing) {
 
 // ---- Real faults through the binary ------------------------------------------------------
 
-// A device-mapper device over `loop` whose 4 KiB at `bad_offset` fail every I/O with EIO.
-class DmErrorDevice {
- public:
-  DmErrorDevice(const std::string& loop, uint64_t size_bytes, uint64_t bad_offset)
-      : name_("hotsnap-test-err-" + std::to_string(getpid())) {
-    uint64_t total = size_bytes / 512, bad = bad_offset / 512;
-    std::string table = "0 " + std::to_string(bad) + " linear " + loop + " 0\n" +
-                        std::to_string(bad) + " 8 error\n" + std::to_string(bad + 8) + " " +
-                        std::to_string(total - bad - 8) + " linear " + loop + " " +
-                        std::to_string(bad + 8) + "\n";
-    RunOk("printf '%s' " + Quote(table) + " | dmsetup create " + name_);
-  }
-  ~DmErrorDevice() { Shell("dmsetup remove --retry " + name_); }
-  std::string path() const { return "/dev/mapper/" + name_; }
-
- private:
-  std::string name_;
-};
-
-class DeviceFaultTest : public ::testing::TestWithParam<bool> {};
-INSTANTIATE_TEST_SUITE_P(Readers, DeviceFaultTest, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "IoUring" : "Pread"; });
-
-TEST_P(DeviceFaultTest, BackupOfADeviceWithABadSectorExits3NamingTheOffset) {
-  HOTSNAP_REQUIRE_PRIVILEGED();
-  TempDir dir;
-  LoopDevice loop(dir.path(), 32 * kMiB);
-  FillMixedChunks(loop.device(), 32 * kMiB);
-  DmErrorDevice bad(loop.device(), 32 * kMiB, 13 * kMiB);
-  std::string image = dir.File("bad.zst");
-  CommandResult r = Shell(Hotsnap("backup " + Quote(bad.path()) + " -o " + Quote(image) +
-                                  " --snapshot none --all-blocks -q" +
-                                  (GetParam() ? "" : " --no-io-uring")));
-  EXPECT_EQ(r.exit_code, 3) << r.err;
-  EXPECT_NE(r.err.find(bad.path()), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("byte offset 12582912"), std::string::npos) << "chunk 3 starts there: " << r.err;
-  EXPECT_NE(r.err.find("Input/output error"), std::string::npos) << r.err;
-  EXPECT_FALSE(PathExists(image));
-  for (const std::string& n : ListDir(dir.path())) EXPECT_EQ(n.find(".hotsnap-"), std::string::npos) << n;
-}
-
-TEST(DeviceFaultTest2, RestoreOntoADeviceWithABadSectorExits4NamingTheOffset) {
-  HOTSNAP_REQUIRE_PRIVILEGED();
-  TempDir dir;
-  std::string source = dir.File("disk.raw");
-  FillMixedChunks(source, 32 * kMiB);
-  std::string image = dir.File("disk.zst");
-  RunOk(Hotsnap("backup " + Quote(source) + " -o " + Quote(image) + " --all-blocks -q"));
-  LoopDevice loop(dir.path(), 32 * kMiB, "target.img");
-  DmErrorDevice bad(loop.device(), 32 * kMiB, 21 * kMiB);
-  CommandResult r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(bad.path()) + " -q"));
-  EXPECT_EQ(r.exit_code, 4) << r.err;
-  EXPECT_NE(r.err.find(bad.path()), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("20971520"), std::string::npos) << "chunk 5 starts there: " << r.err;
-}
+// Device faults from the kernel (a device-mapper "error" target under a backup source or a
+// restore target) need device-mapper, which the host kernel of the development and CI
+// machines lacks (kernel-lab.md); they belong in the VM suite (tests/vm/) and are not here.
 
 TEST(OutputFaultTest, FullFilesystemExits4AndPublishesNothing) {
   HOTSNAP_REQUIRE_PRIVILEGED();

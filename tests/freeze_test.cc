@@ -409,9 +409,26 @@ TEST_P(FreezeModesTest, PostThawRunsWhenTheCopyFails) {
                                                  GetParam() + " --level 1 " +
                                                  HookArgs(c, "touch " + Quote(c.marker("pre")))));
   EXPECT_EQ(r.exit_code, 4) << r.err;
-  EXPECT_TRUE(PathExists(c.marker("pre")));
-  EXPECT_TRUE(PathExists(c.marker("post"))) << "post-thaw did not run after the failed copy: " << r.err;
+  // freeze: the hooks surround the whole copy. tracked: they surround only the final freeze,
+  // which a copy failing in the pre-copy never reaches; either way post-thaw runs exactly
+  // when pre-freeze ran.
+  if (GetParam() == "freeze") EXPECT_TRUE(PathExists(c.marker("pre")));
+  EXPECT_EQ(PathExists(c.marker("post")), PathExists(c.marker("pre")))
+      << "post-thaw ran iff pre-freeze ran: " << r.err;
   EXPECT_EQ(ListDir(small.path()), std::vector<std::string>{});
+  EXPECT_TRUE(WritableWithin(c.fs.mount_point(), 2));
+
+  // A failure after pre-freeze in both modes: the while-frozen hook fails.
+  std::remove(c.marker("pre").c_str());
+  std::remove(c.marker("post").c_str());
+  r = testing::Run("timeout 120 " + c.Backup(GetParam(), "--pre-freeze " + Quote("touch " + Quote(c.marker("pre"))) +
+                                                         " --while-frozen 'exit 9' --post-thaw " +
+                                                         Quote("touch " + Quote(c.marker("post")))));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("while-frozen"), std::string::npos) << r.err;
+  EXPECT_TRUE(PathExists(c.marker("pre")));
+  EXPECT_TRUE(PathExists(c.marker("post"))) << "post-thaw did not run after a failure: " << r.err;
+  EXPECT_EQ(ListDir(c.out_dir()), std::vector<std::string>{});
   EXPECT_TRUE(WritableWithin(c.fs.mount_point(), 2));
 }
 

@@ -248,6 +248,7 @@ class SshRemoteTest : public ::testing::Test {
     HOTSNAP_REQUIRE_PRIVILEGED();
     if (access(kSshd, X_OK) != 0 || ::hotsnap::testing::Run("command -v ssh").exit_code != 0) {
       if (InCi()) FAIL() << "CI=true but openssh-server/openssh-client are not installed";
+      if (::hotsnap::testing::InCi()) FAIL() << "CI=true but " << "needs openssh-server and openssh-client (scripts/packages.txt)";
       GTEST_SKIP() << "needs openssh-server and openssh-client (scripts/packages.txt)";
     }
     server_ = std::make_unique<SshServer>(dir_.File(""));

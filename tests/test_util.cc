@@ -177,7 +177,7 @@ void FlipByte(const std::string& path, uint64_t offset, uint8_t mask) {
 
 void FillRegion(const std::string& path, uint64_t offset, uint64_t bytes, int fill) {
   int in = fill < 0 ? open("/dev/urandom", O_RDONLY | O_CLOEXEC) : -1;
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     ADD_FAILURE() << "cannot open " << path;
     if (in >= 0) close(in);
@@ -278,7 +278,7 @@ std::vector<ImageFrameSpan> SplitImageFrames(const std::string& image) {
 }
 
 void WriteAt(const std::string& path, uint64_t offset, const std::string& data) {
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0 || pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset)) !=
                     static_cast<ssize_t>(data.size())) {
     ADD_FAILURE() << "cannot write " << data.size() << " bytes at " << offset << " of " << path;
