@@ -23,18 +23,7 @@ using ::hotsnap::testing::ReadAll;
 using ::hotsnap::testing::TempDir;
 using ::hotsnap::testing::WriteFile;
 
-std::vector<std::string> Entries(const std::string& dir) {
-  std::vector<std::string> names;
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return names;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
-}
+using ::hotsnap::testing::ListDir;
 
 TEST(TemporaryNameTest, IsHiddenBesideTheDestination) {
   EXPECT_EQ(TemporaryNameFor("/backups/a.zst", 1234), "/backups/.a.zst.hotsnap-1234.tmp");
@@ -66,7 +55,7 @@ TEST(FileSinkTest, PublishesOnlyOnCommit) {
   EXPECT_EQ(st.st_mode & 07777, 0600u);
   sink->reset();  // destroying a committed sink must not remove the published file
   EXPECT_EQ(ReadAll(dest), data);
-  EXPECT_EQ(Entries(dir.path()), std::vector<std::string>{"img.zst"});
+  EXPECT_EQ(ListDir(dir.path()), std::vector<std::string>{"img.zst"});
 }
 
 TEST(FileSinkTest, DestroyedWithoutCommitLeavesNothing) {
@@ -76,9 +65,9 @@ TEST(FileSinkTest, DestroyedWithoutCommitLeavesNothing) {
     auto sink = MakeFileSink(dest, {});
     ASSERT_TRUE(sink.ok()) << sink.status().message();
     ASSERT_TRUE((*sink)->Write("abc", 3).ok());
-    EXPECT_EQ(Entries(dir.path()).size(), 1u);
+    EXPECT_EQ(ListDir(dir.path()).size(), 1u);
   }
-  EXPECT_TRUE(Entries(dir.path()).empty()) << "left: " << Entries(dir.path()).front();
+  EXPECT_TRUE(ListDir(dir.path()).empty()) << "left: " << ListDir(dir.path()).front();
 }
 
 TEST(FileSinkTest, ModeIs0600EvenUnderUmask000) {
@@ -101,7 +90,7 @@ TEST(FileSinkTest, RefusesExistingDestinationWithoutOverwrite) {
   ASSERT_FALSE(sink.ok());
   EXPECT_EQ(sink.status().code(), Code::kTarget);
   EXPECT_EQ(ReadAll(dest), "old content");
-  EXPECT_EQ(Entries(dir.path()), std::vector<std::string>{"img.zst"});
+  EXPECT_EQ(ListDir(dir.path()), std::vector<std::string>{"img.zst"});
 }
 
 TEST(FileSinkTest, OverwriteReplacesOnlyOnCommit) {
@@ -120,7 +109,7 @@ TEST(FileSinkTest, OverwriteReplacesOnlyOnCommit) {
   ASSERT_TRUE((*sink)->Write("new", 3).ok());
   ASSERT_TRUE((*sink)->Commit().ok());
   EXPECT_EQ(ReadAll(dest), "new");
-  EXPECT_EQ(Entries(dir.path()), std::vector<std::string>{"img.zst"});
+  EXPECT_EQ(ListDir(dir.path()), std::vector<std::string>{"img.zst"});
 }
 
 TEST(FileSinkTest, CommitDoesNotReplaceAFileThatAppearedMeanwhile) {
@@ -135,7 +124,7 @@ TEST(FileSinkTest, CommitDoesNotReplaceAFileThatAppearedMeanwhile) {
   EXPECT_EQ(s.code(), Code::kTarget);
   sink->reset();
   EXPECT_EQ(ReadAll(dest), "someone else's");
-  EXPECT_EQ(Entries(dir.path()), std::vector<std::string>{"img.zst"});
+  EXPECT_EQ(ListDir(dir.path()), std::vector<std::string>{"img.zst"});
 }
 
 TEST(FileSinkTest, RefusesDirectoriesAndEmptyNames) {

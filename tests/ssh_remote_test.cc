@@ -162,18 +162,7 @@ bool Accepts(int port) {
   return ok;
 }
 
-std::vector<std::string> ListDir(const std::string& dir) {
-  std::vector<std::string> names;
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return names;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
-}
+using ::hotsnap::testing::ListDir;
 
 // ---- The server ---------------------------------------------------------------------------
 
