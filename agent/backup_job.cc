@@ -211,7 +211,7 @@ Result<BackupReport> RunTrackedBackup(const BackupOptions& options, const MountU
   t.pipeline.rate_limit_bytes_per_s = options.rate_limit_bytes_per_s;
   ImageWriter writer(sink);
   EmitPhase("read");
-  auto copied = RunTrackedCopy(t, source, &meta, &writer);
+  auto copied = RunTrackedCopy(t, source, &meta, &writer, sink->read_back_fd());
   if (!copied.ok()) return copied.status();
   copied->report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -233,6 +233,7 @@ Result<BackupReport> RunTrackedBackup(const BackupOptions& options, const MountU
   report.freeze_ms = copied->report.freeze_ms;
   report.rounds = copied->report.rounds;
   report.recopied_bytes = copied->report.recopied_bytes;
+  report.final_capture_bytes = copied->report.final_capture_bytes;
   report.seconds = copied->report.seconds;
   return report;
 }

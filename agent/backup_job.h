@@ -48,6 +48,7 @@ struct BackupReport {
   std::vector<int64_t> freeze_ms;  // each freeze window's length, in milliseconds
   uint32_t rounds = 0;             // tracked mode: re-copy rounds
   uint64_t recopied_bytes = 0;     // tracked mode: bytes copied again
+  uint64_t final_capture_bytes = 0;  // tracked mode: bytes read under the final freeze
 };
 
 Result<BackupReport> RunBackup(const BackupOptions& options);

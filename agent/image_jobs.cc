@@ -164,6 +164,7 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
     j["freeze_ms"] = report.freeze_ms;
     j["rounds"] = report.rounds;
     j["recopied_bytes"] = report.recopied_bytes;
+    j["final_capture_bytes"] = report.final_capture_bytes;
     j["lost_write_records"] = report.lost_events;
     j["consistent_used_bytes"] = report.used_bytes;
     j["backup_seconds"] = report.seconds;
@@ -197,7 +198,8 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
   out += "image hash:     xxh3-128:" + trailer.image_hash.Hex() + "\n";
   if (meta.layout == Layout::kTracked) {
     out += "layout:         tracked (" + std::to_string(report.rounds) + " rounds, " +
-           HumanBytes(report.recopied_bytes) + " re-copied); stock zstd refuses it: restore with "
+           HumanBytes(report.recopied_bytes) + " re-copied, " + HumanBytes(report.final_capture_bytes) +
+           " read under the final freeze); stock zstd refuses it: restore with "
            "hotsnap, or make a plain image with 'hotsnap compact'\n";
   } else {
     out += "layout:         plain (zstd -dc IMAGE restores the device)\n";

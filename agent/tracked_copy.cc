@@ -1,41 +1,72 @@
 #include "agent/tracked_copy.h"
-#include "agent/used_map.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <map>
 
+#include "agent/events.h"
+#include "agent/used_map.h"
 #include "base/log.h"
 #include "fsmap/used_block_map.h"
 #include "io/aligned_buffer.h"
 #include "io/block_reader.h"
+#include "io/chunk_codec.h"
 #include "snapshot/freeze_view.h"
 #include "snapshot/write_tracker.h"
 
 namespace hotsnap {
 namespace {
 
-// Serves reads from chunks captured in memory during the final freeze, so the freeze lasts
-// only as long as reading them, not compressing them.
+// Writes are remembered per granule: a chunk is split into 64 granules (64 KiB for 4 MiB
+// chunks) and its written granules are one 64-bit mask.
+constexpr uint32_t kGranulesPerChunk = 64;
+
+uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
+uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+// Device bytes read under the final freeze: whole chunks (`whole`), or the byte ranges that
+// changed since the chunk's newest frame in the image (`patches`, laid over that frame).
+struct Captured {
+  bool whole = false;
+  std::vector<std::pair<ByteExtent, AlignedBuffer>> patches;  // or the whole chunk, if `whole`
+};
+
+// Serves the final pass's reads from what the final freeze captured: a chunk captured whole
+// from memory; any other chunk rebuilt from its newest frame in the image written so far
+// (read back from the sink, decompressed, hash-checked) with the captured ranges laid over.
+// So the freeze lasts as long as reading what changed, not compressing whole chunks.
 class CapturedReader : public BlockReader {
  public:
-  CapturedReader(const std::map<uint64_t, AlignedBuffer>* chunks, uint32_t chunk_bytes,
-                 const ReaderOptions& options)
-      : chunks_(chunks), chunk_bytes_(chunk_bytes), options_(options) {}
+  CapturedReader(const std::map<uint64_t, Captured>* captured, const ImageWriter* writer,
+                 int image_fd, const ImageMetadata& meta, const ReaderOptions& options)
+      : captured_(captured), writer_(writer), image_fd_(image_fd), meta_(meta), options_(options) {}
   const char* name() const override { return "memory"; }
   unsigned in_flight() const override { return static_cast<unsigned>(done_.size()); }
   Status SetWakeFd(int) override { return Status::Ok(); }
   Status Queue(const ReadRequest& r) override {
-    auto it = chunks_->find(r.offset_bytes / chunk_bytes_);
-    if (it == chunks_->end()) return Status(Code::kInternal, "read of a chunk that was not captured");
-    uint64_t within = r.offset_bytes % chunk_bytes_;
-    size_t n = std::min<uint64_t>(r.length_bytes, it->second.size() - within);
-    std::memcpy(options_.buffers[r.buffer_index].data() + r.buffer_offset, it->second.data() + within, n);
-    done_.push_back(ReadCompletion{r.tag, static_cast<int32_t>(n)});
+    uint64_t index = r.offset_bytes / meta_.chunk_bytes;
+    auto it = captured_->find(index);
+    if (it == captured_->end()) return Status(Code::kInternal, "read of a chunk that was not captured");
+    uint64_t chunk_offset = index * meta_.chunk_bytes;
+    uint32_t chunk_length = meta_.ChunkLength(index);
+    if (r.offset_bytes + r.length_bytes > chunk_offset + chunk_length) {
+      return Status(Code::kInternal, "captured read crosses its chunk");
+    }
+    if (it->second.whole) {
+      const AlignedBuffer& whole = it->second.patches.front().second;
+      std::memcpy(options_.buffers[r.buffer_index].data() + r.buffer_offset,
+                  whole.data() + (r.offset_bytes - chunk_offset), r.length_bytes);
+    } else {
+      HOTSNAP_RETURN_IF_ERROR(Rebuild(index, it->second));
+      std::memcpy(options_.buffers[r.buffer_index].data() + r.buffer_offset,
+                  chunk_.data() + (r.offset_bytes - chunk_offset), r.length_bytes);
+    }
+    done_.push_back(ReadCompletion{r.tag, static_cast<int32_t>(r.length_bytes)});
     return Status::Ok();
   }
   Status Reap(std::vector<ReadCompletion>* out, bool) override {
@@ -45,39 +76,90 @@ class CapturedReader : public BlockReader {
   }
 
  private:
-  const std::map<uint64_t, AlignedBuffer>* chunks_;
-  uint32_t chunk_bytes_;
+  Status Rebuild(uint64_t index, const Captured& captured) {
+    auto at = writer_->LatestFrame(index);
+    if (!at.ok()) return at.status();
+    std::string where = "chunk " + std::to_string(index) + " of the image being written (byte " +
+                        std::to_string(at->offset_bytes) + ")";
+    frame_.resize(at->frame_bytes);
+    size_t done = 0;
+    while (done < frame_.size()) {
+      ssize_t n = ::pread(image_fd_, frame_.data() + done, frame_.size() - done,
+                          static_cast<off_t>(at->offset_bytes + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Status::FromErrno(Code::kTarget, n < 0 ? errno : EIO, "reading back " + where);
+      done += static_cast<size_t>(n);
+    }
+    if (!decompressor_) {
+      auto d = ChunkDecompressor::Create(WindowLogFor(meta_.chunk_bytes));
+      if (!d.ok()) return d.status();
+      decompressor_ = std::move(d.value());
+    }
+    chunk_.resize(meta_.chunk_bytes);
+    std::span<uint8_t> out(chunk_.data(), at->decompressed_bytes);
+    Status s = decompressor_->Decompress(frame_, out, at->decompressed_bytes);
+    if (!s.ok()) return s.Wrap("reading back " + where);
+    if (HashBytes(out.data(), out.size()) != at->hash) {
+      return Status(Code::kTarget, "reading back " + where +
+                                       ": its bytes no longer match their hash; the output "
+                                       "storage returned different data than was written");
+    }
+    uint64_t chunk_offset = index * meta_.chunk_bytes;
+    for (const auto& [range, bytes] : captured.patches) {
+      std::memcpy(chunk_.data() + (range.offset_bytes - chunk_offset), bytes.data(), range.length_bytes);
+    }
+    return Status::Ok();
+  }
+
+  const std::map<uint64_t, Captured>* captured_;
+  const ImageWriter* writer_;
+  int image_fd_;
+  const ImageMetadata& meta_;
   ReaderOptions options_;
   std::vector<ReadCompletion> done_;
+  std::vector<uint8_t> frame_;
+  std::vector<uint8_t> chunk_;
+  std::unique_ptr<ChunkDecompressor> decompressor_;
 };
 
 class TrackedCopy {
  public:
   TrackedCopy(const TrackedOptions& options, const SourceDevice& source, ImageMetadata* meta,
-              ImageWriter* writer)
-      : options_(options), source_(source), meta_(meta), writer_(writer) {}
+              ImageWriter* writer, int image_fd)
+      : options_(options), source_(source), meta_(meta), writer_(writer), image_fd_(image_fd) {}
   Result<TrackedResult> Run();
 
  private:
   Result<UsedBlockMap> MapNow();
   Result<std::unique_ptr<FreezeView>> Freeze(bool final_freeze);
   Status EndFreeze(std::unique_ptr<FreezeView> view);
-  // Drains the tracker into dirty_; a loss marks every chunk dirty (or fails, if `final`).
+  // Drains the tracker into written_; a loss marks everything written (or fails, if final).
   Status CollectWrites(bool final_freeze);
-  // The chunks to copy again: written ones, plus those whose used blocks changed.
-  std::vector<uint64_t> TakeDirty(const UsedBlockMap& before, const UsedBlockMap& after);
+  uint64_t GranuleBytes() const { return meta_->chunk_bytes / kGranulesPerChunk; }
+  // The chunks to copy again (written ones, plus those whose used blocks changed) and the
+  // bytes of the granules written; clears written_.
+  std::vector<uint64_t> TakeDirty(const UsedBlockMap& before, const UsedBlockMap& after,
+                                  uint64_t* written_bytes);
+  // For the final freeze: what to read of each chunk in `chunks` so it can be rebuilt from
+  // its newest frame (`written` holds their granule masks); the byte total in *bytes.
+  std::map<uint64_t, std::vector<ByteExtent>> PlanCapture(const std::vector<uint64_t>& chunks,
+                                                         const std::vector<uint64_t>& written,
+                                                         const UsedBlockMap& before,
+                                                         const UsedBlockMap& after,
+                                                         uint64_t* bytes);
+  Status Capture(const std::map<uint64_t, std::vector<ByteExtent>>& plan);
   Status Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap& map, uint32_t round,
               const PipelineOptions& base);
-  Status Capture(const std::vector<uint64_t>& chunks);
   uint64_t BytesOf(const std::vector<uint64_t>& chunks) const;
 
   const TrackedOptions& options_;
   const SourceDevice& source_;
   ImageMetadata* meta_;
   ImageWriter* writer_;
+  int image_fd_;
   std::unique_ptr<WriteTracker> tracker_;
-  std::vector<bool> dirty_;
-  std::map<uint64_t, AlignedBuffer> captured_;
+  std::vector<uint64_t> written_;  // per chunk: granules written since the last freeze
+  std::map<uint64_t, Captured> captured_;
   TrackedResult result_;
 };
 
@@ -87,6 +169,7 @@ Result<UsedBlockMap> TrackedCopy::MapNow() {
 }
 
 Result<std::unique_ptr<FreezeView>> TrackedCopy::Freeze(bool final_freeze) {
+  EmitPhase(final_freeze ? "final-freeze" : "freeze");
   FreezeViewOptions f;
   f.source = source_.path;
   f.mount_point = options_.mount_point;
@@ -98,14 +181,24 @@ Result<std::unique_ptr<FreezeView>> TrackedCopy::Freeze(bool final_freeze) {
 Status TrackedCopy::EndFreeze(std::unique_ptr<FreezeView> view) {
   Status s = view->Release();
   result_.report.freeze_ms.push_back(view->frozen_for().count());
+  EmitFreezeWindow(options_.mount_point, view->frozen_for().count() / 1000.0);
   return s;
 }
 
 Status TrackedCopy::CollectWrites(bool final_freeze) {
   const uint64_t chunk = meta_->chunk_bytes;
+  const uint64_t granule = GranuleBytes();
   auto lost = tracker_->Drain([&](uint64_t offset, uint64_t length) {
-    for (uint64_t c = offset / chunk; c <= (offset + length - 1) / chunk && c < dirty_.size(); ++c) {
-      dirty_[c] = true;
+    uint64_t end = std::min(offset + length, meta_->device_bytes);
+    for (uint64_t g = offset / granule; g * granule < end; ++g) {
+      uint64_t c = g * granule / chunk;
+      uint64_t bit = g % kGranulesPerChunk;
+      if (bit == 0 && (g + kGranulesPerChunk) * granule <= end) {
+        written_[c] = ~uint64_t{0};  // the whole chunk at once (large discards)
+        g += kGranulesPerChunk - 1;
+      } else {
+        written_[c] |= uint64_t{1} << bit;
+      }
     }
   });
   if (!lost.ok()) return lost.status();
@@ -119,15 +212,18 @@ Status TrackedCopy::CollectWrites(bool final_freeze) {
   }
   Notice("the kernel dropped " + std::to_string(*lost) +
          " write records; treating the whole device as written this round");
-  std::fill(dirty_.begin(), dirty_.end(), true);
+  std::fill(written_.begin(), written_.end(), ~uint64_t{0});
   return Status::Ok();
 }
 
-std::vector<uint64_t> TrackedCopy::TakeDirty(const UsedBlockMap& before, const UsedBlockMap& after) {
+std::vector<uint64_t> TrackedCopy::TakeDirty(const UsedBlockMap& before, const UsedBlockMap& after,
+                                             uint64_t* written_bytes) {
   std::vector<uint64_t> chunks;
   std::vector<ByteExtent> a, b;
-  for (uint64_t c = 0; c < dirty_.size(); ++c) {
-    bool take = dirty_[c];
+  *written_bytes = 0;
+  for (uint64_t c = 0; c < written_.size(); ++c) {
+    bool take = written_[c] != 0;
+    *written_bytes += static_cast<uint64_t>(std::popcount(written_[c])) * GranuleBytes();
     if (!take) {
       a.clear();
       b.clear();
@@ -136,9 +232,98 @@ std::vector<uint64_t> TrackedCopy::TakeDirty(const UsedBlockMap& before, const U
       take = a != b;
     }
     if (take) chunks.push_back(c);
-    dirty_[c] = false;
+    written_[c] = 0;
   }
   return chunks;
+}
+
+std::map<uint64_t, std::vector<ByteExtent>> TrackedCopy::PlanCapture(
+    const std::vector<uint64_t>& chunks, const std::vector<uint64_t>& written,
+    const UsedBlockMap& before, const UsedBlockMap& after, uint64_t* bytes) {
+  std::map<uint64_t, std::vector<ByteExtent>> plan;
+  const uint64_t granule = GranuleBytes();
+  const uint64_t align = source_.direct_io ? source_.dio_alignment_bytes : 1;
+  std::vector<ByteExtent> a, b;
+  *bytes = 0;
+  for (uint64_t c : chunks) {
+    const uint64_t begin = c * meta_->chunk_bytes;
+    const uint64_t end = begin + meta_->ChunkLength(c);
+    std::vector<ByteExtent> want;
+    a.clear();
+    b.clear();
+    before.UsedIn(begin, end - begin, &a);
+    after.UsedIn(begin, end - begin, &b);
+    if (image_fd_ < 0 || a != b) {
+      // No frame to rebuild from (the output cannot be read back), or blocks became used
+      // that the newest frame holds as zeros: read all that is used now.
+      want = b;
+    } else {
+      // The newest frame is right except where the device was written since: read those
+      // granules (only their used part matters; the pipeline zeroes the rest).
+      for (uint32_t bit = 0; bit < kGranulesPerChunk; ++bit) {
+        if ((written[c] >> bit & 1) == 0) continue;
+        uint64_t from = begin + bit * granule;
+        if (from >= end) break;
+        uint64_t to = std::min(from + granule, end);
+        if (!want.empty() && want.back().end_bytes() == from) {
+          want.back().length_bytes += to - from;
+        } else {
+          want.push_back(ByteExtent{from, to - from});
+        }
+      }
+    }
+    // O_DIRECT wants aligned reads; widening stays inside the chunk (chunks are aligned).
+    for (ByteExtent& e : want) {
+      uint64_t from = std::max(AlignDown(e.offset_bytes, align), begin);
+      uint64_t to = std::min(AlignUp(e.end_bytes(), align), end);
+      e = ByteExtent{from, to - from};
+      *bytes += e.length_bytes;
+    }
+    plan[c] = std::move(want);
+  }
+  return plan;
+}
+
+Status TrackedCopy::Capture(const std::map<uint64_t, std::vector<ByteExtent>>& plan) {
+  for (const auto& [c, ranges] : plan) {
+    Captured& captured = captured_[c];
+    captured.whole = image_fd_ < 0;
+    if (captured.whole) {
+      // One buffer for the whole chunk, zeros where nothing is read (the pipeline zeroes
+      // unused ranges anyway).
+      auto buffer = AlignedBuffer::Allocate(meta_->ChunkLength(c));
+      if (!buffer.ok()) return buffer.status();
+      captured.patches.emplace_back(ByteExtent{c * meta_->chunk_bytes, meta_->ChunkLength(c)},
+                                    std::move(buffer.value()));
+    }
+    for (const ByteExtent& e : ranges) {
+      AlignedBuffer fresh;
+      uint8_t* into = nullptr;
+      if (captured.whole) {
+        into = captured.patches.front().second.data() + (e.offset_bytes - c * meta_->chunk_bytes);
+      } else {
+        auto buffer = AlignedBuffer::Allocate(e.length_bytes);
+        if (!buffer.ok()) return buffer.status();
+        fresh = std::move(buffer.value());
+        into = fresh.data();
+      }
+      uint64_t done = 0;
+      while (done < e.length_bytes) {
+        ssize_t n = ::pread(source_.fd.get(), into + done, e.length_bytes - done,
+                            static_cast<off_t>(e.offset_bytes + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          return Status::FromErrno(Code::kSource, n < 0 ? errno : EIO,
+                                   "reading " + source_.path + " at byte offset " +
+                                       std::to_string(e.offset_bytes + done));
+        }
+        done += static_cast<uint64_t>(n);
+      }
+      result_.bytes_read += e.length_bytes;
+      if (!captured.whole) captured.patches.emplace_back(e, std::move(fresh));
+    }
+  }
+  return Status::Ok();
 }
 
 uint64_t TrackedCopy::BytesOf(const std::vector<uint64_t>& chunks) const {
@@ -149,6 +334,7 @@ uint64_t TrackedCopy::BytesOf(const std::vector<uint64_t>& chunks) const {
 
 Status TrackedCopy::Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap& map,
                          uint32_t round, const PipelineOptions& base) {
+  EmitPhase(round == 0 ? "precopy" : "recopy");
   PipelineOptions p = base;
   p.chunks = chunks;
   if (!map.all_blocks()) {
@@ -179,31 +365,8 @@ Status TrackedCopy::Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap
   return Status::Ok();
 }
 
-Status TrackedCopy::Capture(const std::vector<uint64_t>& chunks) {
-  for (uint64_t c : chunks) {
-    uint32_t length = meta_->ChunkLength(c);
-    auto buffer = AlignedBuffer::Allocate(length);
-    if (!buffer.ok()) return buffer.status();
-    uint64_t done = 0;
-    while (done < length) {
-      ssize_t n = ::pread(source_.fd.get(), buffer->data() + done, length - done,
-                          static_cast<off_t>(c * meta_->chunk_bytes + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        return Status::FromErrno(Code::kSource, n < 0 ? errno : EIO,
-                                 "reading " + source_.path + " at byte offset " +
-                                     std::to_string(c * meta_->chunk_bytes + done));
-      }
-      done += static_cast<uint64_t>(n);
-    }
-    result_.bytes_read += length;
-    captured_.emplace(c, std::move(buffer.value()));
-  }
-  return Status::Ok();
-}
-
 Result<TrackedResult> TrackedCopy::Run() {
-  dirty_.assign(meta_->chunk_count(), false);
+  written_.assign(meta_->chunk_count(), 0);
   auto tracker = WriteTracker::Start(source_.path, source_.size_bytes);
   if (!tracker.ok()) return tracker.status().Wrap("--snapshot tracked");
   tracker_ = std::move(tracker.value());
@@ -224,43 +387,46 @@ Result<TrackedResult> TrackedCopy::Run() {
   HOTSNAP_RETURN_IF_ERROR(writer_->Begin(*meta_));
   HOTSNAP_RETURN_IF_ERROR(Copy({}, map, 0, options_.pipeline));
 
-  // Rounds while the system runs, until one is small enough to end under a freeze.
+  // Rounds while the system runs, until the writes of one are few enough to capture under
+  // the final freeze.
   uint32_t round = 0;
-  uint64_t last_round_bytes = UINT64_MAX;
-  while (round < options_.max_rounds && last_round_bytes > options_.final_round_bytes) {
+  uint64_t last_written = UINT64_MAX;
+  while (round < options_.max_rounds && last_written > options_.final_round_bytes) {
     auto v = Freeze(false);
     if (!v.ok()) return v.status();
     HOTSNAP_RETURN_IF_ERROR(CollectWrites(false));
     auto next = MapNow();
     if (!next.ok()) return next.status();
     HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(v.value())));
-    std::vector<uint64_t> chunks = TakeDirty(map, *next);
+    std::vector<uint64_t> chunks = TakeDirty(map, *next, &last_written);
     map = std::move(next.value());
-    last_round_bytes = BytesOf(chunks);
     if (chunks.empty()) break;
     HOTSNAP_RETURN_IF_ERROR(Copy(chunks, map, ++round, options_.pipeline));
   }
 
-  // The final freeze: the image's point in time.
+  // The final freeze: the image's point in time. Read what changed since each chunk's newest
+  // frame, thaw, then rebuild those chunks from the image and compress them.
   auto final_view = Freeze(true);
   if (!final_view.ok()) return final_view.status();
   std::unique_ptr<FreezeView> frozen = std::move(final_view.value());
   HOTSNAP_RETURN_IF_ERROR(CollectWrites(true));
   auto final_map = MapNow();
   if (!final_map.ok()) return final_map.status();
-  std::vector<uint64_t> last = TakeDirty(map, *final_map);
+  std::vector<uint64_t> written = written_;
+  uint64_t written_bytes = 0;
+  std::vector<uint64_t> last = TakeDirty(map, *final_map, &written_bytes);
+  uint64_t capture_bytes = 0;
+  auto plan = PlanCapture(last, written, map, *final_map, &capture_bytes);
   map = std::move(final_map.value());
-  bool in_memory = BytesOf(last) <= options_.final_round_bytes;
-  if (in_memory) {
-    HOTSNAP_RETURN_IF_ERROR(Capture(last));
-    HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(frozen)));
-  }
+  bool in_memory = capture_bytes <= options_.capture_limit_bytes &&
+                   (image_fd_ >= 0 || BytesOf(last) <= options_.capture_limit_bytes);
   PipelineOptions p = options_.pipeline;
+  result_.report.final_capture_bytes = in_memory ? capture_bytes : BytesOf(last);
   if (in_memory) {
-    uint32_t chunk_bytes = meta_->chunk_bytes;
-    p.make_reader = [this, chunk_bytes](const ReaderOptions& r, std::string*)
-        -> Result<std::unique_ptr<BlockReader>> {
-      return std::unique_ptr<BlockReader>(new CapturedReader(&captured_, chunk_bytes, r));
+    HOTSNAP_RETURN_IF_ERROR(Capture(plan));
+    HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(frozen)));
+    p.make_reader = [this](const ReaderOptions& r, std::string*) -> Result<std::unique_ptr<BlockReader>> {
+      return std::unique_ptr<BlockReader>(new CapturedReader(&captured_, writer_, image_fd_, *meta_, r));
     };
   } else {
     // Too much was written in the last round to hold in memory: copy it under the freeze,
@@ -281,8 +447,12 @@ Result<TrackedResult> TrackedCopy::Run() {
 }  // namespace
 
 Result<TrackedResult> RunTrackedCopy(const TrackedOptions& options, const SourceDevice& source,
-                                     ImageMetadata* meta, ImageWriter* writer) {
-  TrackedCopy copy(options, source, meta, writer);
+                                     ImageMetadata* meta, ImageWriter* writer, int image_fd) {
+  if (meta->chunk_bytes % kGranulesPerChunk != 0) {
+    return Status(Code::kInternal, "chunk size is not a multiple of " +
+                                       std::to_string(kGranulesPerChunk) + " bytes");
+  }
+  TrackedCopy copy(options, source, meta, writer, image_fd);
   return copy.Run();
 }
 

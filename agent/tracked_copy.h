@@ -1,17 +1,27 @@
 // The "tracked" snapshot mode: a consistent image of a mounted, busy filesystem with
 // freezes of milliseconds, using only interfaces of every stock kernel.
 //
-//   1. start recording writes to the device (WriteTracker);
+//   1. start recording writes to the device (WriteTracker), per 64 KiB granule;
 //   2. freeze briefly: drop the write records so far (all of them completed before the
 //      freeze returned), compute the used-block map, thaw;
 //   3. pre-copy every chunk while the system runs;
-//   4. rounds: freeze briefly, collect the chunks written since the last freeze plus those
-//      whose used blocks changed, recompute the map, thaw, copy those chunks again;
-//   5. once a round is small: the final freeze (with the user's hooks). Collect the last
-//      written set, recompute the map, read those chunks into memory, thaw; then compress
-//      and append them.
+//   4. rounds: freeze briefly, collect the granules written since the last freeze and the
+//      chunks whose used blocks changed, recompute the map, thaw, copy those chunks again;
+//   5. once a round's writes are few: the final freeze (with the user's hooks). Collect the
+//      last written granules, recompute the map, read just those granules (and blocks that
+//      became used) into memory, thaw. Then each affected chunk is rebuilt from its newest
+//      frame, read back from the image being written, with the captured bytes laid over it,
+//      and appended as the last round. When the output cannot be read back (a pipe, ssh),
+//      whole chunks are captured instead, so that freeze is longer.
 // Re-copied chunks go into the image as rounds of the tracked layout (docs/image-format.md).
 // The image equals the device at the final freeze on every block in use then.
+//
+// Why a rebuilt chunk is right: a chunk's newest frame was read after some freeze F; every
+// write to it after F was recorded and collected at a later freeze. Had one been collected
+// before the final freeze, the chunk would have been copied again after that freeze. So
+// only writes collected at the final freeze differ from the frame, and those granules are
+// read under it. Blocks whose used state changed since the frame's map are read whole or
+// zeroed (the final map decides what is kept).
 #ifndef HOTSNAP_AGENT_TRACKED_COPY_H_
 #define HOTSNAP_AGENT_TRACKED_COPY_H_
 
@@ -36,9 +46,12 @@ struct TrackedOptions {
   PipelineOptions pipeline;                    // level, workers, queue depth, limits
   bool all_blocks = false;
   uint32_t max_rounds = 8;
-  // A round this small (bytes) makes the next freeze the final one; also the most the final
-  // freeze reads into memory before thawing.
-  uint64_t final_round_bytes = 64ull << 20;
+  // A round whose recorded writes cover at most this many bytes (64 KiB granules) makes the
+  // next freeze the final one.
+  uint64_t final_round_bytes = 16ull << 20;
+  // The most the final freeze reads into memory before thawing; past it, the last round is
+  // copied under the freeze instead (bounded by max_freeze).
+  uint64_t capture_limit_bytes = 128ull << 20;
 };
 
 struct TrackedResult {
@@ -49,9 +62,10 @@ struct TrackedResult {
 };
 
 // `source` is the open device; `meta` is filled (used bytes and map, layout) and written through
-// writer->Begin() here. The caller calls writer->Finish(result.report) and commits.
+// writer->Begin() here. `image_fd` reads back what the writer's sink has written
+// (Sink::read_back_fd()), or is -1. The caller calls writer->Finish(result.report) and commits.
 Result<TrackedResult> RunTrackedCopy(const TrackedOptions& options, const SourceDevice& source,
-                                     ImageMetadata* meta, ImageWriter* writer);
+                                     ImageMetadata* meta, ImageWriter* writer, int image_fd);
 
 }  // namespace hotsnap
 

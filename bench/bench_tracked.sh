@@ -95,6 +95,7 @@ run_backup() {
   t1=$(now)
   wall=$(elapsed "$t0" "$t1")
   info=$("$hotsnap" info --json "$out" | tr -d ' \n')
+  phases=$(grep -o '"phase_seconds":{[^}]*}' "$scratch/events.$label" | tail -n 1 | cut -d: -f2- || true)
   rm -f "$out"
 }
 # json_field NAME: a scalar or array field of $info.
@@ -163,5 +164,6 @@ printf '%-34s %10s\n' "mounted + writer, --snapshot tracked" "$wall_tracked"
 printf '\n  freezes (ms)       %s\n' "$freeze_ms"
 printf '  longest freeze     %s ms  (target <= 100 ms: %s)\n' "$longest" "$(verdict "$longest" 100)"
 printf '  total vs unmounted %sx   (target <= 1.3x: %s)\n' "$ratio" "$(verdict "$ratio" 1.3)"
+printf '  phases (s)         %s\n' "$phases"
 printf '  rounds %s, re-copied %s, lost write records %s\n' "$rounds" "$(human "$recopied")" "$lost"
 exit 0

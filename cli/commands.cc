@@ -173,6 +173,16 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
                 static_cast<unsigned long long>(r->zero_chunks),
                 static_cast<unsigned long long>(r->chunks), r->seconds, r->reader.c_str());
   Notice(line);
+  if (!r->freeze_ms.empty()) {
+    std::string freezes;
+    for (int64_t ms : r->freeze_ms) freezes += (freezes.empty() ? "" : ", ") + std::to_string(ms);
+    std::string detail = "freezes (ms): " + freezes;
+    if (r->snapshot_mode == "tracked") {
+      detail += "; " + std::to_string(r->rounds) + " rounds re-copied " + HumanBytes(r->recopied_bytes) +
+                ", " + HumanBytes(r->final_capture_bytes) + " read under the final freeze";
+    }
+    Notice(detail);
+  }
   return Status::Ok();
 }
 

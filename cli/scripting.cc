@@ -118,6 +118,11 @@ void EmitBackupResult(const BackupReport& r) {
   j["seconds"] = r.seconds;
   j["read_rate_bytes_per_s"] = r.seconds > 0 ? r.bytes_read / r.seconds : 0.0;
   j["freeze_ms"] = r.freeze_ms;
+  if (r.snapshot_mode == "tracked") {
+    j["rounds"] = r.rounds;
+    j["recopied_bytes"] = r.recopied_bytes;
+    j["final_capture_bytes"] = r.final_capture_bytes;
+  }
   EmitResult(std::move(j));
 }
 

@@ -330,6 +330,7 @@ std::string EncodeReportFrame(const RunReport& r) {
   j["freeze_ms"] = r.freeze_ms;
   j["rounds"] = r.rounds;
   j["recopied_bytes"] = r.recopied_bytes;
+  j["final_capture_bytes"] = r.final_capture_bytes;
   j["used_bytes"] = r.used_bytes;
   j["lost_events"] = r.lost_events;
   j["seconds"] = r.seconds;
@@ -359,6 +360,7 @@ Result<RunReport> DecodeReportPayload(std::span<const uint8_t> payload) {
     }
     r.rounds = IntegerField<uint32_t>(j, "rounds", 0u);
     r.recopied_bytes = IntegerField<uint64_t>(j, "recopied_bytes", 0);
+    r.final_capture_bytes = IntegerField<uint64_t>(j, "final_capture_bytes", 0);
     r.used_bytes = IntegerField<uint64_t>(j, "used_bytes", 0);
     r.lost_events = IntegerField<uint64_t>(j, "lost_events", 0);
     r.seconds = j.value("seconds", 0.0);

@@ -114,6 +114,7 @@ struct RunReport {
   std::vector<int64_t> freeze_ms;  // each freeze window, milliseconds
   uint32_t rounds = 0;             // tracked mode: re-copy rounds
   uint64_t recopied_bytes = 0;     // tracked mode: device bytes copied again
+  uint64_t final_capture_bytes = 0;  // tracked mode: device bytes read under the final freeze
   uint64_t used_bytes = 0;         // bytes in use at the consistency point
   uint64_t lost_events = 0;        // tracked mode: write records the kernel dropped
   double seconds = 0;

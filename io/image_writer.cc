@@ -21,6 +21,7 @@ Status ImageWriter::Begin(const ImageMetadata& meta) {
   trailer_.device_bytes = meta.device_bytes;
   trailer_.layout = meta.layout;
   trailer_.chunk_hashes.reserve(meta.chunk_count());
+  latest_offsets_.reserve(meta.chunk_count());
   entries_.reserve(meta.chunk_count() + 4);
   if (meta.layout == Layout::kTracked) {
     trailer_.final_frames.reserve(meta.chunk_count());
@@ -41,6 +42,7 @@ Status ImageWriter::AppendChunk(std::span<const uint8_t> frame, uint32_t decompr
   if (meta_.layout == Layout::kTracked) trailer_.final_frames.push_back(static_cast<uint32_t>(entries_.size()));
   entries_.push_back(SeekEntry{static_cast<uint32_t>(frame.size()), decompressed_bytes});
   trailer_.chunk_hashes.push_back(hash);
+  latest_offsets_.push_back(bytes_written_);
   ++initial_chunks_;
   return Put(frame.data(), frame.size(), true);
 }
@@ -67,8 +69,23 @@ Status ImageWriter::AppendRecopy(uint64_t index, std::span<const uint8_t> frame,
   ++round_next_;
   trailer_.final_frames[index] = static_cast<uint32_t>(entries_.size());
   trailer_.chunk_hashes[index] = hash;
+  latest_offsets_[index] = bytes_written_;
   entries_.push_back(SeekEntry{static_cast<uint32_t>(frame.size()), decompressed_bytes});
   return Put(frame.data(), frame.size(), true);
+}
+
+Result<ImageWriter::FrameLocation> ImageWriter::LatestFrame(uint64_t index) const {
+  if (index >= initial_chunks_) {
+    return Status(Code::kInternal, "chunk " + std::to_string(index) + " has not been written yet");
+  }
+  FrameLocation at;
+  at.offset_bytes = latest_offsets_[index];
+  uint32_t entry = meta_.layout == Layout::kTracked ? trailer_.final_frames[index]
+                                                     : static_cast<uint32_t>(index + 1);
+  at.frame_bytes = entries_[entry].compressed_bytes;
+  at.decompressed_bytes = entries_[entry].decompressed_bytes;
+  at.hash = trailer_.chunk_hashes[index];
+  return at;
 }
 
 Status ImageWriter::Finish(const RunReport& report) {

@@ -37,6 +37,17 @@ class ImageWriter {
   // declares, or a round is incomplete.
   Status Finish(const RunReport& report = {});
 
+  // Where the newest frame of chunk `index` lies in the bytes written so far (tracked
+  // layout: the last re-copy, or the first pass), so a caller can read it back from the
+  // sink. Fails for a chunk not written yet.
+  struct FrameLocation {
+    uint64_t offset_bytes = 0;  // from the first byte of the image
+    uint32_t frame_bytes = 0;
+    uint32_t decompressed_bytes = 0;
+    Hash128 hash;  // of the decompressed bytes
+  };
+  Result<FrameLocation> LatestFrame(uint64_t index) const;
+
   uint64_t bytes_written() const { return bytes_written_; }
   uint64_t chunks_written() const { return trailer_.chunk_hashes.size(); }
   const Hash128& image_hash() const { return trailer_.image_hash; }
@@ -53,6 +64,7 @@ class ImageWriter {
   uint64_t initial_chunks_ = 0;
   RoundHeader round_;
   size_t round_next_ = 0;
+  std::vector<uint64_t> latest_offsets_;  // per chunk: image offset of its newest frame
 };
 
 }  // namespace hotsnap

@@ -54,6 +54,7 @@ class FileSink : public Sink {
   }
   Status Commit() override;
   std::string Describe() const override { return path_; }
+  int read_back_fd() const override { return fd_.get(); }
 
  private:
   // Writeback runs behind the writes, a window at a time, so the final fsync has little left
@@ -159,7 +160,7 @@ Result<std::unique_ptr<Sink>> MakeFileSink(const std::string& path, const FileSi
     return Status::FromErrno(Code::kTarget, errno, "checking " + path);
   }
   std::string temp = TemporaryNameFor(path, static_cast<int>(::getpid()));
-  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  UniqueFd fd(::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd.valid()) {
     int err = errno;
     if (err == EEXIST) {

@@ -22,6 +22,10 @@ class Sink {
   virtual Status Commit() = 0;
   // Human-readable name for messages ("/backups/a.zst", "stdout").
   virtual std::string Describe() const = 0;
+  // A descriptor from which the bytes written so far can be read back with pread (byte 0 is
+  // the first byte written), or -1 when the output cannot be read back (a pipe, ssh).
+  // Owned by the sink; valid until Commit() or destruction.
+  virtual int read_back_fd() const { return -1; }
 };
 
 // Writes all of `bytes` to `fd`, looping over short writes and EINTR (unless interrupted
