@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include "agent/events.h"
 #include "agent/used_map.h"
@@ -17,6 +18,7 @@
 #include "io/block_reader.h"
 #include "io/chunk_codec.h"
 #include "snapshot/freeze_view.h"
+#include "snapshot/hooks.h"
 #include "snapshot/write_tracker.h"
 
 namespace hotsnap {
@@ -387,37 +389,55 @@ Result<TrackedResult> TrackedCopy::Run() {
   HOTSNAP_RETURN_IF_ERROR(writer_->Begin(*meta_));
   HOTSNAP_RETURN_IF_ERROR(Copy({}, map, 0, options_.pipeline));
 
-  // Rounds while the system runs, until the writes of one are few enough to capture under
-  // the final freeze.
+  // Rounds while the system runs, until the writes of one are few enough to read under a
+  // freeze. With pre-freeze or post-thaw hooks the final freeze is chosen before freezing
+  // (they run around it alone): the one after a round whose writes were few. Otherwise any
+  // freeze becomes the final one as soon as it finds few writes, which saves a round; a
+  // while-frozen hook then runs once that is known.
+  const HookSet& hooks = options_.hooks;
+  const bool has_hooks = !hooks.pre_freeze.empty() || !hooks.post_thaw.empty();
   uint32_t round = 0;
   uint64_t last_written = UINT64_MAX;
-  while (round < options_.max_rounds && last_written > options_.final_round_bytes) {
-    auto v = Freeze(false);
+  std::unique_ptr<FreezeView> frozen;
+  std::vector<uint64_t> written, last;
+  std::optional<UsedBlockMap> final_map;
+  for (;;) {
+    bool planned_final = round >= options_.max_rounds ||
+                         (has_hooks && last_written <= options_.final_round_bytes);
+    auto v = Freeze(planned_final);
     if (!v.ok()) return v.status();
-    HOTSNAP_RETURN_IF_ERROR(CollectWrites(false));
+    frozen = std::move(v.value());
+    uint64_t lost_before = result_.report.lost_events;
+    HOTSNAP_RETURN_IF_ERROR(CollectWrites(planned_final));
     auto next = MapNow();
     if (!next.ok()) return next.status();
-    HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(v.value())));
+    written = written_;
     std::vector<uint64_t> chunks = TakeDirty(map, *next, &last_written);
+    bool final_freeze = planned_final || (!has_hooks && result_.report.lost_events == lost_before &&
+                                          last_written <= options_.final_round_bytes);
+    if (final_freeze) {
+      if (!planned_final) {
+        Status during = RunHook("while-frozen", hooks.while_frozen, hooks, source_.path,
+                                options_.mount_point);
+        if (!during.ok()) {
+          EndFreeze(std::move(frozen));
+          return during;
+        }
+      }
+      last = std::move(chunks);
+      final_map = std::move(next.value());
+      break;
+    }
+    HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(frozen)));
     map = std::move(next.value());
-    if (chunks.empty()) break;
-    HOTSNAP_RETURN_IF_ERROR(Copy(chunks, map, ++round, options_.pipeline));
+    if (!chunks.empty()) HOTSNAP_RETURN_IF_ERROR(Copy(chunks, map, ++round, options_.pipeline));
   }
 
-  // The final freeze: the image's point in time. Read what changed since each chunk's newest
+  // Still frozen, at the image's point in time: read what changed since each chunk's newest
   // frame, thaw, then rebuild those chunks from the image and compress them.
-  auto final_view = Freeze(true);
-  if (!final_view.ok()) return final_view.status();
-  std::unique_ptr<FreezeView> frozen = std::move(final_view.value());
-  HOTSNAP_RETURN_IF_ERROR(CollectWrites(true));
-  auto final_map = MapNow();
-  if (!final_map.ok()) return final_map.status();
-  std::vector<uint64_t> written = written_;
-  uint64_t written_bytes = 0;
-  std::vector<uint64_t> last = TakeDirty(map, *final_map, &written_bytes);
   uint64_t capture_bytes = 0;
   auto plan = PlanCapture(last, written, map, *final_map, &capture_bytes);
-  map = std::move(final_map.value());
+  map = std::move(*final_map);
   bool in_memory = capture_bytes <= options_.capture_limit_bytes &&
                    (image_fd_ >= 0 || BytesOf(last) <= options_.capture_limit_bytes);
   PipelineOptions p = options_.pipeline;

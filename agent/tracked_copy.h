@@ -7,9 +7,11 @@
 //   3. pre-copy every chunk while the system runs;
 //   4. rounds: freeze briefly, collect the granules written since the last freeze and the
 //      chunks whose used blocks changed, recompute the map, thaw, copy those chunks again;
-//   5. once a round's writes are few: the final freeze (with the user's hooks). Collect the
-//      last written granules, recompute the map, read just those granules (and blocks that
-//      became used) into memory, thaw. Then each affected chunk is rebuilt from its newest
+//   5. a freeze that finds few writes (at most final_round_bytes) stays on as the final
+//      one; with hooks, which run around the final freeze only, the final freeze is the one
+//      after a round that found few. Under it: collect the last written granules, recompute
+//      the map, read just those granules (and blocks that became used) into memory, thaw.
+//      Then each affected chunk is rebuilt from its newest
 //      frame, read back from the image being written, with the captured bytes laid over it,
 //      and appended as the last round. When the output cannot be read back (a pipe, ssh),
 //      whole chunks are captured instead, so that freeze is longer.

@@ -19,7 +19,8 @@
 #
 # The writer: a loop of `dd bs=1M count=2 oflag=dsync` into a 512 MiB file at random 2 MiB
 # offsets, paced to the target rate, so re-copies are spread over ~128 chunks. Its achieved
-# rate is measured and printed.
+# rate is measured and printed. The file is written before the unmounted backup, so both
+# backups copy the same data.
 set -euo pipefail
 
 # shellcheck source=../scripts/lib.sh
@@ -103,16 +104,21 @@ json_field() { grep -o "\"$1\":\(\[[^]]*\]\|[^,}]*\)" <<<"$info" | head -n 1 | c
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# The writer's file exists before either backup, so both copy the same disk: 512 MiB of
+# data (like a database file) that the writer then rewrites in place.
+mount "$loop" "$mnt"
+mkdir -p "$mnt/bench-writer"
+head -c 512M /dev/urandom > "$mnt/bench-writer/target"
+head -c 2M /dev/urandom > "$scratch/chunk.bin"
+umount "$mnt"
+cat "$image" > /dev/null
+
 # --- 1. Unmounted: --snapshot none --------------------------------------------------------
 run_backup none --snapshot none
 wall_none=$wall
 
 # --- 2. Mounted, busy: --snapshot tracked -------------------------------------------------
 mount "$loop" "$mnt"
-mkdir -p "$mnt/bench-writer"
-fallocate -l 512M "$mnt/bench-writer/target"
-head -c 2M /dev/urandom > "$scratch/chunk.bin"
-sync -f "$mnt"
 
 # The writer: 2 MiB per O_DSYNC dd at a random 2 MiB slot, paced to $rate MB/s; it counts
 # the bytes it wrote in $scratch/written.
