@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "agent/events.h"
+#include "agent/progress.h"
 #include "agent/used_map.h"
 #include "base/log.h"
 #include "fsmap/used_block_map.h"
@@ -60,6 +61,7 @@ class CapturedReader : public BlockReader {
       return Status(Code::kInternal, "captured read crosses its chunk");
     }
     if (it->second.whole) {
+      if (it->second.patches.empty()) return Status(Code::kInternal, "read of an unused chunk");
       const AlignedBuffer& whole = it->second.patches.front().second;
       std::memcpy(options_.buffers[r.buffer_index].data() + r.buffer_offset,
                   whole.data() + (r.offset_bytes - chunk_offset), r.length_bytes);
@@ -290,6 +292,7 @@ Status TrackedCopy::Capture(const std::map<uint64_t, std::vector<ByteExtent>>& p
   for (const auto& [c, ranges] : plan) {
     Captured& captured = captured_[c];
     captured.whole = image_fd_ < 0;
+    if (ranges.empty()) continue;  // nothing used now: the pipeline writes the zero frame
     if (captured.whole) {
       // One buffer for the whole chunk, zeros where nothing is read (the pipeline zeroes
       // unused ranges anyway).
@@ -451,6 +454,9 @@ Result<TrackedResult> TrackedCopy::Run() {
   } else {
     // Too much was written in the last round to hold in memory: copy it under the freeze,
     // bounded by --max-freeze.
+    Notice("the last round's writes touch " + HumanBytes(BytesOf(last)) +
+           ", more than the final freeze holds in memory; copying them while frozen "
+           "(at most --max-freeze)");
     FreezeView* f = frozen.get();
     p.check = [f] { return f->Check(); };
     p.rate_limit_bytes_per_s = 0;
