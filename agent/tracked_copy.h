@@ -50,7 +50,7 @@ struct TrackedOptions {
   uint32_t max_rounds = 8;
   // A round whose recorded writes cover at most this many bytes (64 KiB granules) makes the
   // next freeze the final one.
-  uint64_t final_round_bytes = 16ull << 20;
+  uint64_t final_round_bytes = 32ull << 20;
   // The most the final freeze reads into memory before thawing; past it, the last round is
   // copied under the freeze instead (bounded by max_freeze).
   uint64_t capture_limit_bytes = 128ull << 20;
