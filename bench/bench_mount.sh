@@ -128,6 +128,8 @@ drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 mb_per_s() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", b / s / 1e6; else print "-" }'; }
 
 # --- Mount and read -----------------------------------------------------------------------
+# Numbers on a shared machine move with its load: it is printed with them.
+load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 mnt="$scratch/mnt"
 mkdir -p "$mnt"
 drop_caches
@@ -192,6 +194,8 @@ restore_data_mbs=$(mb_per_s "$written_bytes" "$restore_s")
 printf '\nhotsnap mount benchmark  (%s)\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
 printf '  machine   %s, %s cores, %s RAM\n' "$(uname -r)" "$(nproc)" \
   "$(human "$(awk '/MemTotal/ { print $2 * 1024 }' /proc/meminfo)")"
+printf '  load      %s at the start, %s at the end (1, 5, 15 min)\n' "$load_start" \
+  "$(cut -d ' ' -f 1-3 /proc/loadavg)"
 printf '  image     %s of ext4 in %s (%s), level %s\n' "$(human "$device_bytes")" "$(human "$image_bytes")" \
   "$(basename "$source_img")" "$level"
 printf '\n'

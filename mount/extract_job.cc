@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <vector>
 
 #include "base/interrupt.h"
 #include "base/unique_fd.h"
@@ -29,11 +28,13 @@ Status WriteAll(int fd, const std::string& name, const uint8_t* p, size_t bytes)
   return Status::Ok();
 }
 
-// A file output created by us is removed unless the extraction completes.
+// A regular file output is removed unless the extraction completes. Anything else the
+// output names — a device such as /dev/null, a FIFO — is written to and never removed,
+// nor fsynced (they have nothing to sync).
 class OutputFile {
  public:
   ~OutputFile() {
-    if (created_ && !done_) ::unlink(path_.c_str());
+    if (regular_ && !done_) ::unlink(path_.c_str());
   }
   Status Open(const std::string& path, bool overwrite) {
     path_ = path;
@@ -50,14 +51,18 @@ class OutputFile {
       if (errno == EEXIST) return Status(Code::kTarget, path + " already exists (use --overwrite)");
       return Status::FromErrno(Code::kTarget, errno, "creating " + path);
     }
+    struct stat st;
+    if (::fstat(owned_.get(), &st) != 0) return Status::FromErrno(Code::kTarget, errno, "stat " + path);
     fd_ = owned_.get();
-    created_ = true;
+    regular_ = S_ISREG(st.st_mode);
     return Status::Ok();
   }
   int fd() const { return fd_; }
   const std::string& name() const { return path_; }
   Status Finish() {
-    if (owned_.valid() && ::fsync(owned_.get()) != 0) return Status::FromErrno(Code::kTarget, errno, "fsync " + path_);
+    if (regular_ && ::fsync(owned_.get()) != 0) {
+      return Status::FromErrno(Code::kTarget, errno, "fsync " + path_);
+    }
     done_ = true;
     return Status::Ok();
   }
@@ -66,14 +71,16 @@ class OutputFile {
   std::string path_;
   UniqueFd owned_;
   int fd_ = -1;
-  bool created_ = false;
+  bool regular_ = false;  // a regular file we opened: removed if unfinished
   bool done_ = false;
 };
 
 }  // namespace
 
 Result<ExtractReport> ExtractRange(const ExtractOptions& o) {
-  auto reader = ImageRandomReader::Open(o.image, RandomReaderOptions{.cache_chunks = 2});
+  // One thread writes what it reads: the next chunks are decoded meanwhile, on two threads.
+  auto reader =
+      ImageRandomReader::Open(o.image, RandomReaderOptions{.cache_chunks = 8, .readahead_chunks = 4});
   if (!reader.ok()) return reader.status();
   const uint64_t device = (*reader)->device_bytes();
   if (o.offset_bytes > device) {
@@ -87,18 +94,21 @@ Result<ExtractReport> ExtractRange(const ExtractOptions& o) {
   }
   OutputFile out;
   HOTSNAP_RETURN_IF_ERROR(out.Open(o.output, o.overwrite));
-  // Whole chunks at a time: each is decoded once and copied out.
+  // Whole chunks at a time, written straight from the decoded chunk: each is decoded once
+  // (the reader decodes the next ones meanwhile) and never copied in between.
   const size_t piece = (*reader)->meta().chunk_bytes;
-  std::vector<uint8_t> buf(piece);
   uint64_t pos = o.offset_bytes;
   const uint64_t end = o.offset_bytes + length;
   while (pos < end) {
     if (Interrupted()) return Status(Code::kInterrupted, "interrupted");
     size_t want = static_cast<size_t>(std::min<uint64_t>(end - pos, piece - pos % piece));
-    auto n = (*reader)->Read(pos, want, buf.data());
-    if (!n.ok()) return n.status();
-    HOTSNAP_RETURN_IF_ERROR(WriteAll(out.fd(), out.name(), buf.data(), *n));
-    pos += *n;
+    PinnedBytes bytes;
+    HOTSNAP_RETURN_IF_ERROR((*reader)->Pin(pos, want, &bytes));
+    for (const iovec& v : bytes.pieces) {
+      const auto* p = static_cast<const uint8_t*>(v.iov_base);
+      HOTSNAP_RETURN_IF_ERROR(WriteAll(out.fd(), out.name(), p, v.iov_len));
+    }
+    pos += bytes.bytes;
   }
   HOTSNAP_RETURN_IF_ERROR(out.Finish());
   ExtractReport r;

@@ -2,7 +2,7 @@
 #include "mount/fuse_server.h"
 
 #include <fcntl.h>
-#include <fuse3/fuse.h>
+#include <fuse3/fuse_lowlevel.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -22,76 +22,129 @@ namespace {
 
 constexpr long kFuseCtlSuperMagic = 0x65735543;  // FUSE_CTL_SUPER_MAGIC
 
-FuseImageServer* Self() { return static_cast<FuseImageServer*>(fuse_get_context()->private_data); }
+// Inode numbers of the two objects the filesystem holds.
+constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;
+constexpr fuse_ino_t kDeviceIno = 2;
+// The image never changes while it is served: the kernel may keep names and attributes.
+constexpr double kForever = 86400;
 
-bool IsDevicePath(const char* path) {
-  return path[0] == '/' && std::strcmp(path + 1, kFuseDeviceFileName) == 0;
-}
+FuseImageServer* Self(fuse_req_t req) { return static_cast<FuseImageServer*>(fuse_req_userdata(req)); }
 
-void* OnInit(struct fuse_conn_info* conn, struct fuse_config* cfg) {
-  // The image never changes while it is served: let the kernel keep what it has read, and
-  // never re-ask for attributes or names.
-  cfg->kernel_cache = 1;
-  cfg->entry_timeout = 86400;
-  cfg->attr_timeout = 86400;
-  cfg->negative_timeout = 86400;
-  // Sequential reads of the loop device become large FUSE reads, which map onto few chunks.
-  conn->max_readahead = 1u << 20;
-  return fuse_get_context()->private_data;
-}
-
-int OnGetattr(const char* path, struct stat* st, struct fuse_file_info*) {
+bool Attributes(FuseImageServer* self, fuse_ino_t ino, struct stat* st) {
   std::memset(st, 0, sizeof(*st));
-  if (std::strcmp(path, "/") == 0) {
+  st->st_ino = ino;
+  if (ino == kRootIno) {
     st->st_mode = S_IFDIR | 0555;
     st->st_nlink = 2;
-    return 0;
+    return true;
   }
-  if (!IsDevicePath(path)) return -ENOENT;
+  if (ino != kDeviceIno) return false;
   st->st_mode = S_IFREG | 0444;
   st->st_nlink = 1;
-  st->st_size = static_cast<off_t>(Self()->reader().device_bytes());
+  st->st_size = static_cast<off_t>(self->reader().device_bytes());
   st->st_blksize = 4096;
-  return 0;
+  return true;
 }
 
-int OnReaddir(const char* path, void* buf, fuse_fill_dir_t filler, off_t, struct fuse_file_info*,
-              enum fuse_readdir_flags) {
-  if (std::strcmp(path, "/") != 0) return -ENOENT;
-  filler(buf, ".", nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
-  filler(buf, "..", nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
-  filler(buf, kFuseDeviceFileName, nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
-  return 0;
+void OnInit(void*, struct fuse_conn_info* conn) {
+  // Reads come from a loop device doing direct I/O: each of its requests becomes FUSE
+  // reads of up to 1 MiB (the most libfuse's buffers take), sent together as background
+  // requests. 16 of them cover the loop device's 16 MiB readahead window, so a whole
+  // window is in flight at once and the chunks in it are decoded in parallel.
+  conn->max_background = 16;
+  conn->congestion_threshold = 12;
 }
 
-int OnOpen(const char* path, struct fuse_file_info* fi) {
-  if (!IsDevicePath(path)) return -ENOENT;
-  if ((fi->flags & O_ACCMODE) != O_RDONLY) return -EROFS;
-  fi->keep_cache = 1;
-  return 0;
+void OnLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (parent != kRootIno || std::strcmp(name, kFuseDeviceFileName) != 0) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  struct fuse_entry_param e;
+  std::memset(&e, 0, sizeof(e));
+  e.ino = kDeviceIno;
+  e.attr_timeout = kForever;
+  e.entry_timeout = kForever;
+  Attributes(Self(req), kDeviceIno, &e.attr);
+  fuse_reply_entry(req, &e);
 }
 
-int OnRead(const char* path, char* buf, size_t size, off_t offset, struct fuse_file_info*) {
-  if (offset < 0) return -EINVAL;
-  FuseImageServer* self = Self();
-  Result<size_t> n = self->reader().Read(static_cast<uint64_t>(offset), size, buf);
-  if (!n.ok()) {
+void OnGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*) {
+  struct stat st;
+  if (!Attributes(Self(req), ino, &st)) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  fuse_reply_attr(req, &st, kForever);
+}
+
+void OnOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  if (ino != kDeviceIno) {
+    fuse_reply_err(req, ino == kRootIno ? EISDIR : ENOENT);
+    return;
+  }
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  fi->keep_cache = 1;  // cached pages stay valid across opens: the bytes never change
+  fuse_reply_open(req, fi);
+}
+
+// Replies straight from the decoded chunks: the kernel's copy into the pages the loop
+// device reads into is the only one. The chunks stay pinned until the reply is written.
+void OnRead(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, struct fuse_file_info*) {
+  if (offset < 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  PinnedBytes bytes;
+  Status s = Self(req)->reader().Pin(static_cast<uint64_t>(offset), size, &bytes);
+  if (!s.ok()) {
     // The filesystem above turns this into EIO for the file (or metadata) it was reading.
     Error("read of " + std::to_string(size) + " bytes at device offset " + std::to_string(offset) +
-          " failed: " + n.status().message());
-    return -EIO;
+          " failed: " + s.message());
+    fuse_reply_err(req, EIO);
+    return;
   }
-  return static_cast<int>(*n);
+  fuse_reply_iov(req, bytes.pieces.data(), static_cast<int>(bytes.pieces.size()));
 }
 
-const struct fuse_operations kOperations = [] {
-  struct fuse_operations ops;
+void OnReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info*) {
+  if (ino != kRootIno) {
+    fuse_reply_err(req, ENOTDIR);
+    return;
+  }
+  struct Entry {
+    const char* name;
+    fuse_ino_t ino;
+    mode_t mode;
+  };
+  const Entry entries[] = {
+      {".", kRootIno, S_IFDIR}, {"..", kRootIno, S_IFDIR}, {kFuseDeviceFileName, kDeviceIno, S_IFREG}};
+  std::vector<char> buf(size);
+  size_t used = 0;
+  for (off_t i = offset; i >= 0 && i < static_cast<off_t>(std::size(entries)); ++i) {
+    struct stat st;
+    std::memset(&st, 0, sizeof(st));
+    st.st_ino = entries[i].ino;
+    st.st_mode = entries[i].mode;
+    size_t need = fuse_add_direntry(req, buf.data() + used, size - used, entries[i].name, &st, i + 1);
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+const struct fuse_lowlevel_ops kOperations = [] {
+  struct fuse_lowlevel_ops ops;
   std::memset(&ops, 0, sizeof(ops));
   ops.init = OnInit;
+  ops.lookup = OnLookup;
   ops.getattr = OnGetattr;
-  ops.readdir = OnReaddir;
   ops.open = OnOpen;
   ops.read = OnRead;
+  ops.readdir = OnReaddir;
   return ops;
 }();
 
@@ -116,21 +169,23 @@ Result<std::unique_ptr<FuseImageServer>> FuseImageServer::Start(std::shared_ptr<
   std::vector<char*> argv;
   for (std::string& a : argv_text) argv.push_back(a.data());
   struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  server->fuse_ = fuse_new(&args, &kOperations, sizeof(kOperations), server.get());
-  if (server->fuse_ == nullptr) {
-    return Status(Code::kInternal, "fuse_new failed for " + dir + " (is libfuse3 usable?)");
+  server->session_ = fuse_session_new(&args, &kOperations, sizeof(kOperations), server.get());
+  if (server->session_ == nullptr) {
+    return Status(Code::kInternal, "fuse_session_new failed for " + dir + " (is libfuse3 usable?)");
   }
-  if (fuse_mount(server->fuse_, dir.c_str()) != 0) {
+  if (fuse_session_mount(server->session_, dir.c_str()) != 0) {
     return Status(Code::kUnsupported, "mounting FUSE at " + dir +
                                           " failed (needs /dev/fuse and root; see the messages above)");
   }
   server->mounted_ = true;
   FuseImageServer* raw = server.get();
   server->loop_ = std::thread([raw] {
+    // Enough threads for every background request the kernel sends at once (OnInit), all
+    // kept: a thread started and ended per burst of reads costs more than it saves.
     struct fuse_loop_config* config = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_max_threads(config, 8);
-    fuse_loop_cfg_set_idle_threads(config, 4);
-    fuse_loop_mt(raw->fuse_, config);
+    fuse_loop_cfg_set_max_threads(config, 16);
+    fuse_loop_cfg_set_idle_threads(config, 16);
+    fuse_session_loop_mt(raw->session_, config);
     fuse_loop_cfg_destroy(config);
     if (raw->on_exit_) raw->on_exit_();
   });
@@ -159,10 +214,10 @@ Status FuseImageServer::Stop(bool force) {
     if (have_dev) (void)AbortFuseConnection(minor(st.st_dev));
     (void)::umount2(dir_.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
   }
-  fuse_exit(fuse_);
+  fuse_session_exit(session_);
   if (loop_.joinable()) loop_.join();
   mounted_ = false;
-  fuse_unmount(fuse_);  // only closes the session's fd: the kernel mount is gone already
+  fuse_session_unmount(session_);  // only closes the session's fd: the kernel mount is gone already
   return Status::Ok();
 }
 
@@ -172,7 +227,7 @@ FuseImageServer::~FuseImageServer() {
     if (!s.ok()) Error(s.message());
   }
   if (loop_.joinable()) loop_.join();
-  if (fuse_ != nullptr) fuse_destroy(fuse_);
+  if (session_ != nullptr) fuse_session_destroy(session_);
 }
 
 Status AbortFuseConnection(unsigned connection) {

@@ -3,8 +3,9 @@
 // The FUSE filesystem mounted at `dir` holds a single regular file, `dir/device`, of exactly
 // the image's device size (mode 0444). Reads of it go to an ImageRandomReader, so only the
 // chunks read are decoded; a read touching a chunk that fails its hash gets EIO, never
-// wrong data. The filesystem type is "fuse.hotsnap", which is how `hotsnap cleanup`
-// recognises leftovers of a crashed server.
+// wrong data. Replies are written straight from the decoded chunks (libfuse's low-level
+// API; the kernel's copy into the reader's pages is the only one). The filesystem type is
+// "fuse.hotsnap", which is how `hotsnap cleanup` recognises leftovers of a crashed server.
 //
 // Ownership: the server owns the FUSE session and its serving threads. Stop() (or the
 // destructor) unmounts the FUSE filesystem and joins the threads. Move-free: held by
@@ -22,7 +23,7 @@
 #include "base/status.h"
 #include "io/image_random_reader.h"
 
-struct fuse;
+struct fuse_session;
 
 namespace hotsnap {
 
@@ -57,7 +58,7 @@ class FuseImageServer {
 
   std::shared_ptr<ImageRandomReader> reader_;
   std::string dir_;
-  struct fuse* fuse_ = nullptr;
+  struct fuse_session* session_ = nullptr;
   std::thread loop_;
   std::function<void()> on_exit_;
   bool mounted_ = false;

@@ -19,8 +19,6 @@
 namespace hotsnap {
 namespace {
 
-constexpr unsigned long kReadaheadBytes = 4ul << 20;
-
 std::string SysfsBackingFile(const std::string& name) {  // name: "loop3"
   std::ifstream in("/sys/block/" + name + "/loop/backing_file");
   std::string line;
@@ -33,16 +31,32 @@ std::string BaseName(const std::string& device) {
   return slash == std::string::npos ? device : device.substr(slash + 1);
 }
 
-// Configures the loop device `loop_fd` onto `file_fd`, read-only and autoclear.
-Status Configure(int loop_fd, int file_fd, const std::string& file, uint32_t block_bytes) {
+// Configures the loop device `loop_fd` onto `file_fd` in one step (LOOP_CONFIGURE).
+// EINVAL or ENOTTY: the kernel lacks LOOP_CONFIGURE, or refuses one of `flags`.
+int ConfigureAtOnce(int loop_fd, int file_fd, const std::string& file, uint32_t block_bytes,
+                    uint32_t flags) {
   struct loop_config config;
   std::memset(&config, 0, sizeof(config));
   config.fd = static_cast<uint32_t>(file_fd);
   config.block_size = block_bytes;
-  config.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+  config.info.lo_flags = flags;
   std::strncpy(reinterpret_cast<char*>(config.info.lo_file_name), file.c_str(), LO_NAME_SIZE - 1);
-  if (::ioctl(loop_fd, LOOP_CONFIGURE, &config) == 0) return Status::Ok();
-  if (errno != EINVAL && errno != ENOTTY) return Status::FromErrno(Code::kTarget, errno, "LOOP_CONFIGURE");
+  return ::ioctl(loop_fd, LOOP_CONFIGURE, &config) == 0 ? 0 : errno;
+}
+
+// Configures the loop device `loop_fd` onto `file_fd`, read-only and autoclear, with direct
+// I/O if `direct_io` and the kernel can do it on that file (it is an optimisation: without
+// it the device still works, through the backing file's page cache).
+Status Configure(int loop_fd, int file_fd, const std::string& file, uint32_t block_bytes, bool direct_io) {
+  const uint32_t flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+  int err = ConfigureAtOnce(loop_fd, file_fd, file, block_bytes,
+                            flags | (direct_io ? LO_FLAGS_DIRECT_IO : 0));
+  // Some kernels refuse direct I/O they cannot do instead of ignoring the flag.
+  if (direct_io && (err == EINVAL || err == ENOTTY)) {
+    err = ConfigureAtOnce(loop_fd, file_fd, file, block_bytes, flags);
+  }
+  if (err == 0) return Status::Ok();
+  if (err != EINVAL && err != ENOTTY) return Status::FromErrno(Code::kTarget, err, "LOOP_CONFIGURE");
   // Kernels before 5.8: two steps (the read-only flag comes from the file's open mode).
   if (::ioctl(loop_fd, LOOP_SET_FD, file_fd) != 0) return Status::FromErrno(Code::kTarget, errno, "LOOP_SET_FD");
   struct loop_info64 info;
@@ -50,11 +64,12 @@ Status Configure(int loop_fd, int file_fd, const std::string& file, uint32_t blo
   info.lo_flags = LO_FLAGS_AUTOCLEAR;
   std::strncpy(reinterpret_cast<char*>(info.lo_file_name), file.c_str(), LO_NAME_SIZE - 1);
   if (::ioctl(loop_fd, LOOP_SET_STATUS64, &info) != 0) {
-    int err = errno;
+    err = errno;
     ::ioctl(loop_fd, LOOP_CLR_FD, 0);
     return Status::FromErrno(Code::kTarget, err, "LOOP_SET_STATUS64");
   }
   if (block_bytes != 0 && block_bytes != 512) ::ioctl(loop_fd, LOOP_SET_BLOCK_SIZE, block_bytes);
+  if (direct_io) ::ioctl(loop_fd, LOOP_SET_DIRECT_IO, 1ul);  // best effort, as above
   return Status::Ok();
 }
 
@@ -72,7 +87,14 @@ bool WaitReleased(const std::string& device, const std::string& backing_file, in
 
 std::string LoopBackingFile(const std::string& device) { return SysfsBackingFile(BaseName(device)); }
 
-Result<LoopAttachment> LoopAttachment::Attach(const std::string& file, uint32_t block_bytes) {
+bool LoopAttachment::direct_io() const {
+  std::ifstream in("/sys/block/" + BaseName(device_) + "/loop/dio");
+  std::string line;
+  return in && std::getline(in, line) && line == "1";
+}
+
+Result<LoopAttachment> LoopAttachment::Attach(const std::string& file, uint32_t block_bytes,
+                                              const LoopTuning& tuning) {
   UniqueFd file_fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!file_fd.valid()) return Status::FromErrno(Code::kSource, errno, "opening " + file);
   UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
@@ -84,15 +106,16 @@ Result<LoopAttachment> LoopAttachment::Attach(const std::string& file, uint32_t 
     std::string device = "/dev/loop" + std::to_string(n);
     UniqueFd loop_fd(::open(device.c_str(), O_RDWR | O_CLOEXEC));
     if (!loop_fd.valid()) return Status::FromErrno(Code::kTarget, errno, "opening " + device);
-    Status s = Configure(loop_fd.get(), file_fd.get(), file, block_bytes);
+    Status s = Configure(loop_fd.get(), file_fd.get(), file, block_bytes, tuning.direct_io);
     if (!s.ok()) {
       if (s.err() == EBUSY) continue;
       return s.Wrap("attaching " + file + " to " + device);
     }
     // Readahead of the filesystem on top is the device's: 128 KiB by default, which would
-    // turn a sequential file read into many small FUSE round trips. One chunk (4 MiB) of
-    // readahead makes each round trip a large read served from one decoded chunk.
-    ::ioctl(loop_fd.get(), BLKRASET, static_cast<unsigned long>(kReadaheadBytes / 512));
+    // turn a sequential file read into many small FUSE round trips.
+    if (tuning.readahead_bytes != 0) {
+      ::ioctl(loop_fd.get(), BLKRASET, static_cast<unsigned long>(tuning.readahead_bytes / 512));
+    }
     LoopAttachment a;
     a.device_ = device;
     a.backing_file_ = LoopBackingFile(device);

@@ -159,6 +159,13 @@ TEST_P(MountFsTest, EveryFileMatchesAndUmountLeavesNothing) {
   std::string options = RunOk("findmnt -no OPTIONS " + Quote(m.dir())).out;
   EXPECT_NE(options.find("ro"), std::string::npos) << options;
   EXPECT_EQ(TreeSums(m.dir()), source_sums_);
+  // The loop device reads the FUSE file with direct I/O (no second copy in the page cache;
+  // loop has done it since Linux 4.4, FUSE files allow it) and with the readahead that
+  // turns a sequential file read into large FUSE reads in flight together.
+  std::string loop = RunOk("findmnt -no SOURCE " + Quote(m.dir())).out;
+  loop = loop.substr(loop.rfind('/') + 1, loop.find('\n') - loop.rfind('/') - 1);
+  EXPECT_EQ(RunOk("cat /sys/block/" + loop + "/loop/dio").out, "1\n") << loop;
+  EXPECT_EQ(RunOk("cat /sys/block/" + loop + "/queue/read_ahead_kb").out, "16384\n") << loop;
   // Read-only all the way down: no write gets through.
   EXPECT_NE(Sh("touch " + Quote(m.dir() + "/new")).exit_code, 0);
   // A second mount at the same place is refused.

@@ -2,6 +2,8 @@
 // `hotsnap cat` against `zstd -dc | dd`. Expectations come from the source bytes and from
 // stock zstd, never from the code under test.
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -203,6 +205,28 @@ TEST_F(RandomReaderTest, CatOfCorruptChunkExitsFiveNamingIt) {
   auto ok = Sh(Quote(HotsnapBinary()) + " cat " + Quote(image_path_) + " --offset 0 --length 100 | wc -c");
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_EQ(std::stoi(ok.out), 100);
+}
+
+// `hotsnap cat -o DEVICE`: written to, never fsynced (EINVAL on a character device) and
+// never removed, even when the extraction fails. The devices are private nodes made here
+// (the kernel's null and full devices), so a regression cannot remove the system's.
+TEST_F(RandomReaderTest, CatToADeviceNeitherRemovesNorSyncsIt) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  const std::string null_node = dir_.File("null");
+  const std::string full_node = dir_.File("full");
+  ASSERT_EQ(mknod(null_node.c_str(), S_IFCHR | 0666, makedev(1, 3)), 0) << strerror(errno);
+  ASSERT_EQ(mknod(full_node.c_str(), S_IFCHR | 0666, makedev(1, 7)), 0) << strerror(errno);
+  const std::string cat = Quote(HotsnapBinary()) + " cat " + Quote(image_path_) + " --length " +
+                          std::to_string(kChunk + 10) + " --overwrite -o ";
+  auto ok = Sh(cat + Quote(null_node));
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  auto full = Sh(cat + Quote(full_node));
+  EXPECT_NE(full.exit_code, 0) << "writing to the full device must fail";
+  for (const std::string& node : {null_node, full_node}) {
+    struct stat st;
+    ASSERT_EQ(stat(node.c_str(), &st), 0) << node << " was removed";
+    EXPECT_TRUE(S_ISCHR(st.st_mode)) << node << " is no longer a device";
+  }
 }
 
 }  // namespace
