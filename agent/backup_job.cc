@@ -213,6 +213,7 @@ Result<BackupReport> RunTrackedBackup(const BackupOptions& options, const MountU
   EmitPhase("read");
   auto copied = RunTrackedCopy(t, source, &meta, &writer, sink->read_back_fd());
   if (!copied.ok()) return copied.status();
+  EmitPhase("publish");
   copied->report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   HOTSNAP_RETURN_IF_ERROR(writer.Finish(copied->report));
