@@ -47,7 +47,18 @@ class CapturedReader : public BlockReader {
  public:
   CapturedReader(const std::map<uint64_t, Captured>* captured, const ImageWriter* writer,
                  int image_fd, const ImageMetadata& meta, const ReaderOptions& options)
-      : captured_(captured), writer_(writer), image_fd_(image_fd), meta_(meta), options_(options) {}
+      : captured_(captured), writer_(writer), image_fd_(image_fd), meta_(meta), options_(options) {
+    // The frames to rebuild from were written long ago and their pages dropped: have the
+    // kernel read them all now, in parallel, rather than one by one as chunks come up.
+    for (const auto& [index, c] : *captured_) {
+      if (c.whole) continue;
+      auto at = writer_->LatestFrame(index);
+      if (at.ok()) {
+        ::posix_fadvise(image_fd_, static_cast<off_t>(at->offset_bytes),
+                        static_cast<off_t>(at->frame_bytes), POSIX_FADV_WILLNEED);
+      }
+    }
+  }
   const char* name() const override { return "memory"; }
   unsigned in_flight() const override { return static_cast<unsigned>(done_.size()); }
   Status SetWakeFd(int) override { return Status::Ok(); }
@@ -151,7 +162,10 @@ class TrackedCopy {
                                                          const UsedBlockMap& before,
                                                          const UsedBlockMap& after,
                                                          uint64_t* bytes);
-  Status Capture(const std::map<uint64_t, std::vector<ByteExtent>>& plan);
+  // Reads the plan into captured_; false if `deadline` passed first (captured_ is then
+  // incomplete and must be dropped).
+  Result<bool> Capture(const std::map<uint64_t, std::vector<ByteExtent>>& plan,
+                       std::chrono::steady_clock::time_point deadline);
   Status Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap& map, uint32_t round,
               const PipelineOptions& base);
   uint64_t BytesOf(const std::vector<uint64_t>& chunks) const;
@@ -288,7 +302,8 @@ std::map<uint64_t, std::vector<ByteExtent>> TrackedCopy::PlanCapture(
   return plan;
 }
 
-Status TrackedCopy::Capture(const std::map<uint64_t, std::vector<ByteExtent>>& plan) {
+Result<bool> TrackedCopy::Capture(const std::map<uint64_t, std::vector<ByteExtent>>& plan,
+                                  std::chrono::steady_clock::time_point deadline) {
   for (const auto& [c, ranges] : plan) {
     Captured& captured = captured_[c];
     captured.whole = image_fd_ < 0;
@@ -326,9 +341,10 @@ Status TrackedCopy::Capture(const std::map<uint64_t, std::vector<ByteExtent>>& p
       }
       result_.bytes_read += e.length_bytes;
       if (!captured.whole) captured.patches.emplace_back(e, std::move(fresh));
+      if (std::chrono::steady_clock::now() > deadline) return false;
     }
   }
-  return Status::Ok();
+  return true;
 }
 
 uint64_t TrackedCopy::BytesOf(const std::vector<uint64_t>& chunks) const {
@@ -402,8 +418,8 @@ Result<TrackedResult> TrackedCopy::Run() {
   uint32_t round = 0;
   uint64_t last_written = UINT64_MAX;
   std::unique_ptr<FreezeView> frozen;
-  std::vector<uint64_t> written, last;
-  std::optional<UsedBlockMap> final_map;
+  std::vector<uint64_t> last;
+  bool in_memory = false;
   for (;;) {
     bool planned_final = round >= options_.max_rounds ||
                          (has_hooks && last_written <= options_.final_round_bytes);
@@ -414,39 +430,52 @@ Result<TrackedResult> TrackedCopy::Run() {
     HOTSNAP_RETURN_IF_ERROR(CollectWrites(planned_final));
     auto next = MapNow();
     if (!next.ok()) return next.status();
-    written = written_;
+    std::vector<uint64_t> written = written_;
     std::vector<uint64_t> chunks = TakeDirty(map, *next, &last_written);
+    // What this freeze would have to read to be the final one: the written granules, or
+    // whole chunks when the image cannot be read back.
+    uint64_t capture_bytes = 0;
+    auto plan = PlanCapture(chunks, written, map, *next, &capture_bytes);
     bool final_freeze = planned_final || (!has_hooks && result_.report.lost_events == lost_before &&
-                                          last_written <= options_.final_round_bytes);
+                                          capture_bytes <= options_.final_round_bytes);
     if (final_freeze) {
-      if (!planned_final) {
-        Status during = RunHook("while-frozen", hooks.while_frozen, hooks, source_.path,
-                                options_.mount_point);
-        if (!during.ok()) {
-          EndFreeze(std::move(frozen));
-          return during;
-        }
+      in_memory = capture_bytes <= options_.capture_limit_bytes &&
+                  (image_fd_ >= 0 || BytesOf(chunks) <= options_.capture_limit_bytes);
+      // An unplanned final freeze gives up if reading takes too long (a slow or busy disk):
+      // it thaws and copies another round instead, so no freeze outlasts the budget by much.
+      auto deadline = planned_final ? std::chrono::steady_clock::time_point::max()
+                                    : std::chrono::steady_clock::now() + options_.capture_budget;
+      bool captured = true;
+      if (in_memory) {
+        auto done = Capture(plan, deadline);
+        if (!done.ok()) return done.status();
+        captured = *done;
       }
-      last = std::move(chunks);
-      final_map = std::move(next.value());
-      break;
+      if (captured) {
+        if (!planned_final) {
+          Status during = RunHook("while-frozen", hooks.while_frozen, hooks, source_.path,
+                                  options_.mount_point);
+          if (!during.ok()) {
+            EndFreeze(std::move(frozen));
+            return during;
+          }
+        }
+        result_.report.final_capture_bytes = in_memory ? capture_bytes : BytesOf(chunks);
+        last = std::move(chunks);
+        map = std::move(next.value());
+        break;
+      }
+      captured_.clear();
     }
     HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(frozen)));
     map = std::move(next.value());
     if (!chunks.empty()) HOTSNAP_RETURN_IF_ERROR(Copy(chunks, map, ++round, options_.pipeline));
   }
 
-  // Still frozen, at the image's point in time: read what changed since each chunk's newest
-  // frame, thaw, then rebuild those chunks from the image and compress them.
-  uint64_t capture_bytes = 0;
-  auto plan = PlanCapture(last, written, map, *final_map, &capture_bytes);
-  map = std::move(*final_map);
-  bool in_memory = capture_bytes <= options_.capture_limit_bytes &&
-                   (image_fd_ >= 0 || BytesOf(last) <= options_.capture_limit_bytes);
+  // Still frozen, at the image's point in time, with what changed since each chunk's newest
+  // frame read: thaw, then rebuild those chunks from the image and compress them.
   PipelineOptions p = options_.pipeline;
-  result_.report.final_capture_bytes = in_memory ? capture_bytes : BytesOf(last);
   if (in_memory) {
-    HOTSNAP_RETURN_IF_ERROR(Capture(plan));
     HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(frozen)));
     p.make_reader = [this](const ReaderOptions& r, std::string*) -> Result<std::unique_ptr<BlockReader>> {
       return std::unique_ptr<BlockReader>(new CapturedReader(&captured_, writer_, image_fd_, *meta_, r));

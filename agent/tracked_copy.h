@@ -7,14 +7,16 @@
 //   3. pre-copy every chunk while the system runs;
 //   4. rounds: freeze briefly, collect the granules written since the last freeze and the
 //      chunks whose used blocks changed, recompute the map, thaw, copy those chunks again;
-//   5. a freeze that finds few writes (at most final_round_bytes) stays on as the final
-//      one; with hooks, which run around the final freeze only, the final freeze is the one
-//      after a round that found few. Under it: collect the last written granules, recompute
-//      the map, read just those granules (and blocks that became used) into memory, thaw.
-//      Then each affected chunk is rebuilt from its newest
-//      frame, read back from the image being written, with the captured bytes laid over it,
-//      and appended as the last round. When the output cannot be read back (a pipe, ssh),
-//      whole chunks are captured instead, so that freeze is longer.
+//   5. a freeze that finds few writes (at most final_round_bytes to read) stays on as the
+//      final one, unless reading them outlasts capture_budget (it then thaws and another
+//      round runs); with pre-freeze/post-thaw hooks, which run around the final freeze
+//      only, the final freeze is the one after a round that found few. Under it: collect
+//      the last written granules, recompute the map, read just those granules (and blocks
+//      that became used) into memory, run the while-frozen hook, thaw. Then each affected
+//      chunk is rebuilt from its newest frame, read back from the image being written, with
+//      the captured bytes laid over it, and appended as the last round. When the output
+//      cannot be read back (a pipe, ssh), whole chunks are captured instead, so that freeze
+//      is longer.
 // Re-copied chunks go into the image as rounds of the tracked layout (docs/image-format.md).
 // The image equals the device at the final freeze on every block in use then.
 //
@@ -48,9 +50,13 @@ struct TrackedOptions {
   PipelineOptions pipeline;                    // level, workers, queue depth, limits
   bool all_blocks = false;
   uint32_t max_rounds = 8;
-  // A round whose recorded writes cover at most this many bytes (64 KiB granules) makes the
-  // next freeze the final one.
-  uint64_t final_round_bytes = 32ull << 20;
+  // A freeze that would read at most this many bytes to end the copy (the 64 KiB granules
+  // written since the last one, or whole chunks when the image cannot be read back) becomes
+  // the final one; with pre-freeze/post-thaw hooks, the freeze after such a round is.
+  uint64_t final_round_bytes = 64ull << 20;
+  // How long a final freeze that was not planned may spend reading before it gives up,
+  // thaws, and lets another round run (a slow disk must not make a long freeze).
+  std::chrono::milliseconds capture_budget{40};
   // The most the final freeze reads into memory before thawing; past it, the last round is
   // copied under the freeze instead (bounded by max_freeze).
   uint64_t capture_limit_bytes = 128ull << 20;
