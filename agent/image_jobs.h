@@ -10,6 +10,7 @@
 
 #include "base/status.h"
 #include "base/unique_fd.h"
+#include "io/block_writer.h"
 #include "io/image_format.h"
 #include "io/image_index.h"
 #include "io/ssh_remote.h"
@@ -41,6 +42,9 @@ struct RestoreOptions {
   bool progress = false;
   unsigned queue_depth = 4;
   std::vector<std::string> ssh_options;  // for an ssh:// image
+  // Wraps the target's real write queue (io_uring or pwrite); empty: none. Tests inject
+  // write faults with it (tests/restore_fault_test.cc).
+  WriteQueueWrapper wrap_write_queue;
 };
 
 struct RestoreReport {

@@ -143,7 +143,7 @@ class RestoreVisitor : public ScanVisitor {
     target_ = std::move(target.value());
     std::string fallback;
     auto writer = MakeBlockWriter(target_->fd(), options_.target, meta.chunk_bytes,
-                                  options_.queue_depth, &fallback);
+                                  options_.queue_depth, &fallback, options_.wrap_write_queue);
     if (!writer.ok()) return writer.status();
     writer_ = std::move(writer.value());
     if (!fallback.empty()) Notice(fallback + "; writing " + options_.target + " with pwrite instead");
@@ -202,17 +202,19 @@ Result<RestoreReport> RunRestore(const RestoreOptions& options) {
   RestoreReport report;
   RestoreVisitor visitor(options, &report);
   const Trailer* expected = image->index ? &image->index->trailer : nullptr;
-  auto scan = ScanImage(image->fd, image->name, expected, &visitor);
-  if (!scan.ok()) {
-    Status s = ExplainImageReadFailure(image.value(), scan.status());
+  // A device that got some of the image's bytes says so (a file target is removed).
+  auto failed = [&](Status s) {
     if (visitor.target_opened() && !visitor.target_is_file() && report.bytes_written > 0) {
       s = s.Wrap("restore stopped after writing " + std::to_string(report.bytes_written) +
                  " bytes to " + options.target + ", which now holds a partial image");
     }
     return s;
-  }
+  };
+  auto scan = ScanImage(image->fd, image->name, expected, &visitor);
+  if (!scan.ok()) return failed(ExplainImageReadFailure(image.value(), scan.status()));
   EmitPhase("publish");
-  HOTSNAP_RETURN_IF_ERROR(visitor.Finish());
+  // The last writes can fail here, after every chunk was queued.
+  if (Status s = visitor.Finish(); !s.ok()) return failed(s);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;
 }

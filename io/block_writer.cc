@@ -5,6 +5,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
+#include <string_view>
 #include <vector>
 
 #include "base/interrupt.h"
@@ -13,191 +15,264 @@
 namespace hotsnap {
 namespace {
 
-struct Pending {
-  std::span<uint8_t> data;
-  uint64_t offset = 0;
-  size_t done = 0;
-  bool busy = false;
-};
+// ---- Write queues: the kernel's side --------------------------------------------------------
 
-class WriterBase : public BlockWriter {
- protected:
-  WriterBase(int fd, std::string target) : fd_(fd), target_(std::move(target)) {}
-
-  Status InitBuffers(uint32_t chunk_bytes, unsigned count) {
-    auto arena = AlignedBuffer::Allocate(size_t{chunk_bytes} * count);
-    if (!arena.ok()) return arena.status();
-    arena_ = std::move(arena.value());
-    slots_.resize(count);
-    for (unsigned i = 0; i < count; ++i) {
-      slots_[i].data = arena_.span().subspan(size_t{i} * chunk_bytes, chunk_bytes);
-    }
-    return Status::Ok();
-  }
-  int SlotOf(std::span<uint8_t> data) const {
-    return static_cast<int>((data.data() - arena_.data()) / slots_[0].data.size());
-  }
-  Status WriteError(int err, const Pending& p) const {
-    return Status::FromErrno(Code::kTarget, err,
-                             "writing " + target_ + " at byte offset " + std::to_string(p.offset + p.done));
-  }
-  Status Sync() {
-    if (::fsync(fd_) != 0) return Status::FromErrno(Code::kTarget, errno, "fsync " + target_);
-    return Status::Ok();
-  }
-
-  int fd_;
-  std::string target_;
-  AlignedBuffer arena_;
-  std::vector<Pending> slots_;
-};
-
-class PwriteWriter : public WriterBase {
+class UringWriteQueue : public WriteQueue {
  public:
-  PwriteWriter(int fd, std::string target) : WriterBase(fd, std::move(target)) {}
-  Status Init(uint32_t chunk_bytes) { return InitBuffers(chunk_bytes, 1); }
-  const char* name() const override { return "pwrite"; }
-  Result<std::span<uint8_t>> Acquire() override { return slots_[0].data; }
-  Status Write(std::span<uint8_t> data, uint64_t offset) override {
-    Pending p{data, offset, 0, true};
-    while (p.done < data.size()) {
-      ssize_t n = ::pwrite(fd_, data.data() + p.done, data.size() - p.done,
-                           static_cast<off_t>(offset + p.done));
-      if (n < 0) {
-        if (errno == EINTR && !Interrupted()) continue;
-        if (errno == EINTR) return Status(Code::kInterrupted, "interrupted while writing " + target_);
-        return WriteError(errno, p);
-      }
-      if (n == 0) return WriteError(ENOSPC, p);
-      p.done += static_cast<size_t>(n);
-    }
-    return Status::Ok();
-  }
-  Status Finish() override { return Sync(); }
-};
-
-class UringWriter : public WriterBase {
- public:
-  UringWriter(int fd, std::string target) : WriterBase(fd, std::move(target)) {}
-  ~UringWriter() override {
-    if (ready_) {
-      while (in_flight_ > 0 && Reap(true).ok()) {
+  explicit UringWriteQueue(int fd) : fd_(fd) {}
+  ~UringWriteQueue() override {
+    if (ring_ready_) {
+      // The kernel must be done with the callers' buffers before they are freed: drain first.
+      while (in_flight_ > 0) {
+        io_uring_cqe* cqe = nullptr;
+        if (io_uring_wait_cqe(&ring_, &cqe) != 0) break;
+        io_uring_cqe_seen(&ring_, cqe);
+        --in_flight_;
       }
       io_uring_queue_exit(&ring_);
     }
   }
-  int Init(uint32_t chunk_bytes, unsigned depth) {
-    if (!InitBuffers(chunk_bytes, depth).ok()) return -ENOMEM;
+
+  // Returns 0 or -errno from the ring's setup.
+  int Init(unsigned depth) {
     int rc = io_uring_queue_init(depth, &ring_, 0);
     if (rc < 0) return rc;
-    ready_ = true;
+    ring_ready_ = true;
     return 0;
   }
+
   const char* name() const override { return "io_uring"; }
+  unsigned in_flight() const override { return in_flight_ + static_cast<unsigned>(queued_.size()); }
 
-  Result<std::span<uint8_t>> Acquire() override {
-    for (;;) {
-      for (auto& s : slots_) {
-        if (!s.busy) return s.data;
-      }
-      HOTSNAP_RETURN_IF_ERROR(Reap(true));
-      if (Interrupted()) return Status(Code::kInterrupted, "interrupted while writing " + target_);
-    }
+  Status Queue(const WriteRequest& request) override {
+    queued_.push_back(request);
+    return Status::Ok();
   }
 
-  Status Write(std::span<uint8_t> data, uint64_t offset) override {
-    Pending& p = slots_[SlotOf(data)];
-    p.data = data;
-    p.offset = offset;
-    p.done = 0;
-    p.busy = true;
-    Submit(SlotOf(data));
-    return Flush();
-  }
-
-  Status Finish() override {
-    while (in_flight_ > 0) {
-      HOTSNAP_RETURN_IF_ERROR(Reap(true));
-      if (Interrupted()) return Status(Code::kInterrupted, "interrupted while writing " + target_);
-    }
-    return Sync();
-  }
-
- private:
-  void Submit(int slot) {
-    Pending& p = slots_[slot];
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // never null: one SQE per slot at most
-    io_uring_prep_write(sqe, fd_, p.data.data() + p.done, static_cast<unsigned>(p.data.size() - p.done),
-                        p.offset + p.done);
-    io_uring_sqe_set_data64(sqe, static_cast<uint64_t>(slot));
-    ++in_flight_;
-    ++unsubmitted_;
-  }
-  Status Flush() {
-    while (unsubmitted_ > 0) {
-      int rc = io_uring_submit(&ring_);
-      if (rc >= 0) {
-        unsubmitted_ = 0;
-        break;
-      }
-      if (rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-        return Status::FromErrno(Code::kInternal, -rc, "io_uring_submit");
-      }
-    }
-    return Reap(false);
-  }
-  Status Reap(bool wait) {
+  Status Reap(std::vector<WriteCompletion>* out, bool wait) override {
+    HOTSNAP_RETURN_IF_ERROR(SubmitQueued());
     io_uring_cqe* cqe = nullptr;
     if (wait && in_flight_ > 0) {
       int rc = io_uring_wait_cqe(&ring_, &cqe);
       if (rc == -EINTR) return Status::Ok();
       if (rc < 0) return Status::FromErrno(Code::kInternal, -rc, "io_uring_wait_cqe");
     }
-    Status first_error;
     while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
-      int slot = static_cast<int>(io_uring_cqe_get_data64(cqe));
-      int res = cqe->res;
+      out->push_back(WriteCompletion{io_uring_cqe_get_data64(cqe), cqe->res});
       io_uring_cqe_seen(&ring_, cqe);
       --in_flight_;
-      Pending& p = slots_[slot];
-      if (res == -EAGAIN || res == -EINTR) {
-        Submit(slot);
-      } else if (res < 0) {
-        if (first_error.ok()) first_error = WriteError(-res, p);
-        p.busy = false;
-      } else if (res == 0) {
-        if (first_error.ok()) first_error = WriteError(ENOSPC, p);
-        p.busy = false;
-      } else {
-        p.done += static_cast<size_t>(res);
-        if (p.done < p.data.size()) Submit(slot);  // short write: continue
-        else p.busy = false;
-      }
     }
-    if (unsubmitted_ > 0 && io_uring_submit(&ring_) >= 0) unsubmitted_ = 0;
-    return first_error;
+    return Status::Ok();
   }
 
+ private:
+  Status SubmitQueued() {
+    bool added = false;
+    while (!queued_.empty()) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) break;  // ring full: the rest go at the next Reap
+      const WriteRequest& w = queued_.front();
+      io_uring_prep_write(sqe, fd_, w.data, w.length_bytes, w.offset_bytes);
+      io_uring_sqe_set_data64(sqe, w.tag);
+      queued_.pop_front();
+      ++in_flight_;
+      added = true;
+    }
+    if (!added) return Status::Ok();
+    for (;;) {
+      int rc = io_uring_submit(&ring_);
+      if (rc >= 0) return Status::Ok();
+      if (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY) continue;
+      return Status::FromErrno(Code::kInternal, -rc, "io_uring_submit");
+    }
+  }
+
+  int fd_;
   io_uring ring_{};
-  bool ready_ = false;
+  bool ring_ready_ = false;
   unsigned in_flight_ = 0;
-  unsigned unsubmitted_ = 0;
+  std::deque<WriteRequest> queued_;
+};
+
+// Writes at once; the completions wait for the next Reap().
+class PwriteWriteQueue : public WriteQueue {
+ public:
+  explicit PwriteWriteQueue(int fd) : fd_(fd) {}
+  const char* name() const override { return "pwrite"; }
+  unsigned in_flight() const override { return static_cast<unsigned>(done_.size()); }
+
+  Status Queue(const WriteRequest& w) override {
+    ssize_t n = ::pwrite(fd_, w.data, w.length_bytes, static_cast<off_t>(w.offset_bytes));
+    done_.push_back(WriteCompletion{w.tag, n < 0 ? -errno : static_cast<int32_t>(n)});
+    return Status::Ok();
+  }
+  Status Reap(std::vector<WriteCompletion>* out, bool wait) override {
+    out->insert(out->end(), done_.begin(), done_.end());
+    done_.clear();
+    return Status::Ok();
+  }
+
+ private:
+  int fd_;
+  std::vector<WriteCompletion> done_;
+};
+
+// ---- The chunk writer -----------------------------------------------------------------------
+
+class QueuedBlockWriter : public BlockWriter {
+ public:
+  QueuedBlockWriter(int fd, std::string target) : fd_(fd), target_(std::move(target)) {}
+  // The queue goes first: it waits for writes still in flight from the buffers.
+  ~QueuedBlockWriter() override { queue_.reset(); }
+
+  Status Init(uint32_t chunk_bytes, unsigned buffers, std::unique_ptr<WriteQueue> queue) {
+    auto arena = AlignedBuffer::Allocate(size_t{chunk_bytes} * buffers);
+    if (!arena.ok()) return arena.status();
+    arena_ = std::move(arena.value());
+    slots_.resize(buffers);
+    for (unsigned i = 0; i < buffers; ++i) {
+      slots_[i].buffer = arena_.span().subspan(size_t{i} * chunk_bytes, chunk_bytes);
+    }
+    queue_ = std::move(queue);
+    return Status::Ok();
+  }
+
+  const char* name() const override { return queue_->name(); }
+
+  Result<std::span<uint8_t>> Acquire() override {
+    for (;;) {
+      HOTSNAP_RETURN_IF_ERROR(failed_);
+      for (Slot& s : slots_) {
+        if (!s.busy) return s.buffer;
+      }
+      if (queue_->in_flight() == 0) {
+        return Status(Code::kInternal,
+                      "every write buffer for " + target_ + " is busy but no write is in flight");
+      }
+      HOTSNAP_RETURN_IF_ERROR(Collect(true));
+      if (Interrupted()) return Status(Code::kInterrupted, "interrupted while writing " + target_);
+    }
+  }
+
+  Status Write(std::span<uint8_t> data, uint64_t offset_bytes) override {
+    HOTSNAP_RETURN_IF_ERROR(failed_);
+    size_t slot = static_cast<size_t>(data.data() - arena_.data()) / slots_[0].buffer.size();
+    Slot& s = slots_[slot];
+    s.data = data;
+    s.offset = offset_bytes;
+    s.done = 0;
+    s.busy = true;
+    Issue(slot);
+    return Collect(false);
+  }
+
+  Status Finish() override {
+    while (queue_->in_flight() > 0) {
+      HOTSNAP_RETURN_IF_ERROR(Collect(true));
+      if (Interrupted()) return Status(Code::kInterrupted, "interrupted while writing " + target_);
+    }
+    HOTSNAP_RETURN_IF_ERROR(failed_);
+    if (::fsync(fd_) != 0) return Status::FromErrno(Code::kTarget, errno, "fsync " + target_);
+    return Status::Ok();
+  }
+
+ private:
+  struct Slot {
+    std::span<uint8_t> buffer;  // the whole chunk-sized buffer
+    std::span<uint8_t> data;    // what is being written from it
+    uint64_t offset = 0;        // target byte offset of data[0]
+    size_t done = 0;            // bytes of data written so far
+    bool busy = false;
+  };
+
+  // Queues what is left of the slot's write.
+  void Issue(size_t slot) {
+    Slot& s = slots_[slot];
+    Status q = queue_->Queue(WriteRequest{slot, s.data.data() + s.done,
+                                          static_cast<uint32_t>(s.data.size() - s.done),
+                                          s.offset + s.done});
+    if (!q.ok()) Fail(slot, q);
+  }
+
+  void Fail(size_t slot, const Status& status) {
+    slots_[slot].busy = false;
+    if (failed_.ok()) failed_ = status;
+  }
+
+  Status WriteError(int err, const Slot& s) const {
+    return Status::FromErrno(
+        Code::kTarget, err,
+        "writing " + target_ + " at byte offset " + std::to_string(s.offset + s.done));
+  }
+
+  // Reaps finished writes: continues short ones, retries -EAGAIN, records the first error.
+  Status Collect(bool wait) {
+    completions_.clear();
+    Status reaped = queue_->Reap(&completions_, wait);
+    if (!reaped.ok() && failed_.ok()) failed_ = reaped;
+    for (const WriteCompletion& c : completions_) {
+      size_t slot = static_cast<size_t>(c.tag);
+      Slot& s = slots_[slot];
+      if (!failed_.ok()) {
+        s.busy = false;  // no point continuing: the restore has failed
+      } else if (c.result == -EAGAIN || (c.result == -EINTR && !Interrupted())) {
+        Issue(slot);
+      } else if (c.result == -EINTR) {
+        Fail(slot, Status(Code::kInterrupted, "interrupted while writing " + target_));
+      } else if (c.result < 0) {
+        Fail(slot, WriteError(-c.result, s));
+      } else if (c.result == 0) {
+        // No progress and no error: nothing more fits (a file on a full filesystem).
+        Fail(slot, WriteError(ENOSPC, s));
+      } else {
+        s.done += static_cast<size_t>(c.result);
+        if (s.done < s.data.size()) Issue(slot);  // short write: continue
+        else s.busy = false;
+      }
+    }
+    return failed_;
+  }
+
+  int fd_;
+  std::string target_;
+  AlignedBuffer arena_;
+  std::vector<Slot> slots_;
+  std::unique_ptr<WriteQueue> queue_;
+  std::vector<WriteCompletion> completions_;
+  Status failed_;  // the first error; sticks
 };
 
 }  // namespace
 
-Result<std::unique_ptr<BlockWriter>> MakeBlockWriter(int fd, const std::string& target,
-                                                     uint32_t chunk_bytes, unsigned queue_depth,
-                                                     std::string* fallback_reason) {
-  auto uring = std::make_unique<UringWriter>(fd, target);
-  int rc = uring->Init(chunk_bytes, queue_depth < 2 ? 2 : queue_depth);
-  if (rc == 0) return std::unique_ptr<BlockWriter>(std::move(uring));
+Result<std::unique_ptr<WriteQueue>> MakeWriteQueue(int fd, unsigned depth,
+                                                   std::string* fallback_reason) {
+  auto uring = std::make_unique<UringWriteQueue>(fd);
+  int rc = uring->Init(depth);
+  if (rc == 0) return std::unique_ptr<WriteQueue>(std::move(uring));
   if (fallback_reason != nullptr) {
     *fallback_reason = std::string("io_uring unavailable (") + std::strerror(-rc) + ")";
   }
-  auto plain = std::make_unique<PwriteWriter>(fd, target);
-  HOTSNAP_RETURN_IF_ERROR(plain->Init(chunk_bytes));
-  return std::unique_ptr<BlockWriter>(std::move(plain));
+  return MakePwriteQueue(fd);
+}
+
+std::unique_ptr<WriteQueue> MakePwriteQueue(int fd) {
+  return std::make_unique<PwriteWriteQueue>(fd);
+}
+
+Result<std::unique_ptr<BlockWriter>> MakeBlockWriter(int fd, const std::string& target,
+                                                     uint32_t chunk_bytes, unsigned queue_depth,
+                                                     std::string* fallback_reason,
+                                                     const WriteQueueWrapper& wrap) {
+  unsigned depth = queue_depth < 2 ? 2 : queue_depth;
+  auto queue = MakeWriteQueue(fd, depth, fallback_reason);
+  if (!queue.ok()) return queue.status();
+  std::unique_ptr<WriteQueue> q = std::move(queue.value());
+  if (wrap) q = wrap(std::move(q));
+  auto writer = std::make_unique<QueuedBlockWriter>(fd, target);
+  // One buffer per write in flight; pwrite finishes each write before the next is queued.
+  unsigned buffers = std::string_view(q->name()) == "pwrite" ? 1 : depth;
+  HOTSNAP_RETURN_IF_ERROR(writer->Init(chunk_bytes, buffers, std::move(q)));
+  return std::unique_ptr<BlockWriter>(std::move(writer));
 }
 
 }  // namespace hotsnap

@@ -3,6 +3,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -101,10 +102,15 @@ Status Scanner::ReadMetadata() {
   // Every later frame is bounded by what this geometry can need.
   uint64_t chunks = m.chunk_count();
   reader_.set_max_zstd_frame_bytes(MaxFrameBytes(m.chunk_bytes));
-  // The seek table of a tracked image grows with its rounds; bound it by the frame limit.
-  reader_.set_max_skippable_bytes(m.layout == Layout::kTracked
-                                      ? kMaxSeekFrames * 8 + 9
-                                      : std::max<uint64_t>(96 + chunks * 20, (chunks + 3) * 8 + 9));
+  // The seek table of a tracked image grows with its rounds; bound it by the frame limit. In
+  // a plain image the trailer and seek table grow with the chunks, and the report (a JSON
+  // object of a few fields, ~160 bytes) does not: it gets a fixed allowance, so that a small
+  // image's report is not bigger than its bound.
+  constexpr uint64_t kReportFrameAllowance = 4096;
+  reader_.set_max_skippable_bytes(
+      m.layout == Layout::kTracked
+          ? kMaxSeekFrames * 8 + 9
+          : std::max<uint64_t>({96 + chunks * 20, (chunks + 3) * 8 + 9, kReportFrameAllowance}));
   auto d = ChunkDecompressor::Create(WindowLogFor(m.chunk_bytes));
   if (!d.ok()) return d.status();
   decompressor_ = std::move(d.value());

@@ -4,6 +4,7 @@
 // through a symlink. Scenarios other test files already cover (umask 000, a symlink at the
 // temporary name, a directory or character device as source, a mounted or smaller target,
 // flipped bytes under verify) are listed in tests/RELIABILITY.md with their tests.
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -304,11 +305,23 @@ TEST(ShrinkingSourceTest, FailsWithASourceErrorAndPublishesNothing) {
   LoopDevice dev(dir.path(), 64 * kMiB);
   FillMixedChunks(dev.device(), 64 * kMiB);
   std::string image = dir.File("img.zst");
-  // 8 MB/s: the 64 MiB take 8 s; the device shrinks to 16 MiB after 1 s.
+  // 8 MB/s: the 64 MiB take 8 s; the device shrinks to 16 MiB once the read has begun (the
+  // events say when: a fixed delay is not enough on a loaded machine or under ASan, where the
+  // shrink could come before hotsnap opened the device and the backup would rightly succeed).
   int pid = ::hotsnap::testing::Spawn(Hotsnap("backup " + Quote(dev.device()) + " -o " + Quote(image) +
-                                              " --snapshot none --all-blocks --rate-limit 8 -q"),
+                                              " --snapshot none --all-blocks --rate-limit 8 --json"),
                                       dir.File("out"), dir.File("err"));
-  std::this_thread::sleep_for(std::chrono::seconds(1));
+  auto reading = [&] {
+    return ReadAll(dir.File("err")).find("\"phase\":\"read\"") != std::string::npos;
+  };
+  for (int i = 0; i < 300 && !reading(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!reading()) {
+    kill(pid, SIGKILL);
+    ::hotsnap::testing::WaitExit(pid);
+    FAIL() << "the read phase did not begin within 30 s: " << ReadAll(dir.File("err"));
+  }
   RunOk("truncate -s 16M " + Quote(dev.backing_file()) + " && losetup -c " + Quote(dev.device()));
   int status = ::hotsnap::testing::WaitExit(pid);
   std::string err = ReadAll(dir.File("err"));

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "io/image_scanner.h"
@@ -14,13 +15,15 @@ using namespace hotsnap;
 
 namespace {
 
-// Touches every byte handed out, so ASan sees a span pointing outside its buffer.
+// Touches every byte handed out, so ASan sees a span pointing outside its buffer: its memcmp
+// interceptor checks both whole ranges (a byte loop here, instrumented for coverage, cost more
+// than the scan itself).
 class TouchingVisitor : public ScanVisitor {
  public:
   Status OnChunk(uint64_t index, uint64_t offset, std::span<const uint8_t> data, bool zero) override {
-    uint64_t sum = 0;
-    for (uint8_t b : data) sum += b;
-    if (zero && sum != 0) std::abort();  // "zero" must mean all zeros
+    if (data.empty()) return Status::Ok();
+    bool all_zero = data[0] == 0 && std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0;
+    if (zero && !all_zero) std::abort();  // "zero" must mean all zeros
     return Status::Ok();
   }
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the initramfs the VM tests boot: busybox, lvm2, thin-provisioning-tools, e2fsprogs,
 # zstd and the hotsnap binary with their shared libraries (found with ldd), the kernel
-# modules for virtio, 9p, ext4 and device-mapper in dependency order, the guest scripts
+# modules for virtio, 9p, ext4 and device-mapper (snapshot, thin, delay) in dependency order, the guest scripts
 # (tests/vm/guest) and the scenarios (tests/vm/scenarios).
 #
 #   build_initramfs.sh KERNEL_VERSION HOTSNAP_BINARY OUT.cpio
@@ -87,7 +87,7 @@ find_module() {
   [[ -n ${path_of[$key]:-} ]] || die "module $1 not found in $moddir/modules.dep"
   echo "${path_of[$key]}"
 }
-for name in virtio_pci virtio_blk 9pnet_virtio 9p crc32c_generic ext4 loop dm-mod dm-snapshot dm-thin-pool; do
+for name in virtio_pci virtio_blk 9pnet_virtio 9p crc32c_generic ext4 loop dm-mod dm-snapshot dm-thin-pool dm-delay; do
   visit "$(find_module "$name")"
 done
 : > "$root/modules/order"

@@ -84,3 +84,60 @@ wait_for_our_snapshot() {
     sleep 0.2
   done
 }
+
+# ---- Device-mapper fault devices (the dm_* scenarios) ----------------------------------
+# Without udev, libdevmapper creates the /dev/mapper nodes itself and waits for nobody.
+export DM_DISABLE_UDEV=1
+MIB=1048576
+
+# Names of our own dm devices start with "hs-"; init removes any a scenario left.
+# dm_create NAME TABLE: creates /dev/mapper/NAME from TABLE (lines "start length target args").
+dm_create() {
+  printf '%s\n' "$2" | dmsetup create "$1" || fail "dmsetup create $1 with table: $2"
+  dmsetup mknodes "$1" 2> /dev/null
+  [ -b "/dev/mapper/$1" ] || fail "/dev/mapper/$1 did not appear"
+}
+# dm_reload NAME TABLE: swaps the table of a live device (suspend, load, resume).
+dm_reload() {
+  printf '%s\n' "$2" | dmsetup load "$1" || fail "dmsetup load $1"
+  dmsetup resume "$1" || fail "dmsetup resume $1"
+}
+sectors_of() { blockdev --getsz "$1"; }
+
+# dm_bad_block NAME DEV OFFSET_BYTES: DEV mapped linearly, except the 4 KiB at OFFSET_BYTES,
+# which fail every read and write with EIO (the "error" target).
+dm_bad_block() {
+  total=$(sectors_of "$2") bad=$(( $3 / 512 ))
+  dm_create "$1" "0 $bad linear $2 0
+$bad 8 error
+$((bad + 8)) $((total - bad - 8)) linear $2 $((bad + 8))"
+}
+
+# fill_mixed DEV: 32 MiB of random data in chunks 0, 3 and 5 (4 MiB each), zeros elsewhere.
+fill_mixed() {
+  dd if=/dev/zero of="$1" bs=1M count=32 conv=fsync 2> /dev/null || fail "zeroing $1"
+  for at in 0 12 20; do
+    dd if=/dev/urandom of="$1" bs=1M seek="$at" count=4 conv=notrunc,fsync 2> /dev/null || fail "filling $1"
+  done
+}
+
+# expect_no_image PATH: neither PATH nor a temporary file for it exists.
+expect_no_image() {
+  ls "$1" > /dev/null 2>&1 && fail "an image was published at $1"
+  ls "$(dirname "$1")"/.*hotsnap-*.tmp > /dev/null 2>&1 &&
+    fail "a temporary file was left: $(ls "$(dirname "$1")"/.*hotsnap-*.tmp)"
+  return 0
+}
+
+# expect_in FILE TEXT WHY: FILE contains TEXT.
+expect_in() { grep -q -- "$2" "$1" || fail "$3 (looked for '$2' in: $(cat "$1"))"; }
+
+# wait_for_phase EVENTS PHASE SECONDS: until the --json events file shows PHASE.
+wait_for_phase() {
+  t=0
+  until grep -q "\"phase\": *\"$2\"" "$1" 2> /dev/null; do
+    t=$((t + 1))
+    [ $t -gt $(( $3 * 5 )) ] && fail "no '$2' phase within $3 s: $(cat "$1")"
+    sleep 0.2
+  done
+}
