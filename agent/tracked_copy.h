@@ -53,10 +53,10 @@ struct TrackedOptions {
   // A freeze that would read at most this many bytes to end the copy (the 64 KiB granules
   // written since the last one, or whole chunks when the image cannot be read back) becomes
   // the final one; with pre-freeze/post-thaw hooks, the freeze after such a round is.
-  uint64_t final_round_bytes = 64ull << 20;
+  uint64_t final_round_bytes = 96ull << 20;
   // How long a final freeze that was not planned may spend reading before it gives up,
   // thaws, and lets another round run (a slow disk must not make a long freeze).
-  std::chrono::milliseconds capture_budget{40};
+  std::chrono::milliseconds capture_budget{50};
   // The most the final freeze reads into memory before thawing; past it, the last round is
   // copied under the freeze instead (bounded by max_freeze).
   uint64_t capture_limit_bytes = 128ull << 20;
