@@ -427,10 +427,12 @@ target "hotsnap / zstd used bytes, wall" \
   "$(ratio "$(field "hotsnap backup" 2)" "$(field "zstd, used bytes in RAM" 2)")" 1.20
 target "hotsnap / partclone | zstd, size" \
   "$(ratio "$(field "hotsnap backup" 5)" "$(field "partclone | zstd" 5)")" 1.05
-target "--all-blocks / dd | zstd, wall" \
-  "$(ratio "$(field "hotsnap --all-blocks" 2)" "$(field "dd | zstd" 2)")" 0.65
-target "--all-blocks / partclone | zstd, wall" \
-  "$(ratio "$(field "hotsnap --all-blocks" 2)" "$(field "partclone | zstd" 2)")" 0.40
+if [[ -n $(field "hotsnap --all-blocks" 2) ]]; then
+  target "--all-blocks / dd | zstd, wall" \
+    "$(ratio "$(field "hotsnap --all-blocks" 2)" "$(field "dd | zstd" 2)")" 0.65
+  target "--all-blocks / partclone | zstd, wall" \
+    "$(ratio "$(field "hotsnap --all-blocks" 2)" "$(field "partclone | zstd" 2)")" 0.40
+fi
 if [[ -n $(field "hotsnap, 1 TiB device" 2) ]]; then
   target "1 TiB / 4 GiB hotsnap, wall" \
     "$(ratio "$(field "hotsnap, 1 TiB device" 2)" "$(field "hotsnap backup" 2)")" 1.50
