@@ -7,10 +7,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
-#include <deque>
-#include <future>
 #include <map>
-#include <mutex>
 #include <optional>
 
 #include "agent/events.h"
@@ -50,27 +47,22 @@ class CapturedReader : public BlockReader {
  public:
   CapturedReader(const std::map<uint64_t, Captured>* captured, const ImageWriter* writer,
                  int image_fd, const ImageMetadata& meta, const ReaderOptions& options)
-      : captured_(captured), image_fd_(image_fd), meta_(meta), options_(options) {
-    // Where each chunk's frame lies, taken now: the writer changes while the pipeline runs.
-    // The frames were written long ago and their pages dropped, so have the kernel read them
-    // all at once rather than one by one as chunks come up.
+      : captured_(captured), writer_(writer), image_fd_(image_fd), meta_(meta), options_(options) {
+    // The frames to rebuild from were written long ago and their pages dropped: have the
+    // kernel read them all now, in parallel, rather than one by one as chunks come up.
     for (const auto& [index, c] : *captured_) {
       if (c.whole) continue;
-      auto at = writer->LatestFrame(index);
-      if (!at.ok()) {
-        setup_ = at.status();
-        return;
+      auto at = writer_->LatestFrame(index);
+      if (at.ok()) {
+        ::posix_fadvise(image_fd_, static_cast<off_t>(at->offset_bytes),
+                        static_cast<off_t>(at->frame_bytes), POSIX_FADV_WILLNEED);
       }
-      order_.emplace_back(index, *at);
-      ::posix_fadvise(image_fd_, static_cast<off_t>(at->offset_bytes),
-                      static_cast<off_t>(at->frame_bytes), POSIX_FADV_WILLNEED);
     }
   }
   const char* name() const override { return "memory"; }
   unsigned in_flight() const override { return static_cast<unsigned>(done_.size()); }
   Status SetWakeFd(int) override { return Status::Ok(); }
   Status Queue(const ReadRequest& r) override {
-    HOTSNAP_RETURN_IF_ERROR(setup_);
     uint64_t index = r.offset_bytes / meta_.chunk_bytes;
     auto it = captured_->find(index);
     if (it == captured_->end()) return Status(Code::kInternal, "read of a chunk that was not captured");
@@ -79,19 +71,16 @@ class CapturedReader : public BlockReader {
     if (r.offset_bytes + r.length_bytes > chunk_offset + chunk_length) {
       return Status(Code::kInternal, "captured read crosses its chunk");
     }
-    const uint8_t* bytes = nullptr;
     if (it->second.whole) {
       if (it->second.patches.empty()) return Status(Code::kInternal, "read of an unused chunk");
-      bytes = it->second.patches.front().second.data();
+      const AlignedBuffer& whole = it->second.patches.front().second;
+      std::memcpy(options_.buffers[r.buffer_index].data() + r.buffer_offset,
+                  whole.data() + (r.offset_bytes - chunk_offset), r.length_bytes);
     } else {
-      auto rebuilt = Take(index);
-      if (!rebuilt.ok()) return rebuilt.status();
-      PutBuffer(std::move(chunk_));
-      chunk_ = std::move(rebuilt.value());
-      bytes = chunk_.get();
+      HOTSNAP_RETURN_IF_ERROR(Rebuild(index, it->second));
+      std::memcpy(options_.buffers[r.buffer_index].data() + r.buffer_offset,
+                  chunk_.data() + (r.offset_bytes - chunk_offset), r.length_bytes);
     }
-    std::memcpy(options_.buffers[r.buffer_index].data() + r.buffer_offset,
-                bytes + (r.offset_bytes - chunk_offset), r.length_bytes);
     done_.push_back(ReadCompletion{r.tag, static_cast<int32_t>(r.length_bytes)});
     return Status::Ok();
   }
@@ -102,91 +91,50 @@ class CapturedReader : public BlockReader {
   }
 
  private:
-  // Chunks are rebuilt this many ahead, on their own threads, in the order the pipeline asks
-  // for them (ascending; it skips chunks with nothing used).
-  static constexpr size_t kAhead = 4;
-  // Buffers of MaxFrameBytes(chunk) bytes, reused: fresh 4 MiB allocations cost a page
-  // fault per page, which is most of a rebuild on some virtual machines.
-  using Buffer = std::unique_ptr<uint8_t[]>;
-  using Rebuilt = Result<Buffer>;
-  Buffer GetBuffer() const {
-    std::lock_guard<std::mutex> lock(pool_mutex_);
-    if (pool_.empty()) return Buffer(new uint8_t[MaxFrameBytes(meta_.chunk_bytes)]);
-    Buffer b = std::move(pool_.back());
-    pool_.pop_back();
-    return b;
-  }
-  void PutBuffer(Buffer b) const {
-    if (!b) return;
-    std::lock_guard<std::mutex> lock(pool_mutex_);
-    pool_.push_back(std::move(b));
-  }
-
-  Rebuilt Take(uint64_t index) {
-    for (;;) {
-      while (ahead_.size() < kAhead && next_ < order_.size()) {
-        const auto& [i, at] = order_[next_++];
-        ahead_.emplace_back(i, std::async(std::launch::async | std::launch::deferred,
-                                          [this, i = i, at = at] { return Rebuild(i, at); }));
-      }
-      if (ahead_.empty()) return Status(Code::kInternal, "read of a chunk not planned for rebuilding");
-      uint64_t front = ahead_.front().first;
-      Rebuilt rebuilt = ahead_.front().second.get();
-      ahead_.pop_front();
-      if (front == index) return rebuilt;
-      if (rebuilt.ok()) PutBuffer(std::move(rebuilt.value()));
-    }
-  }
-
-  // Thread-safe: reads only the image (pread) and the captured bytes, which no one changes
-  // while the reader lives.
-  Rebuilt Rebuild(uint64_t index, const ImageWriter::FrameLocation& at) const {
+  Status Rebuild(uint64_t index, const Captured& captured) {
+    auto at = writer_->LatestFrame(index);
+    if (!at.ok()) return at.status();
     std::string where = "chunk " + std::to_string(index) + " of the image being written (byte " +
-                        std::to_string(at.offset_bytes) + ")";
-    if (at.frame_bytes > MaxFrameBytes(meta_.chunk_bytes)) {
-      return Status(Code::kInternal, "frame of " + where + " is larger than a chunk frame can be");
-    }
-    Buffer frame = GetBuffer();
+                        std::to_string(at->offset_bytes) + ")";
+    frame_.resize(at->frame_bytes);
     size_t done = 0;
-    while (done < at.frame_bytes) {
-      ssize_t n = ::pread(image_fd_, frame.get() + done, at.frame_bytes - done,
-                          static_cast<off_t>(at.offset_bytes + done));
+    while (done < frame_.size()) {
+      ssize_t n = ::pread(image_fd_, frame_.data() + done, frame_.size() - done,
+                          static_cast<off_t>(at->offset_bytes + done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return Status::FromErrno(Code::kTarget, n < 0 ? errno : EIO, "reading back " + where);
       done += static_cast<size_t>(n);
     }
-    auto decompressor = ChunkDecompressor::Create(WindowLogFor(meta_.chunk_bytes));
-    if (!decompressor.ok()) return decompressor.status();
-    Buffer chunk = GetBuffer();
-    std::span<uint8_t> out(chunk.get(), at.decompressed_bytes);
-    Status s = (*decompressor)->Decompress({frame.get(), at.frame_bytes}, out, at.decompressed_bytes);
-    PutBuffer(std::move(frame));
+    if (!decompressor_) {
+      auto d = ChunkDecompressor::Create(WindowLogFor(meta_.chunk_bytes));
+      if (!d.ok()) return d.status();
+      decompressor_ = std::move(d.value());
+    }
+    chunk_.resize(meta_.chunk_bytes);
+    std::span<uint8_t> out(chunk_.data(), at->decompressed_bytes);
+    Status s = decompressor_->Decompress(frame_, out, at->decompressed_bytes);
     if (!s.ok()) return s.Wrap("reading back " + where);
-    if (HashBytes(out.data(), out.size()) != at.hash) {
+    if (HashBytes(out.data(), out.size()) != at->hash) {
       return Status(Code::kTarget, "reading back " + where +
                                        ": its bytes no longer match their hash; the output "
                                        "storage returned different data than was written");
     }
     uint64_t chunk_offset = index * meta_.chunk_bytes;
-    for (const auto& [range, bytes] : captured_->at(index).patches) {
-      std::memcpy(chunk.get() + (range.offset_bytes - chunk_offset), bytes.data(), range.length_bytes);
+    for (const auto& [range, bytes] : captured.patches) {
+      std::memcpy(chunk_.data() + (range.offset_bytes - chunk_offset), bytes.data(), range.length_bytes);
     }
-    return chunk;
+    return Status::Ok();
   }
 
   const std::map<uint64_t, Captured>* captured_;
+  const ImageWriter* writer_;
   int image_fd_;
   const ImageMetadata& meta_;
   ReaderOptions options_;
-  Status setup_;
-  std::vector<std::pair<uint64_t, ImageWriter::FrameLocation>> order_;
-  size_t next_ = 0;
   std::vector<ReadCompletion> done_;
-  mutable std::mutex pool_mutex_;
-  mutable std::vector<Buffer> pool_;
-  Buffer chunk_;  // the chunk last served
-  // Last, so it is destroyed first: its futures wait for rebuilds still using the rest.
-  std::deque<std::pair<uint64_t, std::future<Rebuilt>>> ahead_;
+  std::vector<uint8_t> frame_;
+  std::vector<uint8_t> chunk_;
+  std::unique_ptr<ChunkDecompressor> decompressor_;
 };
 
 class TrackedCopy {
