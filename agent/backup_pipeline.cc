@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "base/crash_point.h"
@@ -25,7 +26,7 @@ namespace {
 struct Slot {
   int id = 0;
   std::span<uint8_t> input;   // registered read buffer, chunk_bytes
-  std::unique_ptr<uint8_t[]> output;  // MaxFrameBytes; left uninitialised on purpose
+  std::span<uint8_t> output;  // MaxFrameBytes
   CompressJob job;
   uint64_t sequence = 0;      // position in the run's chunk list
   uint64_t chunk_offset = 0;  // bytes
@@ -39,17 +40,20 @@ struct Slot {
 uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
 uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-class Pipeline {
- public:
-  Pipeline(const SourceDevice& source, const ImageMetadata& meta, const PipelineOptions& options,
-           const ChunkEmitter& emit)
-      : source_(source), meta_(meta), options_(options), emit_(emit),
-        limiter_(options.rate_limit_bytes_per_s, meta.chunk_bytes) {}
+}  // namespace
 
-  Result<PipelineStats> Run();
+// The slots, the zero frames, the wake-up eventfd and the compression workers live as long
+// as the pipeline; a run's reader, options and order bookkeeping live for one Run.
+class ChunkPipeline::Impl {
+ public:
+  Impl(const SourceDevice& source, const ImageMetadata& meta, const PipelineOptions& base)
+      : source_(source), meta_(meta), base_(base) {}
+
+  Status Setup();
+  Result<PipelineStats> Run(const PipelineOptions& options, const ChunkEmitter& emit);
 
  private:
-  Status Setup();
+  Result<PipelineStats> RunChunks();
   Status StartChunk(Slot* slot, uint64_t sequence, uint64_t index);
   Status QueueRead(Slot* slot);
   Status OnReadDone(Slot* slot, int32_t result);
@@ -60,77 +64,111 @@ class Pipeline {
 
   const SourceDevice& source_;
   const ImageMetadata& meta_;
-  const PipelineOptions& options_;
-  const ChunkEmitter& emit_;
-  uint64_t output_bytes_ = 0;
+  const PipelineOptions base_;  // level, workers, queue depth: fixed for every run
 
-  AlignedBuffer arena_;
+  AlignedBuffer arena_;   // the slots' chunks
+  AlignedBuffer frames_;  // the slots' compressed frames
   std::vector<Slot> slots_;
-  std::vector<Slot*> free_;
-  std::map<uint64_t, Slot*> ready_;  // by sequence: compressed, waiting for their turn
   ZeroChunk zero_;
   std::optional<ZeroChunk> short_zero_;  // for a short last chunk
   UniqueFd wake_fd_;
-  std::unique_ptr<BlockReader> reader_;
   std::unique_ptr<CompressPool> pool_;
-  unsigned in_pool_ = 0;
   unsigned queue_depth_ = 4;
-  RateLimiter limiter_;  // paces read submissions (--rate-limit)
+  bool broken_ = false;  // a run failed with work in flight: no further runs
+
+  // Per run:
+  const PipelineOptions* options_ = nullptr;
+  const ChunkEmitter* emit_ = nullptr;
+  uint64_t output_bytes_ = 0;
+  std::vector<Slot*> free_;
+  std::map<uint64_t, Slot*> ready_;  // by sequence: compressed, waiting for their turn
+  std::unique_ptr<BlockReader> reader_;
+  unsigned in_pool_ = 0;
+  std::optional<RateLimiter> limiter_;  // paces read submissions (--rate-limit)
   PipelineStats stats_;
 };
 
-Status Pipeline::Setup() {
-  unsigned workers = options_.workers;
+Status ChunkPipeline::Impl::Setup() {
+  unsigned workers = base_.workers;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
-  queue_depth_ = std::max(1u, options_.queue_depth);
+  queue_depth_ = std::max(1u, base_.queue_depth);
   size_t slot_count = queue_depth_ + workers + 2;
-  auto arena = AlignedBuffer::Allocate(slot_count * size_t{meta_.chunk_bytes});
+  // Chunks and frames in huge pages: cheap to touch the first time.
+  const size_t frame_bytes = MaxFrameBytes(meta_.chunk_bytes);
+  auto arena = AlignedBuffer::AllocateHuge(slot_count * size_t{meta_.chunk_bytes});
   if (!arena.ok()) return arena.status();
   arena_ = std::move(arena.value());
+  auto frames = AlignedBuffer::AllocateHuge(slot_count * frame_bytes);
+  if (!frames.ok()) return frames.status();
+  frames_ = std::move(frames.value());
   slots_.resize(slot_count);
-  ReaderOptions ropts;
-  ropts.queue_depth = queue_depth_;
-  ropts.allow_io_uring = options_.allow_io_uring;
   for (size_t i = 0; i < slot_count; ++i) {
     Slot& s = slots_[i];
     s.id = static_cast<int>(i);
     s.input = arena_.span().subspan(i * meta_.chunk_bytes, meta_.chunk_bytes);
-    s.output.reset(new uint8_t[MaxFrameBytes(meta_.chunk_bytes)]);
-    ropts.buffers.push_back(s.input);
-    free_.push_back(&s);
+    s.output = frames_.span().subspan(i * frame_bytes, frame_bytes);
   }
-  auto zero = MakeZeroChunk(options_.level, meta_.chunk_bytes);
+  auto zero = MakeZeroChunk(base_.level, meta_.chunk_bytes);
   if (!zero.ok()) return zero.status();
   zero_ = std::move(zero.value());
 
   wake_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_fd_.valid()) return Status::FromErrno(Code::kInternal, errno, "eventfd");
+  pool_ = std::make_unique<CompressPool>(workers, base_.level, meta_.chunk_bytes, &zero_,
+                                         wake_fd_.get());
+  return pool_->Start();
+}
 
+Result<PipelineStats> ChunkPipeline::Impl::Run(const PipelineOptions& options,
+                                               const ChunkEmitter& emit) {
+  if (broken_) return Status(Code::kInternal, "chunk pipeline reused after a failed run");
+  if (options.level != base_.level || options.workers != base_.workers ||
+      options.queue_depth != base_.queue_depth) {
+    return Status(Code::kInternal, "chunk pipeline run with another level, workers or queue depth");
+  }
+  options_ = &options;
+  emit_ = &emit;
+  output_bytes_ = 0;
+  stats_ = PipelineStats{};
+  in_pool_ = 0;
+  ready_.clear();
+  free_.clear();
+  limiter_.emplace(options.rate_limit_bytes_per_s, meta_.chunk_bytes);
+  ReaderOptions ropts;
+  ropts.queue_depth = queue_depth_;
+  ropts.allow_io_uring = options.allow_io_uring;
+  for (Slot& s : slots_) {
+    ropts.buffers.push_back(s.input);
+    free_.push_back(&s);
+  }
   std::string fallback;
-  auto reader = options_.make_reader ? options_.make_reader(ropts, &fallback)
-                                     : MakeBlockReader(source_.fd.get(), ropts, &fallback);
+  auto reader = options.make_reader ? options.make_reader(ropts, &fallback)
+                                    : MakeBlockReader(source_.fd.get(), ropts, &fallback);
   if (!reader.ok()) return reader.status();
   reader_ = std::move(reader.value());
   if (!fallback.empty()) Notice(fallback + "; reading " + source_.path + " with pread instead");
   HOTSNAP_RETURN_IF_ERROR(reader_->SetWakeFd(wake_fd_.get()));
   stats_.reader = reader_->name();
 
-  pool_ = std::make_unique<CompressPool>(workers, options_.level, meta_.chunk_bytes, &zero_,
-                                         wake_fd_.get());
-  return pool_->Start();
+  auto result = RunChunks();
+  // A failed run may leave reads or compressions in flight on the slots: the pipeline is
+  // only good for being destroyed then.
+  if (!result.ok()) broken_ = true;
+  reader_.reset();
+  return result;
 }
 
-Result<const ZeroChunk*> Pipeline::ZeroFor(uint32_t length) {
+Result<const ZeroChunk*> ChunkPipeline::Impl::ZeroFor(uint32_t length) {
   if (length == meta_.chunk_bytes) return &zero_;
   if (!short_zero_) {
-    auto z = MakeZeroChunk(options_.level, length);
+    auto z = MakeZeroChunk(base_.level, length);
     if (!z.ok()) return z.status();
     short_zero_ = std::move(z.value());
   }
   return &*short_zero_;
 }
 
-Status Pipeline::StartChunk(Slot* slot, uint64_t sequence, uint64_t index) {
+Status ChunkPipeline::Impl::StartChunk(Slot* slot, uint64_t sequence, uint64_t index) {
   slot->sequence = sequence;
   slot->chunk_offset = index * meta_.chunk_bytes;
   slot->chunk_length = meta_.ChunkLength(index);
@@ -138,10 +176,10 @@ Status Pipeline::StartChunk(Slot* slot, uint64_t sequence, uint64_t index) {
   slot->job.index = index;
   slot->job.owner = slot->id;
   slot->job.input = slot->input.first(slot->chunk_length);
-  slot->job.output = std::span<uint8_t>(slot->output.get(), MaxFrameBytes(meta_.chunk_bytes));
+  slot->job.output = slot->output;
   slot->ranges.clear();
-  if (options_.planner) {
-    options_.planner(index, slot->chunk_offset, slot->chunk_length, &slot->ranges);
+  if (options_->planner) {
+    options_->planner(index, slot->chunk_offset, slot->chunk_length, &slot->ranges);
     if (slot->ranges.empty()) {
       // Nothing used here: the zero frame, with neither a read nor a compression.
       auto z = ZeroFor(slot->chunk_length);
@@ -167,11 +205,11 @@ Status Pipeline::StartChunk(Slot* slot, uint64_t sequence, uint64_t index) {
   slot->read_begin = std::max(AlignDown(begin, align), slot->chunk_offset);
   slot->read_end = std::min(AlignUp(end, align), slot->chunk_offset + slot->input.size());
   slot->read_done = 0;
-  limiter_.Charge(slot->read_end - slot->read_begin, RateLimiter::Clock::now());
+  limiter_->Charge(slot->read_end - slot->read_begin, RateLimiter::Clock::now());
   return QueueRead(slot);
 }
 
-Status Pipeline::QueueRead(Slot* slot) {
+Status ChunkPipeline::Impl::QueueRead(Slot* slot) {
   ReadRequest r;
   r.tag = static_cast<uint64_t>(slot->id);
   r.buffer_index = slot->id;
@@ -181,7 +219,7 @@ Status Pipeline::QueueRead(Slot* slot) {
   return reader_->Queue(r);
 }
 
-void Pipeline::ZeroGaps(Slot* slot) {
+void ChunkPipeline::Impl::ZeroGaps(Slot* slot) {
   uint8_t* base = slot->input.data();
   uint64_t cursor = slot->chunk_offset;
   auto zero_to = [&](uint64_t until) {
@@ -194,7 +232,7 @@ void Pipeline::ZeroGaps(Slot* slot) {
   zero_to(slot->chunk_offset + slot->chunk_length);
 }
 
-Status Pipeline::OnReadDone(Slot* slot, int32_t result) {
+Status ChunkPipeline::Impl::OnReadDone(Slot* slot, int32_t result) {
   uint64_t at = slot->read_begin + slot->read_done;
   if (result == -EAGAIN || result == -EINTR) return QueueRead(slot);  // try again, same range
   if (result < 0) {
@@ -221,26 +259,26 @@ Status Pipeline::OnReadDone(Slot* slot, int32_t result) {
   return Status::Ok();
 }
 
-Status Pipeline::WriteReady(bool* progressed) {
+Status ChunkPipeline::Impl::WriteReady(bool* progressed) {
   for (auto it = ready_.begin(); it != ready_.end() && it->first == stats_.chunks;
        it = ready_.begin()) {
     Slot* slot = it->second;
     ready_.erase(it);
     HOTSNAP_RETURN_IF_ERROR(slot->job.status);
-    HOTSNAP_RETURN_IF_ERROR(emit_(slot->job.index, slot->job.frame, slot->chunk_length, slot->job.hash));
+    HOTSNAP_RETURN_IF_ERROR((*emit_)(slot->job.index, slot->job.frame, slot->chunk_length, slot->job.hash));
     output_bytes_ += slot->job.frame.size();
     if (slot->job.zero) ++stats_.zero_chunks;
     ++stats_.chunks;
     free_.push_back(slot);
     *progressed = true;
-    if (options_.progress) options_.progress(stats_.chunks, stats_.bytes_read, output_bytes_);
+    if (options_->progress) options_->progress(stats_.chunks, stats_.bytes_read, output_bytes_);
   }
   return Status::Ok();
 }
 
-Status Pipeline::WaitForEvent() {
+Status ChunkPipeline::Impl::WaitForEvent() {
   // Held back by --rate-limit: wake up when the next read may start.
-  int throttled_ms = limiter_.MillisecondsUntilReady(RateLimiter::Clock::now());
+  int throttled_ms = limiter_->MillisecondsUntilReady(RateLimiter::Clock::now());
   if (reader_->in_flight() == 0 && in_pool_ == 0 && throttled_ms == 0) {
     return Status(Code::kInternal, "backup pipeline stalled with nothing in flight");
   }
@@ -253,9 +291,8 @@ Status Pipeline::WaitForEvent() {
   return Status::Ok();
 }
 
-Result<PipelineStats> Pipeline::Run() {
-  HOTSNAP_RETURN_IF_ERROR(Setup());
-  const uint64_t total = options_.chunks.empty() ? meta_.chunk_count() : options_.chunks.size();
+Result<PipelineStats> ChunkPipeline::Impl::RunChunks() {
+  const uint64_t total = options_->chunks.empty() ? meta_.chunk_count() : options_->chunks.size();
   uint64_t next_chunk = 0;
   std::vector<ReadCompletion> completions;
   std::vector<CompressJob*> finished;
@@ -264,11 +301,11 @@ Result<PipelineStats> Pipeline::Run() {
     bool progressed = false;
     // Start chunks while there is memory and queue room.
     while (!free_.empty() && next_chunk < total && reader_->in_flight() < queue_depth_ &&
-           limiter_.Ready(RateLimiter::Clock::now())) {
-      if (options_.check) HOTSNAP_RETURN_IF_ERROR(options_.check());
+           limiter_->Ready(RateLimiter::Clock::now())) {
+      if (options_->check) HOTSNAP_RETURN_IF_ERROR(options_->check());
       Slot* slot = free_.back();
       free_.pop_back();
-      uint64_t index = options_.chunks.empty() ? next_chunk : options_.chunks[next_chunk];
+      uint64_t index = options_->chunks.empty() ? next_chunk : options_->chunks[next_chunk];
       HOTSNAP_RETURN_IF_ERROR(StartChunk(slot, next_chunk++, index));
       progressed = true;
     }
@@ -291,12 +328,27 @@ Result<PipelineStats> Pipeline::Run() {
   return stats_;
 }
 
-}  // namespace
+ChunkPipeline::ChunkPipeline() = default;
+ChunkPipeline::~ChunkPipeline() = default;
+
+Result<std::unique_ptr<ChunkPipeline>> ChunkPipeline::Create(const SourceDevice& source,
+                                                             const ImageMetadata& meta,
+                                                             const PipelineOptions& options) {
+  std::unique_ptr<ChunkPipeline> pipeline(new ChunkPipeline());
+  pipeline->impl_ = std::make_unique<Impl>(source, meta, options);
+  HOTSNAP_RETURN_IF_ERROR(pipeline->impl_->Setup());
+  return pipeline;
+}
+
+Result<PipelineStats> ChunkPipeline::Run(const PipelineOptions& options, const ChunkEmitter& emit) {
+  return impl_->Run(options, emit);
+}
 
 Result<PipelineStats> RunChunkPipeline(const SourceDevice& source, const ImageMetadata& meta,
                                        const PipelineOptions& options, const ChunkEmitter& emit) {
-  Pipeline pipeline(source, meta, options, emit);
-  return pipeline.Run();
+  auto pipeline = ChunkPipeline::Create(source, meta, options);
+  if (!pipeline.ok()) return pipeline.status();
+  return (*pipeline)->Run(options, emit);
 }
 
 Result<PipelineStats> RunBackupPipeline(const SourceDevice& source, const ImageMetadata& meta,

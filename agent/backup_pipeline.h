@@ -62,6 +62,29 @@ struct PipelineStats {
 using ChunkEmitter = std::function<Status(uint64_t index, std::span<const uint8_t> frame,
                                           uint32_t length_bytes, const Hash128& hash)>;
 
+// A pipeline kept across runs: its chunk buffers, zero frames and compression workers (with
+// their zstd contexts) are set up once, so later runs start warm. A tracked backup copies
+// in several rounds, and on virtual machines the first touch of fresh memory is costly.
+// Every run must use the level, workers and queue depth given to Create. After a failed run
+// the pipeline refuses further runs.
+class ChunkPipeline {
+ public:
+  static Result<std::unique_ptr<ChunkPipeline>> Create(const SourceDevice& source,
+                                                       const ImageMetadata& meta,
+                                                       const PipelineOptions& options);
+  ~ChunkPipeline();
+  ChunkPipeline(const ChunkPipeline&) = delete;
+  ChunkPipeline& operator=(const ChunkPipeline&) = delete;
+
+  Result<PipelineStats> Run(const PipelineOptions& options, const ChunkEmitter& emit);
+
+ private:
+  ChunkPipeline();
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// One run of a fresh pipeline.
 Result<PipelineStats> RunChunkPipeline(const SourceDevice& source, const ImageMetadata& meta,
                                        const PipelineOptions& options, const ChunkEmitter& emit);
 

@@ -1,6 +1,8 @@
 #include "agent/tracked_copy.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,15 +30,18 @@ namespace {
 // Writes are remembered per granule: a chunk is split into 64 granules (64 KiB for 4 MiB
 // chunks) and its written granules are one 64-bit mask.
 constexpr uint32_t kGranulesPerChunk = 64;
+// The pre-copy is cut in this many parts; the freezes between them are optional.
+constexpr uint32_t kPreCopySegments = 4;
 
 uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
 uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 // Device bytes read under the final freeze: whole chunks (`whole`), or the byte ranges that
 // changed since the chunk's newest frame in the image (`patches`, laid over that frame).
+// The bytes live in the final freeze's capture buffer.
 struct Captured {
   bool whole = false;
-  std::vector<std::pair<ByteExtent, AlignedBuffer>> patches;  // or the whole chunk, if `whole`
+  std::vector<std::pair<ByteExtent, const uint8_t*>> patches;  // or the whole chunk, if `whole`
 };
 
 // Serves the final pass's reads from what the final freeze captured: a chunk captured whole
@@ -71,15 +76,19 @@ class CapturedReader : public BlockReader {
     if (r.offset_bytes + r.length_bytes > chunk_offset + chunk_length) {
       return Status(Code::kInternal, "captured read crosses its chunk");
     }
+    std::span<uint8_t> slot = options_.buffers[r.buffer_index];
+    if (r.buffer_offset != r.offset_bytes - chunk_offset || slot.size() < chunk_length) {
+      return Status(Code::kInternal, "captured read into a buffer that does not hold its chunk");
+    }
     if (it->second.whole) {
       if (it->second.patches.empty()) return Status(Code::kInternal, "read of an unused chunk");
-      const AlignedBuffer& whole = it->second.patches.front().second;
-      std::memcpy(options_.buffers[r.buffer_index].data() + r.buffer_offset,
-                  whole.data() + (r.offset_bytes - chunk_offset), r.length_bytes);
+      const uint8_t* whole = it->second.patches.front().second;
+      std::memcpy(slot.data() + r.buffer_offset, whole + (r.offset_bytes - chunk_offset),
+                  r.length_bytes);
     } else {
-      HOTSNAP_RETURN_IF_ERROR(Rebuild(index, it->second));
-      std::memcpy(options_.buffers[r.buffer_index].data() + r.buffer_offset,
-                  chunk_.data() + (r.offset_bytes - chunk_offset), r.length_bytes);
+      // The whole chunk is rebuilt in its slot, in place: the pipeline zeroes what lies
+      // outside the used ranges afterwards.
+      HOTSNAP_RETURN_IF_ERROR(Rebuild(index, it->second, slot.first(chunk_length)));
     }
     done_.push_back(ReadCompletion{r.tag, static_cast<int32_t>(r.length_bytes)});
     return Status::Ok();
@@ -91,7 +100,8 @@ class CapturedReader : public BlockReader {
   }
 
  private:
-  Status Rebuild(uint64_t index, const Captured& captured) {
+  // Fills `chunk` (the chunk's bytes, from its start) with its newest frame and the patches.
+  Status Rebuild(uint64_t index, const Captured& captured, std::span<uint8_t> chunk) {
     auto at = writer_->LatestFrame(index);
     if (!at.ok()) return at.status();
     std::string where = "chunk " + std::to_string(index) + " of the image being written (byte " +
@@ -110,8 +120,12 @@ class CapturedReader : public BlockReader {
       if (!d.ok()) return d.status();
       decompressor_ = std::move(d.value());
     }
-    chunk_.resize(meta_.chunk_bytes);
-    std::span<uint8_t> out(chunk_.data(), at->decompressed_bytes);
+    if (at->decompressed_bytes != chunk.size()) {
+      return Status(Code::kTarget, "reading back " + where + ": its frame holds " +
+                                       std::to_string(at->decompressed_bytes) + " bytes, not " +
+                                       std::to_string(chunk.size()));
+    }
+    std::span<uint8_t> out = chunk;
     Status s = decompressor_->Decompress(frame_, out, at->decompressed_bytes);
     if (!s.ok()) return s.Wrap("reading back " + where);
     if (HashBytes(out.data(), out.size()) != at->hash) {
@@ -119,9 +133,40 @@ class CapturedReader : public BlockReader {
                                        ": its bytes no longer match their hash; the output "
                                        "storage returned different data than was written");
     }
-    uint64_t chunk_offset = index * meta_.chunk_bytes;
+    return LayPatches(index, captured, chunk);
+  }
+
+  // Copies the captured ranges over the chunk with process_vm_readv on this very process:
+  // the kernel copies through its own mapping of the pages. The capture buffer's pages
+  // were filled by the kernel (O_DIRECT) and never touched from user space; under shadow
+  // paging (some VMs) user space's first touch of each 4 KiB page costs a fault, which made
+  // a plain memcpy take ~6 ms per chunk. Falls back to memcpy where the call is refused.
+  Status LayPatches(uint64_t index, const Captured& captured, std::span<uint8_t> chunk) {
+    const uint64_t chunk_offset = index * meta_.chunk_bytes;
+    std::vector<iovec> local, remote;
+    size_t total = 0;
     for (const auto& [range, bytes] : captured.patches) {
-      std::memcpy(chunk_.data() + (range.offset_bytes - chunk_offset), bytes.data(), range.length_bytes);
+      local.push_back(iovec{chunk.data() + (range.offset_bytes - chunk_offset), range.length_bytes});
+      remote.push_back(iovec{const_cast<uint8_t*>(bytes), range.length_bytes});
+      total += range.length_bytes;
+    }
+    size_t done = 0;
+    if (kernel_copy_) {
+      for (size_t i = 0; i < local.size(); i += IOV_MAX) {
+        size_t n = std::min<size_t>(IOV_MAX, local.size() - i);
+        ssize_t copied = ::process_vm_readv(::getpid(), &local[i], n, &remote[i], n, 0);
+        size_t want = 0;
+        for (size_t k = i; k < i + n; ++k) want += local[k].iov_len;
+        if (copied != static_cast<ssize_t>(want)) {  // refused (seccomp, ptrace policy): memcpy
+          kernel_copy_ = false;
+          break;
+        }
+        done += want;
+      }
+    }
+    if (done == total) return Status::Ok();
+    for (const auto& [range, bytes] : captured.patches) {
+      std::memcpy(chunk.data() + (range.offset_bytes - chunk_offset), bytes, range.length_bytes);
     }
     return Status::Ok();
   }
@@ -133,8 +178,8 @@ class CapturedReader : public BlockReader {
   ReaderOptions options_;
   std::vector<ReadCompletion> done_;
   std::vector<uint8_t> frame_;
-  std::vector<uint8_t> chunk_;
   std::unique_ptr<ChunkDecompressor> decompressor_;
+  bool kernel_copy_ = true;  // LayPatches may use process_vm_readv
 };
 
 class TrackedCopy {
@@ -166,6 +211,14 @@ class TrackedCopy {
   // incomplete and must be dropped).
   Result<bool> Capture(const std::map<uint64_t, std::vector<ByteExtent>>& plan,
                        std::chrono::steady_clock::time_point deadline);
+  // The pre-copy, in kPreCopySegments parts of about equal used bytes; between two, a
+  // MidFreeze when it pays.
+  Status PreCopy(UsedBlockMap* map);
+  // At the boundary before chunk `next`: when the writes collected so far touch at least
+  // options_.mid_freeze_chunks chunks not copied yet, a brief freeze makes a clean point. Those chunks
+  // are read after it, so the writes to them so far need no copying again; the map is
+  // renewed, and a copied chunk whose used blocks changed is treated as written whole.
+  Status MidFreeze(uint64_t next, UsedBlockMap* map);
   Status Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap& map, uint32_t round,
               const PipelineOptions& base);
   uint64_t BytesOf(const std::vector<uint64_t>& chunks) const;
@@ -178,6 +231,8 @@ class TrackedCopy {
   std::unique_ptr<WriteTracker> tracker_;
   std::vector<uint64_t> written_;  // per chunk: granules written since the last freeze
   std::map<uint64_t, Captured> captured_;
+  AlignedBuffer capture_buffer_;  // holds captured_'s bytes
+  std::unique_ptr<ChunkPipeline> pipeline_;
   TrackedResult result_;
 };
 
@@ -304,28 +359,42 @@ std::map<uint64_t, std::vector<ByteExtent>> TrackedCopy::PlanCapture(
 
 Result<bool> TrackedCopy::Capture(const std::map<uint64_t, std::vector<ByteExtent>>& plan,
                                   std::chrono::steady_clock::time_point deadline) {
+  // One buffer for all of it, kept for the next attempt. Plain pages: huge ones would
+  // have to be zeroed first, under the freeze.
+  const bool whole = image_fd_ < 0;
+  uint64_t total = 0;
+  for (const auto& [c, ranges] : plan) {
+    if (whole) {
+      if (!ranges.empty()) total += meta_->ChunkLength(c);
+    } else {
+      for (const ByteExtent& e : ranges) total += e.length_bytes;
+    }
+  }
+  if (capture_buffer_.size() < total) {
+    capture_buffer_ = AlignedBuffer();
+    auto buffer = AlignedBuffer::Allocate(total);
+    if (!buffer.ok()) return buffer.status();
+    capture_buffer_ = std::move(buffer.value());
+  }
+  uint8_t* next = capture_buffer_.data();
   for (const auto& [c, ranges] : plan) {
     Captured& captured = captured_[c];
-    captured.whole = image_fd_ < 0;
+    captured.whole = whole;
     if (ranges.empty()) continue;  // nothing used now: the pipeline writes the zero frame
-    if (captured.whole) {
-      // One buffer for the whole chunk, zeros where nothing is read (the pipeline zeroes
+    if (whole) {
+      // The whole chunk; the bytes between the ranges are never read (the pipeline zeroes
       // unused ranges anyway).
-      auto buffer = AlignedBuffer::Allocate(meta_->ChunkLength(c));
-      if (!buffer.ok()) return buffer.status();
-      captured.patches.emplace_back(ByteExtent{c * meta_->chunk_bytes, meta_->ChunkLength(c)},
-                                    std::move(buffer.value()));
+      captured.patches.emplace_back(ByteExtent{c * meta_->chunk_bytes, meta_->ChunkLength(c)}, next);
+      next += meta_->ChunkLength(c);
     }
     for (const ByteExtent& e : ranges) {
-      AlignedBuffer fresh;
       uint8_t* into = nullptr;
-      if (captured.whole) {
-        into = captured.patches.front().second.data() + (e.offset_bytes - c * meta_->chunk_bytes);
+      if (whole) {
+        into = const_cast<uint8_t*>(captured.patches.front().second) +
+               (e.offset_bytes - c * meta_->chunk_bytes);
       } else {
-        auto buffer = AlignedBuffer::Allocate(e.length_bytes);
-        if (!buffer.ok()) return buffer.status();
-        fresh = std::move(buffer.value());
-        into = fresh.data();
+        into = next;
+        next += e.length_bytes;
       }
       uint64_t done = 0;
       while (done < e.length_bytes) {
@@ -340,11 +409,73 @@ Result<bool> TrackedCopy::Capture(const std::map<uint64_t, std::vector<ByteExten
         done += static_cast<uint64_t>(n);
       }
       result_.bytes_read += e.length_bytes;
-      if (!captured.whole) captured.patches.emplace_back(e, std::move(fresh));
+      if (!whole) captured.patches.emplace_back(e, into);
       if (std::chrono::steady_clock::now() > deadline) return false;
     }
   }
   return true;
+}
+
+Status TrackedCopy::PreCopy(UsedBlockMap* map) {
+  // Segment ends: the first chunk past each kPreCopySegments-th of the used bytes.
+  std::vector<ByteExtent> used;
+  map->UsedIn(0, meta_->device_bytes, &used);
+  uint64_t total = 0;
+  for (const ByteExtent& e : used) total += e.length_bytes;
+  std::vector<uint64_t> ends;
+  uint64_t seen = 0;
+  size_t i = 0;
+  for (uint32_t k = 1; k < kPreCopySegments; ++k) {
+    const uint64_t target = total / kPreCopySegments * k;
+    while (i < used.size() && seen + used[i].length_bytes < target) seen += used[i++].length_bytes;
+    if (i == used.size()) break;
+    uint64_t at = used[i].offset_bytes + (target - seen);
+    uint64_t end = std::min(AlignUp(at, meta_->chunk_bytes) / meta_->chunk_bytes, meta_->chunk_count());
+    if (ends.empty() || end > ends.back()) ends.push_back(end);
+  }
+  if (ends.empty() || ends.back() < meta_->chunk_count()) ends.push_back(meta_->chunk_count());
+  uint64_t begin = 0;
+  for (uint64_t end : ends) {
+    if (begin > 0) HOTSNAP_RETURN_IF_ERROR(MidFreeze(begin, map));
+    std::vector<uint64_t> chunks;
+    chunks.reserve(end - begin);
+    for (uint64_t c = begin; c < end; ++c) chunks.push_back(c);
+    HOTSNAP_RETURN_IF_ERROR(Copy(chunks, *map, 0, options_.pipeline));
+    begin = end;
+  }
+  return Status::Ok();
+}
+
+Status TrackedCopy::MidFreeze(uint64_t next, UsedBlockMap* map) {
+  HOTSNAP_RETURN_IF_ERROR(CollectWrites(false));
+  uint64_t ahead = 0;
+  for (uint64_t c = next; c < written_.size(); ++c) ahead += written_[c] != 0;
+  // Such a freeze costs a few tens of milliseconds in all (sync, freeze, map, the pipeline
+  // draining); it pays when it spares copying several chunks again.
+  if (ahead == 0 || ahead < options_.mid_freeze_chunks) return Status::Ok();
+  auto view = Freeze(false);
+  if (!view.ok()) return view.status();
+  HOTSNAP_RETURN_IF_ERROR(CollectWrites(false));
+  auto renewed = MapNow();
+  if (!renewed.ok()) {
+    EndFreeze(std::move(view.value()));
+    return renewed.status();
+  }
+  HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(view.value())));
+  // written_ holds what was collected under the freeze; nothing drains it until the next
+  // CollectWrites, so it can be sorted out after the thaw.
+  std::vector<ByteExtent> a, b;
+  for (uint64_t c = 0; c < next; ++c) {
+    if (written_[c] == ~uint64_t{0}) continue;
+    a.clear();
+    b.clear();
+    map->UsedIn(c * meta_->chunk_bytes, meta_->ChunkLength(c), &a);
+    renewed->UsedIn(c * meta_->chunk_bytes, meta_->ChunkLength(c), &b);
+    if (a != b) written_[c] = ~uint64_t{0};
+  }
+  std::fill(written_.begin() + static_cast<std::ptrdiff_t>(next), written_.end(), 0);
+  *map = std::move(renewed.value());
+  return Status::Ok();
 }
 
 uint64_t TrackedCopy::BytesOf(const std::vector<uint64_t>& chunks) const {
@@ -378,7 +509,13 @@ Status TrackedCopy::Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap
     };
     result_.report.recopied_bytes += BytesOf(chunks);
   }
-  auto stats = RunChunkPipeline(source_, *meta_, p, emit);
+  if (!pipeline_) {
+    // One pipeline for every round: later rounds find their buffers and zstd contexts warm.
+    auto created = ChunkPipeline::Create(source_, *meta_, p);
+    if (!created.ok()) return created.status();
+    pipeline_ = std::move(created.value());
+  }
+  auto stats = pipeline_->Run(p, emit);
   if (!stats.ok()) return stats.status();
   result_.bytes_read += stats->bytes_read;
   result_.zero_chunks += stats->zero_chunks;
@@ -406,7 +543,7 @@ Result<TrackedResult> TrackedCopy::Run() {
   meta_->used_map = DescribeMap(map);
   meta_->layout = Layout::kTracked;
   HOTSNAP_RETURN_IF_ERROR(writer_->Begin(*meta_));
-  HOTSNAP_RETURN_IF_ERROR(Copy({}, map, 0, options_.pipeline));
+  HOTSNAP_RETURN_IF_ERROR(PreCopy(&map));
 
   // Rounds while the system runs, until the writes of one are few enough to read under a
   // freeze. With pre-freeze or post-thaw hooks the final freeze is chosen before freezing
@@ -423,10 +560,12 @@ Result<TrackedResult> TrackedCopy::Run() {
   for (;;) {
     bool planned_final = round >= options_.max_rounds ||
                          (has_hooks && last_written <= options_.final_round_bytes);
+    // Most of the round's writes are collected before freezing: less to do under it.
+    uint64_t lost_before = result_.report.lost_events;
+    HOTSNAP_RETURN_IF_ERROR(CollectWrites(planned_final));
     auto v = Freeze(planned_final);
     if (!v.ok()) return v.status();
     frozen = std::move(v.value());
-    uint64_t lost_before = result_.report.lost_events;
     HOTSNAP_RETURN_IF_ERROR(CollectWrites(planned_final));
     auto next = MapNow();
     if (!next.ok()) return next.status();

@@ -4,7 +4,11 @@
 //   1. start recording writes to the device (WriteTracker), per 64 KiB granule;
 //   2. freeze briefly: drop the write records so far (all of them completed before the
 //      freeze returned), compute the used-block map, thaw;
-//   3. pre-copy every chunk while the system runs;
+//   3. pre-copy every chunk while the system runs, in four parts of about equal used bytes;
+//      between two parts, if the writes so far touch enough chunks not yet copied, freeze
+//      briefly: those chunks are read after that freeze, so their writes so far are
+//      forgotten (the map is renewed; a copied chunk whose used blocks changed counts as
+//      written whole);
 //   4. rounds: freeze briefly, collect the granules written since the last freeze and the
 //      chunks whose used blocks changed, recompute the map, thaw, copy those chunks again;
 //   5. a freeze that finds few writes (at most final_round_bytes to read) stays on as the
@@ -21,10 +25,11 @@
 // The image equals the device at the final freeze on every block in use then.
 //
 // Why a rebuilt chunk is right: a chunk's newest frame was read after some freeze F; every
-// write to it after F was recorded and collected at a later freeze. Had one been collected
-// before the final freeze, the chunk would have been copied again after that freeze. So
-// only writes collected at the final freeze differ from the frame, and those granules are
-// read under it. Blocks whose used state changed since the frame's map are read whole or
+// write to it after F was recorded and collected at a later freeze. Collected at the
+// freeze after a round, it would have had the chunk copied again after that freeze;
+// collected at a freeze between pre-copy parts, it stays marked (only chunks not copied yet
+// are cleared there). So what differs from the frame is marked at the final freeze, and
+// those granules are read under it. Blocks whose used state changed since the frame's map are read whole or
 // zeroed (the final map decides what is kept).
 #ifndef HOTSNAP_AGENT_TRACKED_COPY_H_
 #define HOTSNAP_AGENT_TRACKED_COPY_H_
@@ -54,6 +59,10 @@ struct TrackedOptions {
   // written since the last one, or whole chunks when the image cannot be read back) becomes
   // the final one; with pre-freeze/post-thaw hooks, the freeze after such a round is.
   uint64_t final_round_bytes = 96ull << 20;
+  // A freeze between pre-copy parts is made when the writes so far touch at least this
+  // many chunks not copied yet. Tests lower it through HOTSNAP_TEST_MID_FREEZE_CHUNKS (see
+  // agent/backup_job.cc) to make such freezes happen on small filesystems.
+  uint64_t mid_freeze_chunks = 8;
   // How long a final freeze that was not planned may spend reading before it gives up,
   // thaws, and lets another round run (a slow disk must not make a long freeze).
   std::chrono::milliseconds capture_budget{50};

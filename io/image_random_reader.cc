@@ -14,21 +14,10 @@ namespace hotsnap {
 
 namespace {
 
-constexpr size_t kHugePageBytes = 2u << 20;
 // Alignment of direct reads of the image (file offset, length and memory), in bytes: the
 // largest logical block size in common use. Where more is needed, the read fails with
 // EINVAL and the reader falls back to the page cache.
 constexpr uint64_t kDirectAlign = 4096;
-
-// Memory for a chunk or a frame, rounded up to whole huge pages and asked to be backed by
-// them: touching a fresh 4 MiB buffer then costs two page faults, not a thousand (page
-// faults are expensive, in VMs most of all). Kernels or settings without transparent huge
-// pages ignore the advice.
-Result<AlignedBuffer> AllocateLarge(size_t bytes) {
-  auto b = AlignedBuffer::Allocate((bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes);
-  if (b.ok()) (void)::madvise(b->data(), b->size(), MADV_HUGEPAGE);
-  return b;
-}
 
 }  // namespace
 
@@ -61,7 +50,7 @@ class ImageRandomReader::BufferPool {
         return b;
       }
     }
-    return AllocateLarge(buffer_bytes_);
+    return AlignedBuffer::AllocateHuge(buffer_bytes_);
   }
 
   void Give(AlignedBuffer b) {
@@ -103,7 +92,7 @@ Result<std::unique_ptr<ImageRandomReader>> ImageRandomReader::Open(const std::st
   // Chunks decoded ahead land in the cache: never more of them than would stay there.
   opts.readahead_chunks = std::min(opts.readahead_chunks, opts.cache_chunks / 2);
   opts.readahead_threads = std::min(std::max<size_t>(1, opts.readahead_threads), opts.readahead_chunks);
-  auto zeros = AllocateLarge(index->meta.chunk_bytes);  // never written: reads as zeros
+  auto zeros = AlignedBuffer::AllocateHuge(index->meta.chunk_bytes);  // never written: reads as zeros
   if (!zeros.ok()) return zeros.status();
   std::unique_ptr<ImageRandomReader> reader(
       new ImageRandomReader(path, std::move(fd), std::move(index.value()), opts, std::move(zeros.value())));
@@ -349,7 +338,7 @@ Result<std::unique_ptr<ImageRandomReader::Decoder>> ImageRandomReader::TakeDecod
   }
   auto zstd = ChunkDecompressor::Create(WindowLogFor(index_.meta.chunk_bytes));
   if (!zstd.ok()) return zstd.status();
-  auto frame = AllocateLarge(MaxFrameBytes(index_.meta.chunk_bytes) + 2 * kDirectAlign);
+  auto frame = AlignedBuffer::AllocateHuge(MaxFrameBytes(index_.meta.chunk_bytes) + 2 * kDirectAlign);
   if (!frame.ok()) return frame.status();
   return std::make_unique<Decoder>(Decoder{std::move(zstd.value()), std::move(frame.value())});
 }

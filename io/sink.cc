@@ -9,6 +9,7 @@
 
 #include "base/crash_point.h"
 #include "base/interrupt.h"
+#include "io/writeback_behind.h"
 
 namespace hotsnap {
 namespace {
@@ -49,7 +50,7 @@ class FileSink : public Sink {
   Status Write(const void* data, size_t bytes) override {
     HOTSNAP_RETURN_IF_ERROR(WriteAll(fd_.get(), data, bytes, temp_, Code::kTarget));
     written_ += bytes;
-    if (written_ - flushed_ >= kWritebackWindowBytes) StartWriteback();
+    writeback_.Written(written_);
     return Status::Ok();
   }
   Status Commit() override;
@@ -57,37 +58,20 @@ class FileSink : public Sink {
   int read_back_fd() const override { return fd_.get(); }
 
  private:
-  // Writeback runs behind the writes, a window at a time, so the final fsync has little left
-  // to do and the image never fills the page cache with dirty pages: the window before the
-  // one just started is waited for and dropped from the cache (a backup should not evict the
-  // server's working set). Errors here are only hints; fsync in Commit reports real ones.
+  // Writeback every 32 MiB, on its own thread (io/writeback_behind.h).
   static constexpr uint64_t kWritebackWindowBytes = 32ull << 20;
-  void StartWriteback() {
-    ::sync_file_range(fd_.get(), static_cast<off64_t>(flushed_),
-                      static_cast<off64_t>(written_ - flushed_), SYNC_FILE_RANGE_WRITE);
-    if (flushed_ > dropped_) {
-      ::sync_file_range(fd_.get(), static_cast<off64_t>(dropped_),
-                        static_cast<off64_t>(flushed_ - dropped_),
-                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                            SYNC_FILE_RANGE_WAIT_AFTER);
-      ::posix_fadvise(fd_.get(), static_cast<off_t>(dropped_),
-                      static_cast<off_t>(flushed_ - dropped_), POSIX_FADV_DONTNEED);
-      dropped_ = flushed_;
-    }
-    flushed_ = written_;
-  }
 
   uint64_t written_ = 0;  // bytes
-  uint64_t flushed_ = 0;  // bytes whose writeback has been started
-  uint64_t dropped_ = 0;  // bytes written back and dropped from the page cache
   std::string path_;
   std::string temp_;
   UniqueFd fd_;
+  WritebackBehind writeback_{fd_.get(), kWritebackWindowBytes};  // after fd_: stops first
   bool overwrite_;
   bool committed_ = false;
 };
 
 Status FileSink::Commit() {
+  writeback_.Stop();
   if (::fsync(fd_.get()) != 0) return Status::FromErrno(Code::kTarget, errno, "fsync " + temp_);
   if (::close(fd_.Release()) != 0) return Status::FromErrno(Code::kTarget, errno, "close " + temp_);
   CrashPoint("before-rename");
