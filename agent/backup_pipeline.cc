@@ -10,11 +10,11 @@
 #include <optional>
 #include <thread>
 
+#include "agent/throttle.h"
 #include "base/crash_point.h"
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
-#include "agent/throttle.h"
 #include "io/aligned_buffer.h"
 #include "io/block_reader.h"
 #include "io/compress_pool.h"
@@ -28,13 +28,13 @@ struct Slot {
   std::span<uint8_t> input;   // registered read buffer, chunk_bytes
   std::span<uint8_t> output;  // MaxFrameBytes
   CompressJob job;
-  uint64_t sequence = 0;      // position in the run's chunk list
-  uint64_t chunk_offset = 0;  // bytes
-  uint32_t chunk_length = 0;  // bytes
+  uint64_t sequence = 0;           // position in the run's chunk list
+  uint64_t chunk_offset = 0;       // bytes
+  uint32_t chunk_length = 0;       // bytes
   std::vector<ByteExtent> ranges;  // used ranges; empty means the whole chunk
-  uint64_t read_begin = 0;    // device byte offset of the pending read window
+  uint64_t read_begin = 0;         // device byte offset of the pending read window
   uint64_t read_end = 0;
-  uint64_t read_done = 0;     // bytes of the window already read
+  uint64_t read_done = 0;  // bytes of the window already read
 };
 
 uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
@@ -245,9 +245,9 @@ Status ChunkPipeline::Impl::OnReadDone(Slot* slot, int32_t result) {
   uint64_t needed_end = std::min(slot->read_end, meta_.device_bytes);
   if (slot->read_begin + slot->read_done < needed_end) {
     if (result == 0) {
-      return Status(Code::kSource, "reading " + source_.path + " at byte offset " +
-                                       std::to_string(at) +
-                                       ": unexpected end of device (did it shrink during the backup?)");
+      return Status(Code::kSource,
+                    "reading " + source_.path + " at byte offset " + std::to_string(at) +
+                        ": unexpected end of device (did it shrink during the backup?)");
     }
     return QueueRead(slot);  // short read: ask for the rest
   }
@@ -265,7 +265,8 @@ Status ChunkPipeline::Impl::WriteReady(bool* progressed) {
     Slot* slot = it->second;
     ready_.erase(it);
     HOTSNAP_RETURN_IF_ERROR(slot->job.status);
-    HOTSNAP_RETURN_IF_ERROR((*emit_)(slot->job.index, slot->job.frame, slot->chunk_length, slot->job.hash));
+    HOTSNAP_RETURN_IF_ERROR(
+        (*emit_)(slot->job.index, slot->job.frame, slot->chunk_length, slot->job.hash));
     output_bytes_ += slot->job.frame.size();
     if (slot->job.zero) ++stats_.zero_chunks;
     ++stats_.chunks;
@@ -354,7 +355,9 @@ Result<PipelineStats> RunChunkPipeline(const SourceDevice& source, const ImageMe
 Result<PipelineStats> RunBackupPipeline(const SourceDevice& source, const ImageMetadata& meta,
                                         const PipelineOptions& options, ImageWriter* writer) {
   ChunkEmitter emit = [writer](uint64_t, std::span<const uint8_t> frame, uint32_t length,
-                               const Hash128& hash) { return writer->AppendChunk(frame, length, hash); };
+                               const Hash128& hash) {
+    return writer->AppendChunk(frame, length, hash);
+  };
   return RunChunkPipeline(source, meta, options, emit);
 }
 

@@ -36,7 +36,7 @@ struct PipelineOptions {
   unsigned workers = 0;      // 0: one per core
   unsigned queue_depth = 4;  // reads in flight
   bool allow_io_uring = true;
-  ChunkPlanner planner;      // empty: read everything
+  ChunkPlanner planner;  // empty: read everything
   // Which chunks to copy, in this order; empty: every chunk of the device in order.
   std::vector<uint64_t> chunks;
   // Makes the reader; empty: io_uring (or pread) on the source. Tests and the tracked mode's
@@ -52,9 +52,9 @@ struct PipelineOptions {
 };
 
 struct PipelineStats {
-  std::string reader;           // "io_uring" or "pread"
-  uint64_t bytes_read = 0;      // from the source
-  uint64_t zero_chunks = 0;     // written as the precomputed zero frame
+  std::string reader;        // "io_uring" or "pread"
+  uint64_t bytes_read = 0;   // from the source
+  uint64_t zero_chunks = 0;  // written as the precomputed zero frame
   uint64_t chunks = 0;
 };
 

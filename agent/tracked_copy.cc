@@ -70,7 +70,8 @@ class CapturedReader : public BlockReader {
   Status Queue(const ReadRequest& r) override {
     uint64_t index = r.offset_bytes / meta_.chunk_bytes;
     auto it = captured_->find(index);
-    if (it == captured_->end()) return Status(Code::kInternal, "read of a chunk that was not captured");
+    if (it == captured_->end())
+      return Status(Code::kInternal, "read of a chunk that was not captured");
     uint64_t chunk_offset = index * meta_.chunk_bytes;
     uint32_t chunk_length = meta_.ChunkLength(index);
     if (r.offset_bytes + r.length_bytes > chunk_offset + chunk_length) {
@@ -112,7 +113,8 @@ class CapturedReader : public BlockReader {
       ssize_t n = ::pread(image_fd_, frame_.data() + done, frame_.size() - done,
                           static_cast<off_t>(at->offset_bytes + done));
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Status::FromErrno(Code::kTarget, n < 0 ? errno : EIO, "reading back " + where);
+      if (n <= 0)
+        return Status::FromErrno(Code::kTarget, n < 0 ? errno : EIO, "reading back " + where);
       done += static_cast<size_t>(n);
     }
     if (!decompressor_) {
@@ -146,7 +148,8 @@ class CapturedReader : public BlockReader {
     std::vector<iovec> local, remote;
     size_t total = 0;
     for (const auto& [range, bytes] : captured.patches) {
-      local.push_back(iovec{chunk.data() + (range.offset_bytes - chunk_offset), range.length_bytes});
+      local.push_back(
+          iovec{chunk.data() + (range.offset_bytes - chunk_offset), range.length_bytes});
       remote.push_back(iovec{const_cast<uint8_t*>(bytes), range.length_bytes});
       total += range.length_bytes;
     }
@@ -203,10 +206,10 @@ class TrackedCopy {
   // For the final freeze: what to read of each chunk in `chunks` so it can be rebuilt from
   // its newest frame (`written` holds their granule masks); the byte total in *bytes.
   std::map<uint64_t, std::vector<ByteExtent>> PlanCapture(const std::vector<uint64_t>& chunks,
-                                                         const std::vector<uint64_t>& written,
-                                                         const UsedBlockMap& before,
-                                                         const UsedBlockMap& after,
-                                                         uint64_t* bytes);
+                                                          const std::vector<uint64_t>& written,
+                                                          const UsedBlockMap& before,
+                                                          const UsedBlockMap& after,
+                                                          uint64_t* bytes);
   // Reads the plan into captured_; false if `deadline` passed first (captured_ is then
   // incomplete and must be dropped).
   Result<bool> Capture(const std::map<uint64_t, std::vector<ByteExtent>>& plan,
@@ -215,8 +218,8 @@ class TrackedCopy {
   // MidFreeze when it pays.
   Status PreCopy(UsedBlockMap* map);
   // At the boundary before chunk `next`: when the writes collected so far touch at least
-  // options_.mid_freeze_chunks chunks not copied yet, a brief freeze makes a clean point. Those chunks
-  // are read after it, so the writes to them so far need no copying again; the map is
+  // options_.mid_freeze_chunks chunks not copied yet, a brief freeze makes a clean point. Those
+  // chunks are read after it, so the writes to them so far need no copying again; the map is
   // renewed, and a copied chunk whose used blocks changed is treated as written whole.
   Status MidFreeze(uint64_t next, UsedBlockMap* map);
   Status Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap& map, uint32_t round,
@@ -384,7 +387,8 @@ Result<bool> TrackedCopy::Capture(const std::map<uint64_t, std::vector<ByteExten
     if (whole) {
       // The whole chunk; the bytes between the ranges are never read (the pipeline zeroes
       // unused ranges anyway).
-      captured.patches.emplace_back(ByteExtent{c * meta_->chunk_bytes, meta_->ChunkLength(c)}, next);
+      captured.patches.emplace_back(ByteExtent{c * meta_->chunk_bytes, meta_->ChunkLength(c)},
+                                    next);
       next += meta_->ChunkLength(c);
     }
     for (const ByteExtent& e : ranges) {
@@ -430,7 +434,8 @@ Status TrackedCopy::PreCopy(UsedBlockMap* map) {
     while (i < used.size() && seen + used[i].length_bytes < target) seen += used[i++].length_bytes;
     if (i == used.size()) break;
     uint64_t at = used[i].offset_bytes + (target - seen);
-    uint64_t end = std::min(AlignUp(at, meta_->chunk_bytes) / meta_->chunk_bytes, meta_->chunk_count());
+    uint64_t end =
+        std::min(AlignUp(at, meta_->chunk_bytes) / meta_->chunk_bytes, meta_->chunk_count());
     if (ends.empty() || end > ends.back()) ends.push_back(end);
   }
   if (ends.empty() || ends.back() < meta_->chunk_count()) ends.push_back(meta_->chunk_count());
@@ -504,7 +509,8 @@ Status TrackedCopy::Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap
     header.round = round;
     for (uint64_t c : chunks) header.chunks.push_back(static_cast<uint32_t>(c));
     HOTSNAP_RETURN_IF_ERROR(writer_->BeginRound(header));
-    emit = [this](uint64_t index, std::span<const uint8_t> frame, uint32_t length, const Hash128& hash) {
+    emit = [this](uint64_t index, std::span<const uint8_t> frame, uint32_t length,
+                  const Hash128& hash) {
       return writer_->AppendRecopy(index, frame, length, hash);
     };
     result_.report.recopied_bytes += BytesOf(chunks);
@@ -558,8 +564,8 @@ Result<TrackedResult> TrackedCopy::Run() {
   std::vector<uint64_t> last;
   bool in_memory = false;
   for (;;) {
-    bool planned_final = round >= options_.max_rounds ||
-                         (has_hooks && last_written <= options_.final_round_bytes);
+    bool planned_final =
+        round >= options_.max_rounds || (has_hooks && last_written <= options_.final_round_bytes);
     // Most of the round's writes are collected before freezing: less to do under it.
     uint64_t lost_before = result_.report.lost_events;
     HOTSNAP_RETURN_IF_ERROR(CollectWrites(planned_final));
@@ -616,8 +622,10 @@ Result<TrackedResult> TrackedCopy::Run() {
   PipelineOptions p = options_.pipeline;
   if (in_memory) {
     HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(frozen)));
-    p.make_reader = [this](const ReaderOptions& r, std::string*) -> Result<std::unique_ptr<BlockReader>> {
-      return std::unique_ptr<BlockReader>(new CapturedReader(&captured_, writer_, image_fd_, *meta_, r));
+    p.make_reader = [this](const ReaderOptions& r,
+                           std::string*) -> Result<std::unique_ptr<BlockReader>> {
+      return std::unique_ptr<BlockReader>(
+          new CapturedReader(&captured_, writer_, image_fd_, *meta_, r));
     };
   } else {
     // Too much was written in the last round to hold in memory: copy it under the freeze,

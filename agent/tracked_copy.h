@@ -29,8 +29,8 @@
 // freeze after a round, it would have had the chunk copied again after that freeze;
 // collected at a freeze between pre-copy parts, it stays marked (only chunks not copied yet
 // are cleared there). So what differs from the frame is marked at the final freeze, and
-// those granules are read under it. Blocks whose used state changed since the frame's map are read whole or
-// zeroed (the final map decides what is kept).
+// those granules are read under it. Blocks whose used state changed since the frame's map are read
+// whole or zeroed (the final map decides what is kept).
 #ifndef HOTSNAP_AGENT_TRACKED_COPY_H_
 #define HOTSNAP_AGENT_TRACKED_COPY_H_
 
@@ -49,10 +49,10 @@
 namespace hotsnap {
 
 struct TrackedOptions {
-  std::string mount_point;                     // where the source's filesystem is mounted
+  std::string mount_point;                      // where the source's filesystem is mounted
   std::chrono::milliseconds max_freeze{10000};  // per freeze
-  HookSet hooks;                               // around the final freeze
-  PipelineOptions pipeline;                    // level, workers, queue depth, limits
+  HookSet hooks;                                // around the final freeze
+  PipelineOptions pipeline;                     // level, workers, queue depth, limits
   bool all_blocks = false;
   uint32_t max_rounds = 8;
   // A freeze that would read at most this many bytes to end the copy (the 64 KiB granules

@@ -11,7 +11,8 @@ namespace hotsnap {
 Result<AlignedBuffer> AlignedBuffer::Allocate(size_t bytes) {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
-    return Status::FromErrno(Code::kInternal, errno, "allocating " + std::to_string(bytes) + " bytes");
+    return Status::FromErrno(Code::kInternal, errno,
+                             "allocating " + std::to_string(bytes) + " bytes");
   }
   (void)::madvise(p, bytes, MADV_DONTFORK);
   AlignedBuffer b;
@@ -28,7 +29,8 @@ Result<AlignedBuffer> AlignedBuffer::AllocateHuge(size_t bytes) {
   const size_t span = rounded + kHuge;
   void* p = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
-    return Status::FromErrno(Code::kInternal, errno, "allocating " + std::to_string(bytes) + " bytes");
+    return Status::FromErrno(Code::kInternal, errno,
+                             "allocating " + std::to_string(bytes) + " bytes");
   }
   auto start = reinterpret_cast<uintptr_t>(p);
   uintptr_t aligned = (start + kHuge - 1) / kHuge * kHuge;

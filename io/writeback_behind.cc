@@ -43,9 +43,9 @@ void WritebackBehind::Run() {
                       SYNC_FILE_RANGE_WRITE);
     // The window before the one just started: wait for it, then drop it.
     if (flushed > dropped) {
-      ::sync_file_range(fd_, static_cast<off64_t>(dropped), static_cast<off64_t>(flushed - dropped),
-                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                            SYNC_FILE_RANGE_WAIT_AFTER);
+      ::sync_file_range(
+          fd_, static_cast<off64_t>(dropped), static_cast<off64_t>(flushed - dropped),
+          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
       ::posix_fadvise(fd_, static_cast<off_t>(dropped), static_cast<off_t>(flushed - dropped),
                       POSIX_FADV_DONTNEED);
       dropped = flushed;

@@ -63,8 +63,9 @@ class ChunkPipelineTest : public ::testing::Test {
     std::vector<uint8_t> bytes(meta_.ChunkLength(index));
     int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
     EXPECT_GE(fd, 0);
-    EXPECT_EQ(::pread(fd, bytes.data(), bytes.size(), static_cast<off_t>(index * meta_.chunk_bytes)),
-              static_cast<ssize_t>(bytes.size()));
+    EXPECT_EQ(
+        ::pread(fd, bytes.data(), bytes.size(), static_cast<off_t>(index * meta_.chunk_bytes)),
+        static_cast<ssize_t>(bytes.size()));
     ::close(fd);
     return HashBytes(bytes.data(), bytes.size());
   }
