@@ -199,6 +199,16 @@ class TrackedCopy {
   // Drains the tracker into written_; a loss marks everything written (or fails, if final).
   Status CollectWrites(bool final_freeze);
   uint64_t GranuleBytes() const { return meta_->chunk_bytes / kGranulesPerChunk; }
+  // Fills *a and *b with the used ranges of chunk `c` in `before` and `after`; true if they
+  // differ.
+  bool UsedChanged(const UsedBlockMap& before, const UsedBlockMap& after, uint64_t c,
+                   std::vector<ByteExtent>* a, std::vector<ByteExtent>* b) const {
+    a->clear();
+    b->clear();
+    before.UsedIn(c * meta_->chunk_bytes, meta_->ChunkLength(c), a);
+    after.UsedIn(c * meta_->chunk_bytes, meta_->ChunkLength(c), b);
+    return *a != *b;
+  }
   // The chunks to copy again (written ones, plus those whose used blocks changed) and the
   // bytes of the granules written; clears written_.
   std::vector<uint64_t> TakeDirty(const UsedBlockMap& before, const UsedBlockMap& after,
@@ -301,11 +311,7 @@ std::vector<uint64_t> TrackedCopy::TakeDirty(const UsedBlockMap& before, const U
     bool take = written_[c] != 0;
     *written_bytes += static_cast<uint64_t>(std::popcount(written_[c])) * GranuleBytes();
     if (!take) {
-      a.clear();
-      b.clear();
-      before.UsedIn(c * meta_->chunk_bytes, meta_->ChunkLength(c), &a);
-      after.UsedIn(c * meta_->chunk_bytes, meta_->ChunkLength(c), &b);
-      take = a != b;
+      take = UsedChanged(before, after, c, &a, &b);
     }
     if (take) chunks.push_back(c);
     written_[c] = 0;
@@ -325,11 +331,7 @@ std::map<uint64_t, std::vector<ByteExtent>> TrackedCopy::PlanCapture(
     const uint64_t begin = c * meta_->chunk_bytes;
     const uint64_t end = begin + meta_->ChunkLength(c);
     std::vector<ByteExtent> want;
-    a.clear();
-    b.clear();
-    before.UsedIn(begin, end - begin, &a);
-    after.UsedIn(begin, end - begin, &b);
-    if (image_fd_ < 0 || a != b) {
+    if (UsedChanged(before, after, c, &a, &b) || image_fd_ < 0) {
       // No frame to rebuild from (the output cannot be read back), or blocks became used
       // that the newest frame holds as zeros: read all that is used now.
       want = b;
@@ -472,11 +474,7 @@ Status TrackedCopy::MidFreeze(uint64_t next, UsedBlockMap* map) {
   std::vector<ByteExtent> a, b;
   for (uint64_t c = 0; c < next; ++c) {
     if (written_[c] == ~uint64_t{0}) continue;
-    a.clear();
-    b.clear();
-    map->UsedIn(c * meta_->chunk_bytes, meta_->ChunkLength(c), &a);
-    renewed->UsedIn(c * meta_->chunk_bytes, meta_->ChunkLength(c), &b);
-    if (a != b) written_[c] = ~uint64_t{0};
+    if (UsedChanged(*map, *renewed, c, &a, &b)) written_[c] = ~uint64_t{0};
   }
   std::fill(written_.begin() + static_cast<std::ptrdiff_t>(next), written_.end(), 0);
   *map = std::move(renewed.value());

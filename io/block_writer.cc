@@ -11,6 +11,7 @@
 
 #include "base/interrupt.h"
 #include "io/aligned_buffer.h"
+#include "io/uring_queue.h"
 
 namespace hotsnap {
 namespace {
@@ -20,78 +21,27 @@ namespace {
 class UringWriteQueue : public WriteQueue {
  public:
   explicit UringWriteQueue(int fd) : fd_(fd) {}
-  ~UringWriteQueue() override {
-    if (ring_ready_) {
-      // The kernel must be done with the callers' buffers before they are freed: drain first.
-      while (in_flight_ > 0) {
-        io_uring_cqe* cqe = nullptr;
-        if (io_uring_wait_cqe(&ring_, &cqe) != 0) break;
-        io_uring_cqe_seen(&ring_, cqe);
-        --in_flight_;
-      }
-      io_uring_queue_exit(&ring_);
-    }
-  }
 
   // Returns 0 or -errno from the ring's setup.
-  int Init(unsigned depth) {
-    int rc = io_uring_queue_init(depth, &ring_, 0);
-    if (rc < 0) return rc;
-    ring_ready_ = true;
-    return 0;
-  }
+  int Init(unsigned depth) { return queue_.Init(depth); }
 
   const char* name() const override { return "io_uring"; }
-  unsigned in_flight() const override { return in_flight_ + static_cast<unsigned>(queued_.size()); }
+  unsigned in_flight() const override { return queue_.in_flight(); }
 
   Status Queue(const WriteRequest& request) override {
-    queued_.push_back(request);
+    queue_.Push(request);
     return Status::Ok();
   }
 
   Status Reap(std::vector<WriteCompletion>* out, bool wait) override {
-    HOTSNAP_RETURN_IF_ERROR(SubmitQueued());
-    io_uring_cqe* cqe = nullptr;
-    if (wait && in_flight_ > 0) {
-      int rc = io_uring_wait_cqe(&ring_, &cqe);
-      if (rc == -EINTR) return Status::Ok();
-      if (rc < 0) return Status::FromErrno(Code::kInternal, -rc, "io_uring_wait_cqe");
-    }
-    while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
-      out->push_back(WriteCompletion{io_uring_cqe_get_data64(cqe), cqe->res});
-      io_uring_cqe_seen(&ring_, cqe);
-      --in_flight_;
-    }
-    return Status::Ok();
+    return queue_.Reap(out, wait, [this](io_uring_sqe* sqe, const WriteRequest& w) {
+      io_uring_prep_write(sqe, fd_, w.data, w.length_bytes, w.offset_bytes);
+    });
   }
 
  private:
-  Status SubmitQueued() {
-    bool added = false;
-    while (!queued_.empty()) {
-      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-      if (sqe == nullptr) break;  // ring full: the rest go at the next Reap
-      const WriteRequest& w = queued_.front();
-      io_uring_prep_write(sqe, fd_, w.data, w.length_bytes, w.offset_bytes);
-      io_uring_sqe_set_data64(sqe, w.tag);
-      queued_.pop_front();
-      ++in_flight_;
-      added = true;
-    }
-    if (!added) return Status::Ok();
-    for (;;) {
-      int rc = io_uring_submit(&ring_);
-      if (rc >= 0) return Status::Ok();
-      if (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY) continue;
-      return Status::FromErrno(Code::kInternal, -rc, "io_uring_submit");
-    }
-  }
-
   int fd_;
-  io_uring ring_{};
-  bool ring_ready_ = false;
-  unsigned in_flight_ = 0;
-  std::deque<WriteRequest> queued_;
+  UringQueue<WriteRequest, WriteCompletion> queue_;  // waits for in-flight writes when destroyed
 };
 
 // Writes at once; the completions wait for the next Reap().
