@@ -121,6 +121,15 @@ fill_mixed() {
   done
 }
 
+# setup_src_dst: the device-fault scenarios' volumes: vg/src (32 MiB, fill_mixed) and vg/dst
+# (32 MiB of zeros).
+setup_src_dst() {
+  lvcreate -q -y -L 32M -n src vg > /dev/null || fail "lvcreate src"
+  lvcreate -q -y -L 32M -n dst vg > /dev/null || fail "lvcreate dst"
+  fill_mixed /dev/vg/src
+  dd if=/dev/zero of=/dev/vg/dst bs=1M count=32 conv=fsync 2> /dev/null || fail "zeroing dst"
+}
+
 # expect_no_image PATH: neither PATH nor a temporary file for it exists.
 expect_no_image() {
   ls "$1" > /dev/null 2>&1 && fail "an image was published at $1"

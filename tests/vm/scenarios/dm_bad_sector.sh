@@ -6,10 +6,7 @@
 . /scenarios/lib.sh
 
 step "setup"
-lvcreate -q -y -L 32M -n src vg > /dev/null || fail "lvcreate src"
-lvcreate -q -y -L 32M -n dst vg > /dev/null || fail "lvcreate dst"
-fill_mixed /dev/vg/src
-dd if=/dev/zero of=/dev/vg/dst bs=1M count=32 conv=fsync 2> /dev/null || fail "zeroing dst"
+setup_src_dst
 dm_bad_block hs-badsrc /dev/vg/src $((13 * MIB))
 
 for reader in io_uring pread; do

@@ -4,10 +4,7 @@
 . /scenarios/lib.sh
 
 step "setup"
-lvcreate -q -y -L 32M -n src vg > /dev/null || fail "lvcreate src"
-lvcreate -q -y -L 32M -n dst vg > /dev/null || fail "lvcreate dst"
-fill_mixed /dev/vg/src
-dd if=/dev/zero of=/dev/vg/dst bs=1M count=32 conv=fsync 2> /dev/null || fail "zeroing dst"
+setup_src_dst
 dm_create hs-slow "0 $(sectors_of /dev/vg/src) delay /dev/vg/src 0 200"
 
 step "backup of a slow source"
