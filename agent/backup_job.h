@@ -1,12 +1,26 @@
-// The backup job: source → consistent view → pipeline → image → publish.
+// The backup job: one flow of named passes for every snapshot mode.
+//
+//   inspect  what the source is, who uses it, what filesystem it holds
+//   plan     the snapshot mode chosen and every check made that needs no side effect
+//            (a dry run stops here and prints the plan)
+//   sink     the destination opened: a temporary file, stdout, or an ssh upload
+//   copy     the mode takes its view, copies it into the image, releases it
+//   finish   the trailer and seek table
+//   publish  the image appears under its final name
+//
+// PlanBackup runs the first two passes and RunPlan the rest, so the plan a dry run prints is
+// the very object the run executes: the two cannot disagree.
 #ifndef HOTSNAP_AGENT_BACKUP_JOB_H_
 #define HOTSNAP_AGENT_BACKUP_JOB_H_
 
 #include <chrono>
 #include <cstdint>
-#include <vector>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "agent/copy_mode.h"
+#include "agent/snapshot_mode.h"
 #include "base/status.h"
 #include "io/image_format.h"
 #include "snapshot/hooks.h"
@@ -15,10 +29,10 @@ namespace hotsnap {
 
 struct BackupOptions {
   std::string source;
-  std::string dest;             // a path, or "-" for stdout
-  std::string snapshot = "none";  // none | freeze | lvm | lvm-thin | auto
+  std::string dest;             // a path, "-" for stdout, or ssh://
+  SnapshotMode snapshot = SnapshotMode::kAuto;
   uint64_t cow_bytes = 0;       // --snapshot lvm: COW area in bytes (--cow-size); 0: default
-  std::chrono::milliseconds max_freeze{10000};  // --snapshot freeze: longest freeze allowed
+  std::chrono::milliseconds max_freeze{10000};  // longest freeze allowed
   HookSet hooks;
   int level = 3;
   unsigned workers = 0;         // 0: one per core
@@ -44,33 +58,34 @@ struct BackupReport {
   uint64_t zero_chunks = 0;
   double seconds = 0;
   Hash128 image_hash;
-  std::string snapshot_mode;
+  SnapshotMode snapshot_mode = SnapshotMode::kNone;
   std::vector<int64_t> freeze_ms;  // each freeze window's length, in milliseconds
   uint32_t rounds = 0;             // tracked mode: re-copy rounds
   uint64_t recopied_bytes = 0;     // tracked mode: bytes copied again
   uint64_t final_capture_bytes = 0;  // tracked mode: bytes read under the final freeze
 };
 
-Result<BackupReport> RunBackup(const BackupOptions& options);
+enum class DestKind { kFile, kStdout, kSsh };
+const char* DestKindName(DestKind kind);  // "file", "stdout", "ssh"
 
-// What a backup with these options would do (--dry-run): the same checks as RunBackup up to
-// the point where it would write or freeze anything, then the plan. Reads only metadata (the
-// filesystem's free-space records, from the live device); writes nothing, connects nowhere.
+// What the plan pass decided. Move-only: it owns the open source and the chosen mode.
 struct BackupPlan {
-  std::string source;
-  uint64_t device_bytes = 0;
-  uint32_t logical_sector_bytes = 0;
-  std::string fs_type, fs_uuid, fs_label;
-  uint64_t used_bytes = 0;
-  std::string used_map;       // "ext4 bitmap", "xfs bnobt", "all blocks"
-  std::string snapshot_mode;  // as requested
-  std::string snapshot_detail;  // what it would do, e.g. "freeze /mnt/data for at most 10 s"
-  std::string dest;
-  std::string dest_kind;      // "file", "stdout", "ssh"
-  int level = 3;
-  uint64_t rate_limit_bytes_per_s = 0;
+  BackupOptions options;
+  std::unique_ptr<BackupSubject> subject;  // stable address: the mode keeps a pointer to it
+  std::unique_ptr<CopyMode> mode;
+  DestKind dest_kind = DestKind::kFile;
 };
+
+// The inspect and plan passes: reads only metadata (the source's geometry, its users, its
+// filesystem and used-block map or an estimate of it); writes, freezes and connects nothing.
+// Fails as the run would for everything that can be known before the run touches anything.
 Result<BackupPlan> PlanBackup(const BackupOptions& options);
+
+// The remaining passes, on a plan from PlanBackup.
+Result<BackupReport> RunPlan(BackupPlan plan);
+
+// PlanBackup, then RunPlan.
+Result<BackupReport> RunBackup(const BackupOptions& options);
 
 }  // namespace hotsnap
 

@@ -80,6 +80,7 @@ class ChunkPipeline::Impl {
   const PipelineOptions* options_ = nullptr;
   const ChunkEmitter* emit_ = nullptr;
   uint64_t output_bytes_ = 0;
+  uint64_t reported_read_ = 0;  // stats_.bytes_read at the last progress report
   std::vector<Slot*> free_;
   std::map<uint64_t, Slot*> ready_;  // by sequence: compressed, waiting for their turn
   std::unique_ptr<BlockReader> reader_;
@@ -129,6 +130,7 @@ Result<PipelineStats> ChunkPipeline::Impl::Run(const PipelineOptions& options,
   options_ = &options;
   emit_ = &emit;
   output_bytes_ = 0;
+  reported_read_ = 0;
   stats_ = PipelineStats{};
   in_pool_ = 0;
   ready_.clear();
@@ -272,7 +274,10 @@ Status ChunkPipeline::Impl::WriteReady(bool* progressed) {
     ++stats_.chunks;
     free_.push_back(slot);
     *progressed = true;
-    if (options_->progress) options_->progress(stats_.chunks, stats_.bytes_read, output_bytes_);
+    if (options_->progress) {
+      options_->progress->Advance(stats_.bytes_read - reported_read_, slot->job.frame.size());
+      reported_read_ = stats_.bytes_read;
+    }
   }
   return Status::Ok();
 }

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/progress.h"
 #include "base/status.h"
 #include "fsmap/used_block_map.h"
 #include "io/block_reader.h"
@@ -47,8 +48,8 @@ struct PipelineOptions {
   // Called before each chunk is started; a non-OK status aborts the run (e.g. a view that
   // became invalid or a freeze past its deadline).
   std::function<Status()> check;
-  // Called after each chunk is written, from the pipeline's thread.
-  std::function<void(uint64_t chunks_done, uint64_t bytes_read, uint64_t image_bytes)> progress;
+  // Advanced after each chunk is written, from the pipeline's thread; may be null.
+  CopyProgress* progress = nullptr;
 };
 
 struct PipelineStats {

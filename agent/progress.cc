@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "agent/events.h"
@@ -44,8 +45,11 @@ void ProgressLine::Update(uint64_t done, uint64_t output_bytes) {
                  rate > 0 && total_ > done ? (total_ - done) / rate : 0);
   }
   if (!enabled_) return;
-  if (drawn_ && now - last_ < std::chrono::milliseconds(250) && done < total_) return;
+  // At most 4 redraws a second; reaching the total is drawn at once, but only once.
+  const bool reached_total = done >= total_ && drawn_done_ < total_;
+  if (drawn_ && now - last_ < std::chrono::milliseconds(250) && !reached_total) return;
   last_ = now;
+  drawn_done_ = done;
   double secs = std::chrono::duration<double>(now - start_).count();
   double rate = secs > 0 ? done / secs : 0;
   double ratio = output_bytes > 0 ? static_cast<double>(done) / output_bytes : 0;
@@ -72,6 +76,31 @@ void ProgressLine::Done() {
   }
   drawn_ = false;
   enabled_ = false;
+}
+
+CopyProgress::CopyProgress(uint64_t total_bytes, bool line_enabled)
+    : line_("backup", total_bytes, line_enabled), total_(total_bytes) {}
+
+void CopyProgress::AddWork(uint64_t bytes) {
+  total_ += bytes;
+  line_.SetTotal(total_);
+}
+
+void CopyProgress::SetTotal(uint64_t bytes) {
+  total_ = bytes;
+  line_.SetTotal(total_);
+}
+
+void CopyProgress::Advance(uint64_t read_bytes, uint64_t image_bytes) {
+  done_ += read_bytes;
+  output_ += image_bytes;
+  // Reads are widened to sector alignment, so a little more than planned may be read.
+  line_.Update(std::min(done_, total_), output_);
+}
+
+void CopyProgress::Done() {
+  line_.Update(total_, output_);
+  line_.Done();
 }
 
 }  // namespace hotsnap

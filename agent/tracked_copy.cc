@@ -188,8 +188,13 @@ class CapturedReader : public BlockReader {
 class TrackedCopy {
  public:
   TrackedCopy(const TrackedOptions& options, const SourceDevice& source, ImageMetadata* meta,
-              ImageWriter* writer, int image_fd)
-      : options_(options), source_(source), meta_(meta), writer_(writer), image_fd_(image_fd) {}
+              ImageWriter* writer, int image_fd, std::unique_ptr<WriteTracker> tracker)
+      : options_(options),
+        source_(source),
+        meta_(meta),
+        writer_(writer),
+        image_fd_(image_fd),
+        tracker_(std::move(tracker)) {}
   Result<TrackedResult> Run();
 
  private:
@@ -235,6 +240,8 @@ class TrackedCopy {
   Status Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap& map, uint32_t round,
               const PipelineOptions& base);
   uint64_t BytesOf(const std::vector<uint64_t>& chunks) const;
+  // The bytes of `chunks` in use in `map`: what the pipeline reads of them.
+  uint64_t UsedBytesOf(const std::vector<uint64_t>& chunks, const UsedBlockMap& map) const;
 
   const TrackedOptions& options_;
   const SourceDevice& source_;
@@ -481,6 +488,19 @@ Status TrackedCopy::MidFreeze(uint64_t next, UsedBlockMap* map) {
   return Status::Ok();
 }
 
+uint64_t TrackedCopy::UsedBytesOf(const std::vector<uint64_t>& chunks,
+                                  const UsedBlockMap& map) const {
+  if (map.all_blocks()) return BytesOf(chunks);
+  std::vector<ByteExtent> used;
+  uint64_t bytes = 0;
+  for (uint64_t c : chunks) {
+    used.clear();
+    map.UsedIn(c * meta_->chunk_bytes, meta_->ChunkLength(c), &used);
+    for (const ByteExtent& e : used) bytes += e.length_bytes;
+  }
+  return bytes;
+}
+
 uint64_t TrackedCopy::BytesOf(const std::vector<uint64_t>& chunks) const {
   uint64_t bytes = 0;
   for (uint64_t c : chunks) bytes += meta_->ChunkLength(c);
@@ -507,6 +527,7 @@ Status TrackedCopy::Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap
     header.round = round;
     for (uint64_t c : chunks) header.chunks.push_back(static_cast<uint32_t>(c));
     HOTSNAP_RETURN_IF_ERROR(writer_->BeginRound(header));
+    if (p.progress != nullptr) p.progress->AddWork(UsedBytesOf(chunks, map));
     emit = [this](uint64_t index, std::span<const uint8_t> frame, uint32_t length,
                   const Hash128& hash) {
       return writer_->AppendRecopy(index, frame, length, hash);
@@ -529,9 +550,6 @@ Status TrackedCopy::Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap
 
 Result<TrackedResult> TrackedCopy::Run() {
   written_.assign(meta_->chunk_count(), 0);
-  auto tracker = WriteTracker::Start(source_.path, source_.size_bytes);
-  if (!tracker.ok()) return tracker.status().Wrap("--snapshot tracked");
-  tracker_ = std::move(tracker.value());
 
   // The clean starting point: every write recorded so far finished before the freeze
   // returned, so the pre-copy will read its result.
@@ -542,6 +560,9 @@ Result<TrackedResult> TrackedCopy::Run() {
   if (!first_map.ok()) return first_map.status();
   HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(view.value())));
   UsedBlockMap map = std::move(first_map.value());
+  if (options_.pipeline.progress != nullptr) {
+    options_.pipeline.progress->SetTotal(map.used_bytes());
+  }
 
   meta_->used_bytes = map.used_bytes();
   meta_->used_map = DescribeMap(map);
@@ -647,12 +668,14 @@ Result<TrackedResult> TrackedCopy::Run() {
 }  // namespace
 
 Result<TrackedResult> RunTrackedCopy(const TrackedOptions& options, const SourceDevice& source,
-                                     ImageMetadata* meta, ImageWriter* writer, int image_fd) {
+                                     ImageMetadata* meta, ImageWriter* writer, int image_fd,
+                                     std::unique_ptr<WriteTracker> tracker) {
   if (meta->chunk_bytes % kGranulesPerChunk != 0) {
     return Status(Code::kInternal, "chunk size is not a multiple of " +
                                        std::to_string(kGranulesPerChunk) + " bytes");
   }
-  TrackedCopy copy(options, source, meta, writer, image_fd);
+  if (!tracker) return Status(Code::kInternal, "tracked copy without a write tracker");
+  TrackedCopy copy(options, source, meta, writer, image_fd, std::move(tracker));
   return copy.Run();
 }
 

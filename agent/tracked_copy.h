@@ -37,6 +37,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "agent/backup_pipeline.h"
@@ -45,6 +46,7 @@
 #include "io/image_writer.h"
 #include "io/source_device.h"
 #include "snapshot/hooks.h"
+#include "snapshot/write_tracker.h"
 
 namespace hotsnap {
 
@@ -80,9 +82,13 @@ struct TrackedResult {
 
 // `source` is the open device; `meta` is filled (used bytes and map, layout) and written through
 // writer->Begin() here. `image_fd` reads back what the writer's sink has written
-// (Sink::read_back_fd()), or is -1. The caller calls writer->Finish(result.report) and commits.
+// (Sink::read_back_fd()), or is -1. `tracker` records writes to `source` since before the call
+// (started by the caller, so that a failure to track is known before anything is frozen).
+// options.pipeline.progress, if set, is advanced by every round, and each re-copy round adds
+// its bytes to the work. The caller calls writer->Finish(result.report) and commits.
 Result<TrackedResult> RunTrackedCopy(const TrackedOptions& options, const SourceDevice& source,
-                                     ImageMetadata* meta, ImageWriter* writer, int image_fd);
+                                     ImageMetadata* meta, ImageWriter* writer, int image_fd,
+                                     std::unique_ptr<WriteTracker> tracker);
 
 }  // namespace hotsnap
 

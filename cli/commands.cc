@@ -64,9 +64,10 @@ Result<uint64_t> ParseCowSize(const std::string& text) {
 Status RunBackupCommand(const std::vector<std::string>& args) {
   po::options_description d("backup options");
   BackupOptions o;
+  std::string snapshot;
   d.add_options()
       ("output,o", po::value<std::string>(&o.dest), "image path, or - for stdout (required)")
-      ("snapshot", po::value<std::string>(&o.snapshot)->default_value("auto"),
+      ("snapshot", po::value<std::string>(&snapshot)->default_value("auto"),
        "how to get a consistent view: auto (lvm or lvm-thin for a logical volume, tracked for a "
        "filesystem mounted read-write, else none), none (read the device as it is; refused if "
        "mounted read-write), tracked (copy the mounted filesystem while it runs, tracking "
@@ -116,6 +117,9 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
     return Status(Code::kUsage, "missing -o DEST\nusage: hotsnap backup SOURCE -o DEST [options]");
   }
   o.source = p->vm["SOURCE"].as<std::string>();
+  auto mode = ParseSnapshotMode(snapshot);
+  if (!mode.ok()) return mode.status();
+  o.snapshot = *mode;
   o.overwrite = p->vm.count("overwrite") > 0;
   o.allow_io_uring = p->vm.count("no-io-uring") == 0;
   o.all_blocks = p->vm.count("all-blocks") > 0;
@@ -123,7 +127,7 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
     auto cow = ParseCowSize(p->vm["cow-size"].as<std::string>());
     if (!cow.ok()) return cow.status();
     o.cow_bytes = *cow;
-    if (o.snapshot != "lvm" && o.snapshot != "auto") {
+    if (o.snapshot != SnapshotMode::kLvm && o.snapshot != SnapshotMode::kAuto) {
       return Status(Code::kUsage, "--cow-size applies only to --snapshot lvm (or auto)");
     }
   }
@@ -152,13 +156,14 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   HOTSNAP_RETURN_IF_ERROR(SetUpEvents(p->vm, "backup", &events_on_stderr));
   if (events_on_stderr) o.progress = false;
   HOTSNAP_RETURN_IF_ERROR(ApplyPriorityOptions(p->vm));
+  // The dry run and the run share the plan: a dry run prints it instead of running it.
+  auto plan = PlanBackup(o);
+  if (!plan.ok()) return plan.status();
   if (p->vm.count("dry-run")) {
-    auto plan = PlanBackup(o);
-    if (!plan.ok()) return plan.status();
     PrintPlan(*plan);
     return Status::Ok();
   }
-  auto r = RunBackup(o);
+  auto r = RunPlan(std::move(plan).value());
   if (!r.ok()) return r.status();
   EmitBackupResult(*r);
   char line[512];
@@ -177,7 +182,7 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
     std::string freezes;
     for (int64_t ms : r->freeze_ms) freezes += (freezes.empty() ? "" : ", ") + std::to_string(ms);
     std::string detail = "freezes (ms): " + freezes;
-    if (r->snapshot_mode == "tracked") {
+    if (r->snapshot_mode == SnapshotMode::kTracked) {
       detail += "; " + std::to_string(r->rounds) + " rounds re-copied " + HumanBytes(r->recopied_bytes) +
                 ", " + HumanBytes(r->final_capture_bytes) + " read under the final freeze";
     }

@@ -104,7 +104,7 @@ void EmitBackupResult(const BackupReport& r) {
   nlohmann::ordered_json j;
   j["source"] = r.source;
   j["dest"] = r.dest;
-  j["snapshot_mode"] = r.snapshot_mode;
+  j["snapshot_mode"] = SnapshotModeName(r.snapshot_mode);
   j["fs_type"] = r.fs_type;
   j["reader"] = r.reader;
   j["device_bytes"] = r.device_bytes;
@@ -118,7 +118,7 @@ void EmitBackupResult(const BackupReport& r) {
   j["seconds"] = r.seconds;
   j["read_rate_bytes_per_s"] = r.seconds > 0 ? r.bytes_read / r.seconds : 0.0;
   j["freeze_ms"] = r.freeze_ms;
-  if (r.snapshot_mode == "tracked") {
+  if (r.snapshot_mode == SnapshotMode::kTracked) {
     j["rounds"] = r.rounds;
     j["recopied_bytes"] = r.recopied_bytes;
     j["final_capture_bytes"] = r.final_capture_bytes;
@@ -152,44 +152,51 @@ void EmitVerifyResult(const std::string& image, const VerifyReport& r) {
   EmitResult(std::move(j));
 }
 
-void PrintPlan(const BackupPlan& p) {
-  std::string fs = p.fs_type.empty() ? std::string("none found") : p.fs_type;
-  if (!p.fs_label.empty()) fs += " label '" + p.fs_label + "'";
-  if (!p.fs_uuid.empty()) fs += " UUID " + p.fs_uuid;
-  char used[160];
+void PrintPlan(const BackupPlan& plan) {
+  const BackupSubject& s = *plan.subject;
+  const CopyMode& mode = *plan.mode;
+  const BackupOptions& o = plan.options;
+  std::string fs = s.fs.type.empty() ? std::string("none found") : s.fs.type;
+  if (!s.fs.label.empty()) fs += " label '" + s.fs.label + "'";
+  if (!s.fs.uuid.empty()) fs += " UUID " + s.fs.uuid;
+  const uint64_t device_bytes = s.device.size_bytes;
+  const uint64_t planned = mode.planned_bytes();
+  char used[400];
   std::snprintf(used, sizeof(used), "%s (%llu bytes, %.1f%% of the device, from %s)",
-                HumanBytes(p.used_bytes).c_str(), static_cast<unsigned long long>(p.used_bytes),
-                p.device_bytes ? 100.0 * p.used_bytes / p.device_bytes : 0.0, p.used_map.c_str());
-  std::string rate = p.rate_limit_bytes_per_s
-                         ? std::to_string(p.rate_limit_bytes_per_s / 1e6).substr(0, 6) + " MB/s"
+                HumanBytes(planned).c_str(), static_cast<unsigned long long>(planned),
+                device_bytes ? 100.0 * planned / device_bytes : 0.0, mode.planned_map().c_str());
+  std::string rate = o.rate_limit_bytes_per_s
+                         ? std::to_string(o.rate_limit_bytes_per_s / 1e6).substr(0, 6) + " MB/s"
                          : std::string("none");
+  std::string snapshot = SnapshotModeName(mode.mode());
+  if (o.snapshot != mode.mode()) snapshot = SnapshotModeName(o.snapshot) + (" -> " + snapshot);
   std::printf("dry run: nothing was written\n");
-  std::printf("  source:      %s (%s, %llu bytes, %u-byte sectors)\n", p.source.c_str(),
-              HumanBytes(p.device_bytes).c_str(), static_cast<unsigned long long>(p.device_bytes),
-              p.logical_sector_bytes);
+  std::printf("  source:      %s (%s, %llu bytes, %u-byte sectors)\n", o.source.c_str(),
+              HumanBytes(device_bytes).c_str(), static_cast<unsigned long long>(device_bytes),
+              s.device.logical_sector_bytes);
   std::printf("  filesystem:  %s\n", fs.c_str());
   std::printf("  to read:     %s\n", used);
-  std::printf("  snapshot:    %s: %s\n", p.snapshot_mode.c_str(), p.snapshot_detail.c_str());
-  std::printf("  target:      %s (%s)\n", p.dest.c_str(), p.dest_kind.c_str());
-  std::printf("  zstd level:  %d\n", p.level);
+  std::printf("  snapshot:    %s: %s\n", snapshot.c_str(), mode.Describe().c_str());
+  std::printf("  target:      %s (%s)\n", o.dest.c_str(), DestKindName(plan.dest_kind));
+  std::printf("  zstd level:  %d\n", o.level);
   std::printf("  rate limit:  %s\n", rate.c_str());
   std::fflush(stdout);
   if (!EventsEnabled()) return;
   nlohmann::ordered_json j;
-  j["source"] = p.source;
-  j["device_bytes"] = p.device_bytes;
-  j["logical_sector_bytes"] = p.logical_sector_bytes;
-  j["fs_type"] = p.fs_type;
-  j["fs_uuid"] = p.fs_uuid;
-  j["fs_label"] = p.fs_label;
-  j["used_bytes"] = p.used_bytes;
-  j["used_map"] = p.used_map;
-  j["snapshot_mode"] = p.snapshot_mode;
-  j["snapshot_detail"] = p.snapshot_detail;
-  j["dest"] = p.dest;
-  j["dest_kind"] = p.dest_kind;
-  j["level"] = p.level;
-  j["rate_limit_bytes_per_s"] = p.rate_limit_bytes_per_s;
+  j["source"] = o.source;
+  j["device_bytes"] = device_bytes;
+  j["logical_sector_bytes"] = s.device.logical_sector_bytes;
+  j["fs_type"] = s.fs.type;
+  j["fs_uuid"] = s.fs.uuid;
+  j["fs_label"] = s.fs.label;
+  j["used_bytes"] = planned;
+  j["used_map"] = mode.planned_map();
+  j["snapshot_mode"] = snapshot;
+  j["snapshot_detail"] = mode.Describe();
+  j["dest"] = o.dest;
+  j["dest_kind"] = DestKindName(plan.dest_kind);
+  j["level"] = o.level;
+  j["rate_limit_bytes_per_s"] = o.rate_limit_bytes_per_s;
   EmitPlan(j);
   nlohmann::ordered_json result;
   result["dry_run"] = true;

@@ -82,6 +82,42 @@ LvmSnapshotView::LvmSnapshotView(const LvmViewOptions& options, const LvRecord& 
   snapshot_ = origin_.vg_name + "/hotsnap-" + origin_.lv_name + "-" + run_id_;
 }
 
+// Room for the snapshot: VG free space for a COW area (returned in bytes, rounded to extents),
+// or pool use for a thin snapshot (0 returned).
+static Result<uint64_t> CheckRoom(const LvmViewOptions& options, const LvRecord& origin, bool thin) {
+  if (thin) {
+    auto pool = GetPool(options.lvm, origin);
+    if (!pool.ok()) return pool.status();
+    HOTSNAP_RETURN_IF_ERROR(CheckPoolRoom(*pool, options.thin_pool_max_percent, "to take a snapshot"));
+    return uint64_t{0};
+  }
+  auto vg = GetVg(options.lvm, origin.vg_name);
+  if (!vg.ok()) return vg.status();
+  uint64_t cow = options.cow_bytes ? options.cow_bytes : DefaultCowBytes(origin.size_bytes);
+  uint64_t extent = std::max<uint64_t>(vg->extent_bytes, 512);
+  cow = (cow + extent - 1) / extent * extent;
+  if (cow > vg->free_bytes) {
+    return Status(Code::kSource,
+                  "volume group " + vg->vg_name + " has " + FormatMiB(vg->free_bytes) +
+                      " free, the snapshot's copy-on-write area needs " + FormatMiB(cow) +
+                      (options.cow_bytes ? "" : " (10 % of the origin, at least 64 MiB)") +
+                      ". Free space in the VG (vgextend, or shrink another LV) or pass a "
+                      "smaller --cow-size");
+  }
+  return cow;
+}
+
+Result<LvmSnapshotPlan> LvmSnapshotView::Plan(const LvmViewOptions& options) {
+  LvmSnapshotPlan plan;
+  auto origin = FindOrigin(options, &plan.thin);
+  if (!origin.ok()) return origin.status();
+  auto cow = CheckRoom(options, *origin, plan.thin);
+  if (!cow.ok()) return cow.status();
+  plan.origin = std::move(origin.value());
+  plan.cow_bytes = *cow;
+  return plan;
+}
+
 Result<std::unique_ptr<LvmSnapshotView>> LvmSnapshotView::Open(const LvmViewOptions& options) {
   // 1. Which LV, and which kind of snapshot.
   bool thin = false;
@@ -95,27 +131,10 @@ Result<std::unique_ptr<LvmSnapshotView>> LvmSnapshotView::Open(const LvmViewOpti
   if (!cleanup.ok()) Notice("could not clean up every leftover: " + cleanup.message());
 
   std::unique_ptr<LvmSnapshotView> view(new LvmSnapshotView(options, *origin, thin, NewRunId()));
-  // 3. Room for it: VG free space for a COW area, or pool use for a thin snapshot.
-  if (thin) {
-    auto pool = GetPool(options.lvm, *origin);
-    if (!pool.ok()) return pool.status();
-    HOTSNAP_RETURN_IF_ERROR(CheckPoolRoom(*pool, options.thin_pool_max_percent, "to take a snapshot"));
-  } else {
-    auto vg = GetVg(options.lvm, origin->vg_name);
-    if (!vg.ok()) return vg.status();
-    uint64_t cow = options.cow_bytes ? options.cow_bytes : DefaultCowBytes(origin->size_bytes);
-    uint64_t extent = std::max<uint64_t>(vg->extent_bytes, 512);
-    cow = (cow + extent - 1) / extent * extent;
-    if (cow > vg->free_bytes) {
-      return Status(Code::kSource,
-                    "volume group " + vg->vg_name + " has " + FormatMiB(vg->free_bytes) +
-                        " free, the snapshot's copy-on-write area needs " + FormatMiB(cow) +
-                        (options.cow_bytes ? "" : " (10 % of the origin, at least 64 MiB)") +
-                        ". Free space in the VG (vgextend, or shrink another LV) or pass a "
-                        "smaller --cow-size");
-    }
-    view->cow_bytes_ = cow;
-  }
+  // 3. Room for it (again: the leftovers removed may have freed some).
+  auto cow = CheckRoom(options, *origin, thin);
+  if (!cow.ok()) return cow.status();
+  view->cow_bytes_ = *cow;
 
   // 4. Lease, hooks, lvcreate. From here on the destructor removes whatever exists.
   HOTSNAP_RETURN_IF_ERROR(view->Create());

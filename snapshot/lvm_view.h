@@ -47,8 +47,19 @@ struct LvmViewOptions {
 // The default COW size for an origin of `origin_bytes`, before rounding to extents.
 uint64_t DefaultCowBytes(uint64_t origin_bytes);
 
+// What LvmSnapshotView::Plan found: the origin, the kind of snapshot, its COW area.
+struct LvmSnapshotPlan {
+  LvRecord origin;
+  bool thin = false;
+  uint64_t cow_bytes = 0;  // classic: the COW area in bytes, rounded to extents; thin: 0
+};
+
 class LvmSnapshotView : public ConsistentView {
  public:
+  // The checks Open makes before it changes anything (which LV, thin or classic, room for the
+  // snapshot), without side effects: a dry run's plan. Open repeats the room check after it
+  // removed leftovers of dead runs, which may have freed space.
+  static Result<LvmSnapshotPlan> Plan(const LvmViewOptions& options);
   // Finds the LV behind options.source, cleans up dead runs' leftovers, checks room (VG free
   // space or pool use), leases, runs the hooks around lvcreate, activates the snapshot.
   // Errors: kUsage (not an LV, lvm-thin on a non-thin LV), kSource (no room, pool too full,

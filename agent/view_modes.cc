@@ -1,0 +1,258 @@
+// The snapshot modes that copy a view of the device in one pass: none (the idle device
+// itself), freeze (the device while its filesystem is frozen) and lvm/lvm-thin (a snapshot
+// device). They differ in how the view is taken and released; the copy is CopyDevice for all.
+#include <sys/statvfs.h>
+
+#include "agent/copy_mode.h"
+#include "agent/events.h"
+#include "agent/used_map.h"
+#include "base/log.h"
+#include "snapshot/freeze_view.h"
+#include "snapshot/lvm_view.h"
+
+namespace hotsnap {
+namespace {
+
+// Maps the used blocks of `device` (a view) unless `map` holds them already, writes the
+// metadata frame, and copies every chunk. `check` runs before each chunk.
+Result<CopyResult> CopyDevice(const SourceDevice& device, std::optional<UsedBlockMap>* map,
+                              bool all_blocks, std::function<Status()> check, CopyTarget* t) {
+  if (!map->has_value()) {
+    EmitPhase("map");
+    auto used = MapUsedBlocks(device, all_blocks, true);
+    if (!used.ok()) return used.status();
+    map->emplace(std::move(used.value()));
+  }
+  const UsedBlockMap& used = **map;
+  if (t->pipeline.progress != nullptr) t->pipeline.progress->SetTotal(used.used_bytes());
+  t->meta->used_bytes = used.used_bytes();
+  t->meta->used_map = DescribeMap(used);
+  EmitPhase("read");
+  HOTSNAP_RETURN_IF_ERROR(t->writer->Begin(*t->meta));
+  PipelineOptions p = t->pipeline;
+  p.check = std::move(check);
+  if (!used.all_blocks()) {
+    p.planner = [&used](uint64_t, uint64_t offset, uint32_t length, std::vector<ByteExtent>* out) {
+      used.UsedIn(offset, length, out);
+    };
+  }
+  auto stats = RunBackupPipeline(device, *t->meta, p, t->writer);
+  if (!stats.ok()) return stats.status();
+  CopyResult result;
+  result.reader = stats->reader;
+  result.bytes_read = stats->bytes_read;
+  result.zero_chunks = stats->zero_chunks;
+  result.chunks = stats->chunks;
+  result.report.used_bytes = used.used_bytes();
+  return result;
+}
+
+// The planned read of a filesystem mapped only at the consistency point: statfs's figure.
+Status EstimateMounted(const BackupSubject& subject, const std::string& mount_point,
+                       bool all_blocks, uint64_t* bytes, std::string* how) {
+  if (all_blocks) {
+    *bytes = subject.device.size_bytes;
+    *how = "all blocks (--all-blocks)";
+    return Status::Ok();
+  }
+  auto used = EstimateUsedBytes(mount_point, subject.device.size_bytes);
+  if (!used.ok()) return used.status();
+  *bytes = *used;
+  *how = "estimate from statfs of " + mount_point + "; mapped exactly at the consistency point";
+  return Status::Ok();
+}
+
+// --snapshot none: reads the device as it is; nobody may be writing to it.
+class PlainMode : public CopyMode {
+ public:
+  explicit PlainMode(const ModeOptions& options) : options_(options) {}
+  SnapshotMode mode() const override { return SnapshotMode::kNone; }
+  std::string Describe() const override { return "read the device as it is (not mounted read-write)"; }
+  Status Plan(const BackupSubject& subject) override {
+    if (subject.use.mounted_read_write()) {
+      return Status(Code::kSource,
+                    subject.path + " is " + subject.use.Describe() +
+                        ". With --snapshot none hotsnap reads the device as it is; a filesystem "
+                        "that is written during the read gives an image mixing old and new "
+                        "blocks, which may not mount. Use --snapshot tracked or freeze, "
+                        "unmount it, or remount it read-only (mount -o remount,ro).");
+    }
+    subject_ = &subject;
+    // Nobody writes to the device, so the map made now is the run's map.
+    auto used = MapUsedBlocks(subject.device, options_.all_blocks, true);
+    if (!used.ok()) return used.status();
+    map_.emplace(std::move(used.value()));
+    return Status::Ok();
+  }
+  uint64_t planned_bytes() const override { return map_ ? map_->used_bytes() : 0; }
+  std::string planned_map() const override { return map_ ? DescribeMap(*map_) : ""; }
+  Status Prepare() override { return Status::Ok(); }
+  Result<CopyResult> Copy(CopyTarget* t) override {
+    return CopyDevice(subject_->device, &map_, options_.all_blocks, nullptr, t);
+  }
+  Status Release(CopyResult*) override { return Status::Ok(); }
+
+ private:
+  ModeOptions options_;
+  const BackupSubject* subject_ = nullptr;
+  std::optional<UsedBlockMap> map_;
+};
+
+// --snapshot freeze: the filesystem stays frozen for the whole copy.
+class FreezeMode : public CopyMode {
+ public:
+  FreezeMode(const ModeOptions& options, const MountUse& mount) : options_(options), mount_(mount) {}
+  SnapshotMode mode() const override { return SnapshotMode::kFreeze; }
+  std::string Describe() const override {
+    return "freeze " + mount_.mount_point + " for the whole copy, at most " +
+           std::to_string(options_.max_freeze.count()) + " ms";
+  }
+  Status Plan(const BackupSubject& subject) override {
+    subject_ = &subject;
+    return EstimateMounted(subject, mount_.mount_point, options_.all_blocks, &planned_, &how_);
+  }
+  uint64_t planned_bytes() const override { return planned_; }
+  std::string planned_map() const override { return how_; }
+  const MountUse* frozen_mount() const override { return &mount_; }
+  Status Prepare() override {
+    EmitPhase("snapshot");
+    FreezeViewOptions f;
+    f.source = subject_->path;
+    f.mount_point = mount_.mount_point;
+    f.max_freeze = options_.max_freeze;
+    f.hooks = options_.hooks;
+    auto view = FreezeView::Open(f);
+    if (!view.ok()) return view.status();
+    view_ = std::move(view.value());
+    return Status::Ok();
+  }
+  Result<CopyResult> Copy(CopyTarget* t) override {
+    std::optional<UsedBlockMap> map;  // mapped under the freeze
+    FreezeView* view = view_.get();
+    return CopyDevice(subject_->device, &map, options_.all_blocks, [view] { return view->Check(); },
+                      t);
+  }
+  Status Release(CopyResult* result) override {
+    if (!view_) return Status::Ok();
+    EmitPhase("release");
+    Status thawed = view_->Release();
+    if (result != nullptr) result->report.freeze_ms.push_back(view_->frozen_for().count());
+    EmitFreezeWindow(mount_.mount_point, view_->frozen_for().count() / 1000.0);
+    view_.reset();
+    return thawed;
+  }
+
+ private:
+  ModeOptions options_;
+  MountUse mount_;
+  const BackupSubject* subject_ = nullptr;
+  uint64_t planned_ = 0;
+  std::string how_;
+  std::unique_ptr<FreezeView> view_;
+};
+
+// --snapshot lvm / lvm-thin: reads an LVM snapshot; the origin stays writable.
+class LvmMode : public CopyMode {
+ public:
+  LvmMode(const ModeOptions& options, SnapshotMode mode, const MountUse* mount)
+      : options_(options), mode_(mode), mount_point_(mount ? mount->mount_point : "") {}
+  SnapshotMode mode() const override { return mode_; }
+  std::string Describe() const override {
+    return std::string("take an LVM ") + (mode_ == SnapshotMode::kLvmThin ? "thin" : "classic") +
+           " snapshot of " + plan_.origin.full_name() +
+           (mode_ == SnapshotMode::kLvm ? " (copy-on-write area " + HumanBytes(plan_.cow_bytes) + ")" : "") +
+           " and read the snapshot";
+  }
+  Status Plan(const BackupSubject& subject) override {
+    subject_ = &subject;
+    auto plan = LvmSnapshotView::Plan(ViewOptions());
+    if (!plan.ok()) return plan.status();
+    plan_ = std::move(plan.value());
+    if (!mount_point_.empty()) {
+      return EstimateMounted(subject, mount_point_, options_.all_blocks, &planned_, &how_);
+    }
+    // Not mounted: the origin is idle, so its map now is what the snapshot will hold.
+    auto used = MapUsedBlocks(subject.device, options_.all_blocks, false);
+    if (!used.ok()) return used.status();
+    planned_ = used->used_bytes();
+    how_ = DescribeMap(*used) + " of the origin";
+    return Status::Ok();
+  }
+  uint64_t planned_bytes() const override { return planned_; }
+  std::string planned_map() const override { return how_; }
+  Status Prepare() override {
+    EmitPhase("snapshot");
+    auto view = LvmSnapshotView::Open(ViewOptions());
+    if (!view.ok()) return view.status();
+    view_ = std::move(view.value());
+    return Status::Ok();
+  }
+  Result<CopyResult> Copy(CopyTarget* t) override {
+    auto opened = OpenSource(view_->device_path());
+    if (!opened.ok()) return opened.status();
+    snapshot_.emplace(std::move(opened.value()));
+    std::optional<UsedBlockMap> map;  // the snapshot's own
+    LvmSnapshotView* view = view_.get();
+    auto copied = CopyDevice(*snapshot_, &map, options_.all_blocks,
+                             [view] { return view->Check(); }, t);
+    // A read error from an invalidated snapshot: say why it failed, not just "EIO".
+    if (!copied.ok()) HOTSNAP_RETURN_IF_ERROR(view_->CheckNow());
+    return copied;
+  }
+  Status Release(CopyResult* result) override {
+    if (!view_) return Status::Ok();
+    EmitPhase("release");
+    // Still valid after the last chunk? Only then does the copy count.
+    Status valid = result != nullptr ? view_->CheckNow() : Status::Ok();
+    snapshot_.reset();  // LVM cannot remove a snapshot we still hold open
+    Status removed = view_->Release();
+    view_.reset();
+    HOTSNAP_RETURN_IF_ERROR(valid);
+    return removed;
+  }
+
+ private:
+  LvmViewOptions ViewOptions() const {
+    LvmViewOptions l;
+    l.source = subject_->path;
+    l.mode = SnapshotModeName(mode_);
+    l.cow_bytes = options_.cow_bytes;
+    l.mount_point = mount_point_;
+    l.hooks = options_.hooks;
+    return l;
+  }
+
+  ModeOptions options_;
+  SnapshotMode mode_;
+  std::string mount_point_;
+  const BackupSubject* subject_ = nullptr;
+  LvmSnapshotPlan plan_;
+  uint64_t planned_ = 0;
+  std::string how_;
+  std::unique_ptr<LvmSnapshotView> view_;
+  std::optional<SourceDevice> snapshot_;
+};
+
+}  // namespace
+
+Result<uint64_t> EstimateUsedBytes(const std::string& mount_point, uint64_t device_bytes) {
+  struct statvfs st;
+  if (::statvfs(mount_point.c_str(), &st) != 0) {
+    return Status::FromErrno(Code::kSource, errno, "statfs " + mount_point);
+  }
+  uint64_t free_bytes = static_cast<uint64_t>(st.f_bfree) * st.f_frsize;
+  return device_bytes - std::min(device_bytes, free_bytes);
+}
+
+std::unique_ptr<CopyMode> MakePlainMode(const ModeOptions& options) {
+  return std::make_unique<PlainMode>(options);
+}
+std::unique_ptr<CopyMode> MakeFreezeMode(const ModeOptions& options, const MountUse& mount) {
+  return std::make_unique<FreezeMode>(options, mount);
+}
+std::unique_ptr<CopyMode> MakeLvmMode(const ModeOptions& options, SnapshotMode mode,
+                                      const MountUse* mount) {
+  return std::make_unique<LvmMode>(options, mode, mount);
+}
+
+}  // namespace hotsnap
