@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <sstream>
 #include <string>
@@ -58,7 +59,9 @@ uint64_t StatfsUsed(const std::string& mnt, uint64_t device_bytes) {
 void ExpectDryRunAgrees(const std::string& args, const std::string& image, int expected) {
   const bool existed = PathExists(image);
   CommandResult dry = testing::Run(Hotsnap("backup " + args + " --dry-run -q"));
-  if (!existed) EXPECT_FALSE(PathExists(image)) << "the dry run wrote " << image;
+  if (!existed) {
+    EXPECT_FALSE(PathExists(image)) << "the dry run wrote " << image;
+  }
   CommandResult real = testing::Run(Hotsnap("backup " + args + " -q"));
   EXPECT_EQ(real.exit_code, expected) << "real run of: " << args << "\n" << real.err;
   EXPECT_EQ(dry.exit_code, real.exit_code)
@@ -124,8 +127,10 @@ TEST(BackupFlowTest, DryRunOfAMountedExt4PlansTheUsedBlocksTheRunReads) {
   auto run_events = Events(ReadAll(dir.File("run.jsonl")));
   ASSERT_FALSE(run_events.empty());
   const uint64_t used = run_events.back()["used_bytes"].get<uint64_t>();
-  // statfs counts the journal and metadata as the bitmaps do; they agree within a few MiB.
-  EXPECT_NEAR(static_cast<double>(planned), static_cast<double>(used), 8.0 * kMiB)
+  // statfs counts every block not free as used, whole inode tables included, which the map
+  // skips where no inode is in use: the estimate is an upper bound, and a close one.
+  EXPECT_GE(planned, used) << "the plan promised less than the run read";
+  EXPECT_LE(planned - std::min(planned, used), 256 * kMiB / 8)
       << "planned " << planned << ", the run found " << used << " in use";
 }
 
