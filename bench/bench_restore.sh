@@ -51,7 +51,7 @@ level="${LEVEL:-3}"
 source_img="$bench_dir/ext4-1g-full.img"
 recipe_file="$bench_dir/ext4-1g-full.recipe"
 # Bump when the recipe below changes, so stale cached images are rebuilt.
-recipe="v1: 1 GiB ext4; kept: /usr/lib 560 MB, /usr/share 200 MB, 192 MiB aes-ctr"
+recipe="v1: 1 GiB ext4; kept: /usr/lib 480 MB, /usr/share 150 MB, 192 MiB aes-ctr"
 
 # --- Cleanup ------------------------------------------------------------------------------
 mnt="" build_loop="" src_loop="" dst_loop="" scratch=""
@@ -114,10 +114,11 @@ build_image() {
   mnt=$(mktemp -d "$bench_dir/mnt.XXXXXX")
   mount "$build_loop" "$mnt"
   mkdir -p "$mnt/kept/random"
-  copy_with_budget $((560 * mb)) "$mnt/kept" /usr/lib >/dev/null
-  copy_with_budget $((200 * mb)) "$mnt/kept" /usr/share >/dev/null
+  copy_with_budget $((480 * mb)) "$mnt/kept" /usr/lib >/dev/null
+  copy_with_budget $((150 * mb)) "$mnt/kept" /usr/share >/dev/null
   for i in 1 2 3; do write_random "restore-$i" $((64 * 1024 * 1024)) "$mnt/kept/random/$i.bin"; done
   sync
+  log "source filesystem: $(df -h --output=used,size,pcent "$mnt" | tail -n 1)"
   umount "$mnt"; rmdir "$mnt"; mnt=""
   e2fsck -fn "$build_loop" >/dev/null || die "e2fsck found errors in the new image"
   losetup -d "$build_loop"; build_loop=""
