@@ -18,6 +18,8 @@
 #   HOTSNAP_BIN  hotsnap binary to measure (default: build with scripts/setup.sh and use
 #                build/hotsnap)
 #   LEVEL        zstd level of the image (default: 3)
+#   HOTSNAP_BASELINE_BIN  optional second hotsnap binary (e.g. an older build), timed as an
+#                extra row in the same run
 #
 # Rows:
 #   hotsnap restore         `hotsnap restore IMAGE DEV --force`: every chunk checked against
@@ -157,6 +159,11 @@ declare -A cmds=(
 order=(hotsnap dd ddsync)
 declare -A label=([hotsnap]="hotsnap restore" [dd]="zstd -dc | dd direct"
                   [ddsync]="... | dd direct,fsync")
+if [[ -n ${HOTSNAP_BASELINE_BIN:-} ]]; then
+  cmds[baseline]="$(q "$HOTSNAP_BASELINE_BIN") restore $(q "$image") $(q "$dst_loop") --force"
+  label[baseline]="baseline hotsnap restore"
+  order+=(baseline)
+fi
 declare -A walls=() cpus=()
 
 # measure KEY: one round of the command under GNU time; appends its wall time.
