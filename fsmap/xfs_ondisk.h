@@ -25,8 +25,10 @@ constexpr size_t kMagicOff = 0;          // __be32 sb_magicnum
 constexpr size_t kBlockSizeOff = 4;      // __be32 sb_blocksize (bytes)
 constexpr size_t kDataBlocksOff = 8;     // __be64 sb_dblocks (data device size in blocks)
 constexpr size_t kUuidOff = 32;          // uuid_t sb_uuid
+constexpr size_t kLogStartOff = 48;      // __be64 sb_logstart (fsblock; 0 = external log)
 constexpr size_t kAgBlocksOff = 84;      // __be32 sb_agblocks (blocks per AG)
 constexpr size_t kAgCountOff = 88;       // __be32 sb_agcount
+constexpr size_t kLogBlocksOff = 96;     // __be32 sb_logblocks (log length in blocks)
 constexpr size_t kVersionOff = 100;      // __be16 sb_versionnum (low 4 bits: 4 or 5)
 constexpr size_t kSectSizeOff = 102;     // __be16 sb_sectsize (bytes)
 constexpr size_t kBlockLogOff = 120;     // __u8 sb_blocklog
@@ -37,7 +39,7 @@ constexpr size_t kIncompatOff = 216;     // __be32 sb_features_incompat (v5)
 constexpr size_t kMetaUuidOff = 248;     // uuid_t sb_meta_uuid (v5, if META_UUID)
 constexpr size_t kMinBytes = 264;
 constexpr uint16_t kVersionMask = 0x000f;
-constexpr uint32_t kIncompatMetaUuid = 1u << 2;    // XFS_SB_FEAT_INCOMPAT_META_UUID
+constexpr uint32_t kIncompatMetaUuid = 1u << 2;     // XFS_SB_FEAT_INCOMPAT_META_UUID
 constexpr uint32_t kIncompatNeedsRepair = 1u << 4;  // XFS_SB_FEAT_INCOMPAT_NEEDSREPAIR
 }  // namespace sb
 
@@ -75,11 +77,11 @@ namespace bt {
 constexpr uint32_t kBnoMagicV4 = 0x41425442;  // "ABTB" XFS_ABTB_MAGIC
 constexpr uint32_t kBnoMagicV5 = 0x41423342;  // "AB3B" XFS_ABTB_CRC_MAGIC
 constexpr size_t kMagicOff = 0;
-constexpr size_t kLevelOff = 4;     // __be16, 0 = leaf
-constexpr size_t kNumRecsOff = 6;   // __be16
-constexpr size_t kBlkNoOff = 16;    // v5: __be64 disk address in 512-byte units
-constexpr size_t kUuidOff = 32;     // v5
-constexpr size_t kOwnerOff = 48;    // v5: __be32 AG number
+constexpr size_t kLevelOff = 4;    // __be16, 0 = leaf
+constexpr size_t kNumRecsOff = 6;  // __be16
+constexpr size_t kBlkNoOff = 16;   // v5: __be64 disk address in 512-byte units
+constexpr size_t kUuidOff = 32;    // v5
+constexpr size_t kOwnerOff = 48;   // v5: __be32 AG number
 constexpr size_t kHeaderBytesV4 = 16;
 constexpr size_t kHeaderBytesV5 = 56;
 constexpr size_t kRecordBytes = 8;  // xfs_alloc_rec_t

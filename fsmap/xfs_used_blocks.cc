@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fsmap/used_block_map_builder.h"
+#include "fsmap/xfs_log.h"
 #include "fsmap/xfs_ondisk.h"
 
 namespace hotsnap {
@@ -33,10 +34,14 @@ struct Superblock {
   uint64_t data_blocks = 0;
   uint32_t ag_blocks = 0;
   uint32_t ag_count = 0;
+  uint32_t ag_block_log = 0;
+  uint64_t log_start = 0;   // fsblock (AG number << ag_block_log | AG block); 0 = external
+  uint32_t log_blocks = 0;  // filesystem blocks
   bool v5 = false;
   bool in_progress = false;
   bool needs_repair = false;
   Uuid meta_uuid{};  // the UUID stamped in v5 metadata blocks
+  Uuid uuid{};       // sb_uuid, stamped in log records
 };
 
 // Decodes and checks the superblock; the returned text is empty if it is sane, else why not.
@@ -49,6 +54,10 @@ std::string ParseSuperblock(const uint8_t* p, Superblock* sb) {
   sb->data_blocks = Be64(p + sb::kDataBlocksOff);
   sb->ag_blocks = Be32(p + sb::kAgBlocksOff);
   sb->ag_count = Be32(p + sb::kAgCountOff);
+  sb->ag_block_log = p[sb::kAgBlockLogOff];
+  sb->log_start = Be64(p + sb::kLogStartOff);
+  sb->log_blocks = Be32(p + sb::kLogBlocksOff);
+  std::memcpy(sb->uuid.data(), p + sb::kUuidOff, kUuidBytes);
   sb->in_progress = p[sb::kInProgressOff] != 0;
   uint32_t incompat = sb->v5 ? Be32(p + sb::kIncompatOff) : 0;
   sb->needs_repair = (incompat & sb::kIncompatNeedsRepair) != 0;
@@ -94,7 +103,9 @@ class AgFreeMerger {
  public:
   AgFreeMerger(uint64_t ag_first_block, uint32_t ag_length, std::vector<uint32_t> agfl,
                UsedBlockMapBuilder* builder)
-      : ag_first_block_(ag_first_block), ag_length_(ag_length), agfl_(std::move(agfl)),
+      : ag_first_block_(ag_first_block),
+        ag_length_(ag_length),
+        agfl_(std::move(agfl)),
         builder_(builder) {}
 
   uint64_t bnobt_free_blocks() const { return bnobt_free_; }
@@ -158,8 +169,8 @@ class XfsReader {
     return (uint64_t{agno} * sb_.ag_blocks + agbno) * sb_.block_bytes;
   }
   Status Corrupt(uint32_t agno, const std::string& where, const std::string& what) const {
-    return Status(Code::kSource, "xfs on " + device_name_ + ": AG " + std::to_string(agno) +
-                                     " " + where + ": " + what);
+    return Status(Code::kSource, "xfs on " + device_name_ + ": AG " + std::to_string(agno) + " " +
+                                     where + ": " + what);
   }
   Status Read(uint64_t offset, size_t length, uint8_t* buf, uint32_t agno,
               const std::string& where) const;
@@ -177,8 +188,9 @@ class XfsReader {
 Status XfsReader::Read(uint64_t offset, size_t length, uint8_t* buf, uint32_t agno,
                        const std::string& where) const {
   if (offset > device_bytes_ || device_bytes_ - offset < length) {
-    return Corrupt(agno, where, "byte " + std::to_string(offset) + " is past the end of the " +
-                                    std::to_string(device_bytes_) + "-byte device");
+    return Corrupt(agno, where,
+                   "byte " + std::to_string(offset) + " is past the end of the " +
+                       std::to_string(device_bytes_) + "-byte device");
   }
   size_t done = 0;
   while (done < length) {
@@ -186,8 +198,8 @@ Status XfsReader::Read(uint64_t offset, size_t length, uint8_t* buf, uint32_t ag
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       return Status::FromErrno(Code::kSource, errno,
-                               "reading xfs AG " + std::to_string(agno) + " " + where + " at byte " +
-                                   std::to_string(offset) + " of " + device_name_);
+                               "reading xfs AG " + std::to_string(agno) + " " + where +
+                                   " at byte " + std::to_string(offset) + " of " + device_name_);
     }
     if (n == 0) {
       return Status(Code::kSource, "reading xfs AG " + std::to_string(agno) + " " + where +
@@ -206,8 +218,8 @@ Status XfsReader::ReadAgf(uint32_t agno, uint32_t expected_length, Agf* agf) con
   const uint8_t* p = buf.data();
   uint32_t magic = Be32(p + agf::kMagicOff);
   if (magic != agf::kMagic) {
-    return Corrupt(agno, where, "bad magic " + Hex32(magic) + ", expected " + Hex32(agf::kMagic) +
-                                    " (XAGF)");
+    return Corrupt(agno, where,
+                   "bad magic " + Hex32(magic) + ", expected " + Hex32(agf::kMagic) + " (XAGF)");
   }
   if (Be32(p + agf::kVersionOff) != agf::kVersion) return Corrupt(agno, where, "bad version");
   if (Be32(p + agf::kSeqNoOff) != agno) {
@@ -224,15 +236,16 @@ Status XfsReader::ReadAgf(uint32_t agno, uint32_t expected_length, Agf* agf) con
   agf->fl_count = Be32(p + agf::kFlCountOff);
   agf->free_blocks = Be32(p + agf::kFreeBlocksOff);
   if (agf->length != expected_length) {
-    return Corrupt(agno, where, "length " + std::to_string(agf->length) + " blocks, expected " +
-                                    std::to_string(expected_length));
+    return Corrupt(agno, where,
+                   "length " + std::to_string(agf->length) + " blocks, expected " +
+                       std::to_string(expected_length));
   }
   if (agf->bno_levels == 0 || agf->bno_levels > bt::kMaxLevels) {
     return Corrupt(agno, where, "bnobt height " + std::to_string(agf->bno_levels));
   }
   if (agf->bno_root == 0 || agf->bno_root >= agf->length) {
-    return Corrupt(agno, where, "bnobt root block " + std::to_string(agf->bno_root) +
-                                    " outside the AG");
+    return Corrupt(agno, where,
+                   "bnobt root block " + std::to_string(agf->bno_root) + " outside the AG");
   }
   if (agf->free_blocks > agf->length) {
     return Corrupt(agno, where, "free block count " + std::to_string(agf->free_blocks));
@@ -278,8 +291,8 @@ std::vector<uint32_t> XfsReader::ReadAgfl(uint32_t agno, const Agf& agf) const {
 Status XfsReader::WalkBnobt(uint32_t agno, const Agf& agf, uint32_t agbno, uint32_t level,
                             bool is_root, AgFreeMerger* merger, uint64_t* budget) const {
   uint64_t offset = AgByte(agno, agbno);
-  std::string where = "bnobt block " + std::to_string(agbno) + " (byte " +
-                      std::to_string(offset) + ")";
+  std::string where =
+      "bnobt block " + std::to_string(agbno) + " (byte " + std::to_string(offset) + ")";
   if (*budget == 0) return Corrupt(agno, where, "bnobt has more blocks than the AG");
   --*budget;
   std::vector<uint8_t> buf(sb_.block_bytes);
@@ -292,8 +305,9 @@ Status XfsReader::WalkBnobt(uint32_t agno, const Agf& agf, uint32_t agbno, uint3
     return Corrupt(agno, where, "bad magic " + Hex32(magic) + ", expected " + Hex32(want_magic));
   }
   if (Be16(p + bt::kLevelOff) != level) {
-    return Corrupt(agno, where, "level " + std::to_string(Be16(p + bt::kLevelOff)) +
-                                    ", expected " + std::to_string(level));
+    return Corrupt(
+        agno, where,
+        "level " + std::to_string(Be16(p + bt::kLevelOff)) + ", expected " + std::to_string(level));
   }
   size_t header = sb_.v5 ? bt::kHeaderBytesV5 : bt::kHeaderBytesV4;
   if (sb_.v5) {
@@ -307,8 +321,9 @@ Status XfsReader::WalkBnobt(uint32_t agno, const Agf& agf, uint32_t agbno, uint3
   if (level == 0) {
     size_t max_records = (buf.size() - header) / bt::kRecordBytes;
     if (records > max_records || (records == 0 && !is_root)) {
-      return Corrupt(agno, where, std::to_string(records) + " records (max " +
-                                      std::to_string(max_records) + ")");
+      return Corrupt(
+          agno, where,
+          std::to_string(records) + " records (max " + std::to_string(max_records) + ")");
     }
     for (uint32_t i = 0; i < records; ++i) {
       const uint8_t* rec = p + header + size_t{i} * bt::kRecordBytes;
@@ -319,15 +334,16 @@ Status XfsReader::WalkBnobt(uint32_t agno, const Agf& agf, uint32_t agbno, uint3
   }
   size_t max_keys = (buf.size() - header) / (bt::kKeyBytes + bt::kPtrBytes);
   if (records == 0 || records > max_keys) {
-    return Corrupt(agno, where, std::to_string(records) + " keys (max " +
-                                    std::to_string(max_keys) + ")");
+    return Corrupt(agno, where,
+                   std::to_string(records) + " keys (max " + std::to_string(max_keys) + ")");
   }
   const uint8_t* ptrs = p + header + max_keys * bt::kKeyBytes;
   for (uint32_t i = 0; i < records; ++i) {
     uint32_t child = Be32(ptrs + size_t{i} * bt::kPtrBytes);
     if (child == 0 || child >= agf.length) {
-      return Corrupt(agno, where, "pointer " + std::to_string(i) + " to block " +
-                                      std::to_string(child) + " outside the AG");
+      return Corrupt(agno, where,
+                     "pointer " + std::to_string(i) + " to block " + std::to_string(child) +
+                         " outside the AG");
     }
     HOTSNAP_RETURN_IF_ERROR(WalkBnobt(agno, agf, child, level - 1, false, merger, budget));
   }
@@ -336,8 +352,8 @@ Status XfsReader::WalkBnobt(uint32_t agno, const Agf& agf, uint32_t agbno, uint3
 
 Status XfsReader::MapAg(uint32_t agno, UsedBlockMapBuilder* builder) {
   uint64_t ag_start = uint64_t{agno} * sb_.ag_blocks;
-  uint32_t ag_length = static_cast<uint32_t>(std::min<uint64_t>(sb_.ag_blocks,
-                                                                sb_.data_blocks - ag_start));
+  uint32_t ag_length =
+      static_cast<uint32_t>(std::min<uint64_t>(sb_.ag_blocks, sb_.data_blocks - ag_start));
   Agf agf;
   HOTSNAP_RETURN_IF_ERROR(ReadAgf(agno, ag_length, &agf));
   AgFreeMerger merger(ag_start, ag_length, ReadAgfl(agno, agf), builder);
@@ -345,17 +361,34 @@ Status XfsReader::MapAg(uint32_t agno, UsedBlockMapBuilder* builder) {
   HOTSNAP_RETURN_IF_ERROR(
       WalkBnobt(agno, agf, agf.bno_root, agf.bno_levels - 1, true, &merger, &budget));
   if (merger.bnobt_free_blocks() != agf.free_blocks) {
-    return Corrupt(agno, "AGF", "free block count " + std::to_string(agf.free_blocks) +
-                                    " does not match the bnobt's " +
-                                    std::to_string(merger.bnobt_free_blocks()));
+    return Corrupt(agno, "AGF",
+                   "free block count " + std::to_string(agf.free_blocks) +
+                       " does not match the bnobt's " + std::to_string(merger.bnobt_free_blocks()));
   }
   return merger.Finish();
 }
 
+// Why the log may hold changes the AGFs lack ("" if it does not). An external log is on
+// another device hotsnap does not read, so it cannot be judged.
+Result<std::string> LogDirtyReason(int fd, const std::string& device_name, uint64_t device_bytes,
+                                   const Superblock& sb) {
+  if (sb.log_start == 0) return std::string("external log, not inspected");
+  uint64_t agno = sb.log_start >> sb.ag_block_log;
+  uint64_t agbno = sb.log_start & ((uint64_t{1} << sb.ag_block_log) - 1);
+  if (agno >= sb.ag_count || agbno >= sb.ag_blocks) {
+    return "log start block " + std::to_string(sb.log_start) + " lies outside the AGs";
+  }
+  XfsLogLocation log;
+  log.start_byte = (agno * sb.ag_blocks + agbno) * sb.block_bytes;
+  log.length_bb = uint64_t{sb.log_blocks} * sb.block_bytes / 512;
+  log.fs_uuid = sb.uuid;
+  return XfsLogDirtyReason(fd, device_name, device_bytes, log);
+}
+
 }  // namespace
 
-Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name,
-                                     uint64_t device_bytes, std::string* notice) {
+Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uint64_t device_bytes,
+                                     std::string* notice) {
   std::array<uint8_t, 512> raw{};
   if (device_bytes < raw.size()) {
     return Status(Code::kSource, "xfs on " + device_name + ": device too small for a superblock");
@@ -364,7 +397,8 @@ Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name,
   do {
     n = pread(fd, raw.data(), raw.size(), 0);
   } while (n < 0 && errno == EINTR);
-  if (n < 0) return Status::FromErrno(Code::kSource, errno, "reading xfs superblock of " + device_name);
+  if (n < 0)
+    return Status::FromErrno(Code::kSource, errno, "reading xfs superblock of " + device_name);
   if (static_cast<size_t>(n) != raw.size()) {
     return Status(Code::kSource, "reading xfs superblock of " + device_name + ": short read");
   }
@@ -382,9 +416,19 @@ Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name,
     return Status(Code::kSource, "xfs on " + device_name + ": corrupt superblock: " + problem);
   }
   if (sb.in_progress || sb.needs_repair) {
-    *notice = "xfs on " + device_name +
-              (sb.in_progress ? " was never finished by mkfs" : " is flagged as needing xfs_repair") +
-              "; reading every block";
+    *notice =
+        "xfs on " + device_name +
+        (sb.in_progress ? " was never finished by mkfs" : " is flagged as needing xfs_repair") +
+        "; reading every block";
+    return UsedBlockMap::AllBlocks(device_bytes);
+  }
+
+  // The AGFs are current only if nothing in the log awaits replay (see the kernel note).
+  auto log_dirty = LogDirtyReason(fd, device_name, device_bytes, sb);
+  if (!log_dirty.ok()) return log_dirty.status();
+  if (!log_dirty->empty()) {
+    *notice =
+        "xfs on " + device_name + ": log needs recovery (" + *log_dirty + "); reading every block";
     return UsedBlockMap::AllBlocks(device_bytes);
   }
 

@@ -16,9 +16,11 @@ namespace hotsnap {
 // device that is neither a bnobt free extent nor an AGFL block is used. Every magic number,
 // count and pointer is checked before use; corruption is a kSource error naming the AG and
 // block. A filesystem flagged as unfinished (mkfs in progress), needing repair, or of an
-// unknown version gives AllBlocks and a *notice instead.
-Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name,
-                                     uint64_t device_bytes, std::string* notice);
+// unknown version gives AllBlocks and a *notice instead, and so does one whose log holds
+// changes not yet written in place (an unclean shutdown; see fsmap/xfs_log.h) or an external
+// log.
+Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uint64_t device_bytes,
+                                     std::string* notice);
 
 }  // namespace hotsnap
 

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "io/chunk_codec.h"
 #include "io/frame_reader.h"
+#include "io/parallel_decoder.h"
 
 namespace hotsnap {
 namespace {
@@ -37,7 +39,10 @@ class Scanner {
   }
   Status ReadMetadata();
   Status ReadChunk(uint64_t index);
+  Status ReadChunksInParallel(uint64_t chunks);
   Status DecodeChunk(uint64_t index, const Frame& frame);
+  Status UseChunk(uint64_t index, uint64_t frame_offset, std::span<const uint8_t> frame_bytes,
+                  const Status& decoded, const uint8_t* data, const Hash128& hash, bool zero);
   Status ReadRounds();
   Status ReadTrailer();
   Status ReadSeekTable();
@@ -50,8 +55,8 @@ class Scanner {
   XXH3_state_t hash_state_;
   ScanResult result_;
   std::vector<SeekEntry> seen_;
-  std::vector<Hash128> hashes_;          // latest hash of each chunk
-  std::vector<uint32_t> last_frame_;     // seek entry index of each chunk's latest frame
+  std::vector<Hash128> hashes_;       // latest hash of each chunk
+  std::vector<uint32_t> last_frame_;  // seek entry index of each chunk's latest frame
   std::unique_ptr<ChunkDecompressor> decompressor_;
   std::vector<uint8_t> chunk_;
   Hash128 zero_hash_;
@@ -139,29 +144,83 @@ Status Scanner::ReadChunk(uint64_t index) {
 
 Status Scanner::DecodeChunk(uint64_t index, const Frame& frame) {
   const ImageMetadata& m = result_.meta;
-  std::string where = ChunkWhere(m, index, frame.offset);
   uint32_t length = m.ChunkLength(index);
   Status s = decompressor_->Decompress(frame.bytes, chunk_, length);
-  if (!s.ok()) return Corrupt(where + ": " + s.message());
-  Hash128 h = HashBytes(chunk_.data(), length);
+  Hash128 h;
+  bool zero = false;
+  if (s.ok()) {
+    h = HashBytes(chunk_.data(), length);
+    zero = length == m.chunk_bytes ? h == zero_hash_ && IsAllZero(chunk_.data(), length)
+                                   : IsAllZero(chunk_.data(), length);
+  }
+  return UseChunk(index, frame.offset, frame.bytes, s, chunk_.data(), h, zero);
+}
+
+// Everything about a decoded chunk that must happen in stream order.
+Status Scanner::UseChunk(uint64_t index, uint64_t frame_offset,
+                         std::span<const uint8_t> frame_bytes, const Status& decoded,
+                         const uint8_t* data, const Hash128& h, bool zero) {
+  const ImageMetadata& m = result_.meta;
+  std::string where = ChunkWhere(m, index, frame_offset);
+  uint32_t length = m.ChunkLength(index);
+  if (!decoded.ok()) return Corrupt(where + ": " + decoded.message());
   uint32_t entry = static_cast<uint32_t>(seen_.size());
   // With the trailer known, only a chunk's final frame is checked against it and used.
-  bool final_frame = expected_ == nullptr || m.layout == Layout::kPlain ||
-                     expected_->final_frames[index] == entry;
+  bool final_frame =
+      expected_ == nullptr || m.layout == Layout::kPlain || expected_->final_frames[index] == entry;
   if (expected_ != nullptr && final_frame && !(h == expected_->chunk_hashes[index])) {
     return Corrupt(where + ": hash does not match the trailer");
   }
-  XXH3_128bits_update(&hash_state_, frame.bytes.data(), frame.bytes.size());
-  seen_.push_back(SeekEntry{static_cast<uint32_t>(frame.bytes.size()), length});
+  XXH3_128bits_update(&hash_state_, frame_bytes.data(), frame_bytes.size());
+  seen_.push_back(SeekEntry{static_cast<uint32_t>(frame_bytes.size()), length});
   if (last_frame_[index] != 0) ++result_.superseded_frames;
   hashes_[index] = h;
   last_frame_[index] = entry;
-  bool zero = length == m.chunk_bytes ? h == zero_hash_ && IsAllZero(chunk_.data(), length)
-                                      : IsAllZero(chunk_.data(), length);
   if (zero && final_frame) ++result_.zero_chunks;
   if (visitor_ == nullptr || !final_frame) return Status::Ok();
-  return visitor_->OnChunk(index, index * m.chunk_bytes,
-                           std::span<const uint8_t>(chunk_.data(), length), zero);
+  return visitor_->OnChunk(index, index * m.chunk_bytes, std::span<const uint8_t>(data, length),
+                           zero);
+}
+
+// The first pass over the chunks, decoded by worker threads a few chunks ahead of their use
+// (decoding is most of a restore's or verify's CPU time). A frame that cannot be read is
+// reported after every chunk before it was used, as in the one-thread order.
+Status Scanner::ReadChunksInParallel(uint64_t chunks) {
+  const ImageMetadata& m = result_.meta;
+  unsigned workers = std::clamp(std::thread::hardware_concurrency(), 2u, 4u);
+  auto created =
+      ParallelDecoder::Create(workers, workers + 2, WindowLogFor(m.chunk_bytes), m.chunk_bytes);
+  if (!created.ok()) return created.status();
+  ParallelDecoder& decoder = *created.value();
+  uint64_t submitted = 0;
+  Status read_error = Status::Ok();  // why frame `submitted` could not be read
+  for (uint64_t next = 0; next < chunks; ++next) {
+    while (read_error.ok() && submitted < chunks && decoder.outstanding() < decoder.depth()) {
+      auto frame = NextFrame(ChunkWhere(m, submitted, reader_.offset()));
+      if (!frame.ok()) {
+        read_error = frame.status();
+      } else if (frame->skippable || frame->poison) {
+        read_error = Corrupt("found a skippable frame where " +
+                             ChunkWhere(m, submitted, frame->offset) + " should be");
+      } else {
+        std::unique_ptr<DecodeJob> job = decoder.NewJob();
+        job->index = submitted;
+        job->frame_offset = frame->offset;
+        job->length = m.ChunkLength(submitted);
+        job->frame.assign(frame->bytes.begin(), frame->bytes.end());
+        decoder.Submit(std::move(job));
+        ++submitted;
+      }
+    }
+    std::unique_ptr<DecodeJob> job = decoder.TakeNext();
+    if (job == nullptr) return read_error;  // nothing ahead: frame `next` was unreadable
+    hashes_.emplace_back();                 // the first pass reads chunk `index` == hashes_.size()
+    last_frame_.push_back(0);
+    HOTSNAP_RETURN_IF_ERROR(UseChunk(job->index, job->frame_offset, job->frame, job->status,
+                                     job->chunk.data(), job->hash, job->zero));
+    decoder.Recycle(std::move(job));
+  }
+  return Status::Ok();
 }
 
 Status Scanner::ReadRounds() {
@@ -252,8 +311,8 @@ Status Scanner::ReadSeekTable() {
     return Corrupt("seek table descriptor does not match the layout");
   }
   if (entries->size() != seen_.size()) {
-    return Corrupt("seek table lists " + std::to_string(entries->size()) + " frames; the image has " +
-                   std::to_string(seen_.size()));
+    return Corrupt("seek table lists " + std::to_string(entries->size()) +
+                   " frames; the image has " + std::to_string(seen_.size()));
   }
   for (size_t i = 0; i < seen_.size(); ++i) {
     if (!((*entries)[i] == seen_[i])) {
@@ -263,8 +322,11 @@ Status Scanner::ReadSeekTable() {
   }
   Frame extra;
   auto more = reader_.Next(&extra);
-  if (!more.ok()) return Corrupt("unexpected bytes after the seek table: " + more.status().message());
-  if (*more) return Corrupt("unexpected data after the seek table at offset " + std::to_string(extra.offset));
+  if (!more.ok())
+    return Corrupt("unexpected bytes after the seek table: " + more.status().message());
+  if (*more)
+    return Corrupt("unexpected data after the seek table at offset " +
+                   std::to_string(extra.offset));
   result_.image_bytes = reader_.offset();
   return Status::Ok();
 }
@@ -272,7 +334,11 @@ Status Scanner::ReadSeekTable() {
 Result<ScanResult> Scanner::Run() {
   HOTSNAP_RETURN_IF_ERROR(ReadMetadata());
   uint64_t chunks = result_.meta.chunk_count();
-  for (uint64_t i = 0; i < chunks; ++i) HOTSNAP_RETURN_IF_ERROR(ReadChunk(i));
+  if (chunks > 1) {
+    HOTSNAP_RETURN_IF_ERROR(ReadChunksInParallel(chunks));
+  } else {
+    for (uint64_t i = 0; i < chunks; ++i) HOTSNAP_RETURN_IF_ERROR(ReadChunk(i));
+  }
   HOTSNAP_RETURN_IF_ERROR(ReadRounds());
   HOTSNAP_RETURN_IF_ERROR(ReadTrailer());
   HOTSNAP_RETURN_IF_ERROR(ReadSeekTable());

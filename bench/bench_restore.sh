@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Benchmark: hotsnap restore against `zstd -dc IMAGE | dd of=DEV bs=4M oflag=direct` on a
+# 1 GiB ext4 loop device nearly full of system files and incompressible bytes, all in one
+# run so the numbers compare. One image (hotsnap backup of the source), restored onto a
+# second 1 GiB loop device by each command in turn, three times; the medians, the ratio and
+# the target of the restore issue (hotsnap <= 0.6x the dd pipeline). A benchmark, not a
+# test: it prints, it never fails on the numbers.
+#
+#   bench/bench_restore.sh [--keep] [--rebuild-image] [--runs N]
+#
+#   --keep           keep the cached source image for the next run (default: remove it)
+#   --rebuild-image  build the source image anew even if a cached one exists
+#   --runs N         rounds per command (default: 3; the median is reported)
+#
+# Environment:
+#   BENCH_DIR    cache and scratch directory (default: /var/tmp/hotsnap-bench); needs about
+#                3.5 GiB (source image, hotsnap image, target backing file)
+#   HOTSNAP_BIN  hotsnap binary to measure (default: build with scripts/setup.sh and use
+#                build/hotsnap)
+#   LEVEL        zstd level of the image (default: 3)
+#   HOTSNAP_BASELINE_BIN  optional second hotsnap binary (e.g. an older build), timed as an
+#                extra row in the same run
+#
+# Rows:
+#   hotsnap restore         `hotsnap restore IMAGE DEV --force`: every chunk checked against
+#                           its hash before it is written, O_DIRECT, fsync at the end
+#   zstd -dc | dd direct    the issue's reference: no checks, no fsync
+#   ... | dd direct,fsync   the same with conv=fsync: the durability hotsnap gives
+# The image is in the page cache (read once first); the target's backing file is written
+# back (`sync`) before every round, so no round pays for an earlier one's writeback.
+set -euo pipefail
+
+# shellcheck source=../scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+trap_err_verbose
+require_root
+
+keep=0 rebuild=0 runs=3
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --keep) keep=1 ;;
+    --rebuild-image) rebuild=1 ;;
+    --runs) shift; runs=${1:?--runs needs a number} ;;
+    -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) die "unknown option: $1 (see --help)" ;;
+  esac
+  shift
+done
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs: not a positive number: $runs"
+
+bench_dir="${BENCH_DIR:-/var/tmp/hotsnap-bench}"
+level="${LEVEL:-3}"
+source_img="$bench_dir/ext4-1g-full.img"
+recipe_file="$bench_dir/ext4-1g-full.recipe"
+# Bump when the recipe below changes, so stale cached images are rebuilt.
+recipe="v1: 1 GiB ext4; kept: /usr/lib 480 MB, /usr/share 150 MB, 192 MiB aes-ctr"
+
+# --- Cleanup ------------------------------------------------------------------------------
+mnt="" build_loop="" src_loop="" dst_loop="" scratch=""
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM ERR
+  set +e
+  if [[ -n $mnt ]] && mountpoint -q "$mnt"; then umount "$mnt" || umount -l "$mnt"; fi
+  [[ -n $mnt ]] && rmdir "$mnt" 2>/dev/null
+  [[ -n $build_loop ]] && losetup -d "$build_loop"
+  [[ -n $src_loop ]] && losetup -d "$src_loop"
+  [[ -n $dst_loop ]] && losetup -d "$dst_loop"
+  [[ -n $scratch ]] && rm -rf "$scratch"
+  rm -f "$source_img.tmp"
+  if [[ $keep -eq 0 ]]; then
+    rm -f "$source_img" "$recipe_file"
+    rmdir "$bench_dir" 2>/dev/null
+  fi
+  [[ $rc -ne 0 ]] && log "FAILED (exit $rc); loop devices and scratch files removed"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+# --- The binary ---------------------------------------------------------------------------
+if [[ -n ${HOTSNAP_BIN:-} ]]; then
+  HOTSNAP_SKIP_BUILD=1 "$HOTSNAP_ROOT/scripts/setup.sh"
+  hotsnap=$HOTSNAP_BIN
+else
+  "$HOTSNAP_ROOT/scripts/setup.sh"
+  build_dir="${HOTSNAP_BUILD_DIR:-build}"
+  [[ $build_dir == /* ]] || build_dir="$HOTSNAP_ROOT/$build_dir"
+  hotsnap="$build_dir/hotsnap"
+fi
+[[ -x $hotsnap ]] || die "hotsnap binary not found: $hotsnap"
+
+mkdir -p "$bench_dir"
+scratch=$(mktemp -d "$bench_dir/restore.XXXXXX")
+
+# --- The source image (cached) ------------------------------------------------------------
+# write_random NAME BYTES FILE: deterministic incompressible bytes (AES-128-CTR keystream).
+write_random() {
+  openssl enc -aes-128-ctr -pbkdf2 -nosalt -pass "pass:hotsnap-$1" < /dev/zero 2>/dev/null \
+    | head -c "$2" > "$3" || true  # head closing the pipe makes openssl fail: expected
+  [[ $(stat -c %s "$3") -eq $2 ]] || die "short random file $3"
+}
+
+build_image() {
+  local mb=$((1000 * 1000)) t i
+  t=$(now)
+  log "building the 1 GiB source image (once; cached in $bench_dir with --keep)"
+  rm -f "$source_img" "$recipe_file" "$source_img.tmp"
+  truncate -s 1G "$source_img.tmp"
+  build_loop=$(losetup -f --show "$source_img.tmp")
+  mkfs.ext4 -q -F -L hotsnap-restore -U 5e7a0b2c-8d41-4f3e-b6a9-2c1d0e9f8a71 \
+    -E lazy_itable_init=0,lazy_journal_init=0,hash_seed=0d8b3f2a-4a55-4a3e-8c61-7f0d2c9b5e42 \
+    "$build_loop"
+  mnt=$(mktemp -d "$bench_dir/mnt.XXXXXX")
+  mount "$build_loop" "$mnt"
+  mkdir -p "$mnt/kept/random"
+  copy_with_budget $((480 * mb)) "$mnt/kept" /usr/lib >/dev/null
+  copy_with_budget $((150 * mb)) "$mnt/kept" /usr/share >/dev/null
+  for i in 1 2 3; do write_random "restore-$i" $((64 * 1024 * 1024)) "$mnt/kept/random/$i.bin"; done
+  sync
+  log "source filesystem: $(df -h --output=used,size,pcent "$mnt" | tail -n 1)"
+  umount "$mnt"; rmdir "$mnt"; mnt=""
+  e2fsck -fn "$build_loop" >/dev/null || die "e2fsck found errors in the new image"
+  losetup -d "$build_loop"; build_loop=""
+  mv "$source_img.tmp" "$source_img"
+  printf '%s\n' "$recipe" > "$recipe_file"
+  log "source image built in $(elapsed "$t") s"
+}
+
+if [[ $rebuild -eq 1 || ! -f $source_img || ! -f $recipe_file ||
+      "$(cat "$recipe_file")" != "$recipe" ]]; then
+  build_image
+else
+  log "reusing cached source image $source_img"
+fi
+
+# --- One image, one target ----------------------------------------------------------------
+src_loop=$(losetup -f --show -r "$source_img")
+used=$(dumpe2fs -h "$src_loop" 2>/dev/null | awk -F: '
+  /^Block size/ { bs = $2 } /^Block count/ { bc = $2 } /^Free blocks/ { fb = $2 }
+  END { print (bc - fb) * bs }')
+image="$scratch/image.zst"
+log "hotsnap backup of the source ($(human "$used") used)"
+"$hotsnap" backup "$src_loop" -o "$image" --level "$level" 2> "$scratch/backup.err" \
+  || { cat "$scratch/backup.err" >&2; die "hotsnap backup failed"; }
+losetup -d "$src_loop"; src_loop=""
+truncate -s 1G "$scratch/target.img"
+dst_loop=$(losetup -f --show "$scratch/target.img")
+cat "$image" > /dev/null  # the input is read from the page cache by every command
+
+q() { printf '%q' "$1"; }
+declare -A cmds=(
+  [hotsnap]="$(q "$hotsnap") restore $(q "$image") $(q "$dst_loop") --force"
+  [dd]="zstd -q -dc $(q "$image") | dd of=$(q "$dst_loop") bs=4M oflag=direct status=none"
+  [ddsync]="zstd -q -dc $(q "$image") | dd of=$(q "$dst_loop") bs=4M oflag=direct conv=fsync status=none"
+)
+order=(hotsnap dd ddsync)
+declare -A label=([hotsnap]="hotsnap restore" [dd]="zstd -dc | dd direct"
+                  [ddsync]="... | dd direct,fsync")
+if [[ -n ${HOTSNAP_BASELINE_BIN:-} ]]; then
+  cmds[baseline]="$(q "$HOTSNAP_BASELINE_BIN") restore $(q "$image") $(q "$dst_loop") --force"
+  label[baseline]="baseline hotsnap restore"
+  order+=(baseline)
+fi
+declare -A walls=() cpus=()
+
+# measure KEY: one round of the command under GNU time; appends its wall time.
+measure() {
+  local key=$1 tf="$scratch/time.$1" rc=0
+  sync  # the previous round's writeback must not land inside this one
+  /usr/bin/time -f '%e %U %S' -o "$tf" bash -c "set -o pipefail; ${cmds[$key]}" \
+    > /dev/null 2> "$scratch/stderr.$key" || rc=$?
+  [[ $rc -eq 0 ]] || { cat "$scratch/stderr.$key" >&2; die "${label[$key]} failed (exit $rc)"; }
+  read -r wall user sys < <(tail -n 1 "$tf")
+  walls[$key]+="$wall "
+  cpus[$key]+="$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }') "
+}
+
+for ((round = 1; round <= runs; round++)); do
+  for key in "${order[@]}"; do
+    log "round $round/$runs: ${label[$key]}"
+    measure "$key"
+  done
+done
+
+# The restored device is the source, byte for byte, after one more hotsnap restore.
+log "checking a last hotsnap restore against the source"
+bash -c "${cmds[hotsnap]}" > /dev/null 2> "$scratch/stderr.check" \
+  || { cat "$scratch/stderr.check" >&2; die "hotsnap restore failed"; }
+cmp "$source_img" "$dst_loop" > /dev/null || die "the restored device differs from the source"
+
+median() { tr ' ' '\n' <<< "$1" | sed '/^$/d' | sort -n | awk '{ v[NR] = $1 }
+  END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
+echo
+printf 'restore of %s (%s used, image %s), %d rounds, medians\n' "$(human $((1024 ** 3)))" \
+  "$(human "$used")" "$(human "$(stat -c %s "$image")")" "$runs"
+printf '%-24s %8s %8s   %s\n' command "wall s" "cpu s" "all walls"
+for key in "${order[@]}"; do
+  printf '%-24s %8s %8s   %s\n' "${label[$key]}" "$(median "${walls[$key]}")" \
+    "$(median "${cpus[$key]}")" "${walls[$key]}"
+done
+ratio=$(awk -v a="$(median "${walls[hotsnap]}")" -v b="$(median "${walls[dd]}")" \
+  'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+ratio_sync=$(awk -v a="$(median "${walls[hotsnap]}")" -v b="$(median "${walls[ddsync]}")" \
+  'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+echo
+printf 'hotsnap / (zstd -dc | dd direct):        %sx   (target <= 0.6x)\n' "$ratio"
+printf 'hotsnap / (zstd -dc | dd direct,fsync):  %sx\n' "$ratio_sync"
