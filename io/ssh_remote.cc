@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "base/interrupt.h"
+#include "base/log.h"
 
 extern char** environ;
 
@@ -21,6 +22,11 @@ namespace {
 constexpr char kScheme[] = "ssh://";
 constexpr char kStreamHeader[] = "hotsnap-stream";
 constexpr int kSshOwnError = 255;  // ssh's exit status for its own failures
+constexpr int kPublishTimeoutMs = 10 * 60 * 1000;
+
+// An ssh exit status that does not come from the remote script: the connection failed or
+// was dropped (255), ssh or the remote shell was killed (128+signal), or it did not finish.
+bool SessionLost(int exit_code) { return exit_code < 0 || exit_code > 128; }
 
 // ---- URL and remote paths --------------------------------------------------------------
 
@@ -198,6 +204,7 @@ class SshSink : public Sink {
   UniqueFd stderr_;  // memfd
   SshProcess process_;
   std::string temp_;  // the remote temporary file, once known
+  std::string inode_;  // its inode number (decimal), once reported
   uint64_t bytes_ = 0;
   bool committed_ = false;
 };
@@ -218,12 +225,19 @@ std::string SshSink::UploadScript() const {
   s += "if ! cat > \"$t\"; then rm -f -- \"$t\"; exit 94; fi\n";
   s += "sync -- \"$t\" 2>/dev/null || sync\n";
   s += "echo \"size $(wc -c < \"$t\")\"\n";
+  // The file's identity, by which a later session recognises it under the final name.
+  s += "set -f; set -- $(ls -di -- \"$t\"); echo \"ino $1\"\n";
   return s;
 }
 
 std::string SshSink::PublishScript() const {
   std::string n = std::to_string(bytes_);
   std::string s = "t=" + ShellQuote(temp_) + "\nf=" + path_.file + "\nd=" + path_.dir + "\n";
+  // Idempotent: a session that dropped after `ln` or `mv` left our file under the final name
+  // (the temporary file's inode, still alive as ours); then only finish the job.
+  s += "set -f\nif [ -f \"$f\" ] && [ ! -h \"$f\" ]; then set -- $(ls -di -- \"$f\"); if [ \"$1\" = " +
+       ShellQuote(inode_) + " ]; then\n";
+  s += "  rm -f -- \"$t\"; sync -- \"$d\" 2>/dev/null || sync; echo already-published; exit 0\nfi; fi\n";
   s += "n=$(wc -c < \"$t\") || exit 95\n";
   s += "if [ \"$n\" -ne " + n + " ]; then echo \"hotsnap: $t holds $n bytes, " + n +
        " were sent\" >&2; rm -f -- \"$t\"; exit 96; fi\n";
@@ -307,15 +321,45 @@ Status SshSink::Commit() {
                                      std::to_string(bytes_) + " bytes sent, it reported '" +
                                      LastLines(rest, 1) + "'");
   }
-  // 2. Only now publish it under the final name, in a session of its own.
-  auto session = RunSession(url_, options_, PublishScript(), 10 * 60 * 1000);
-  if (!session.ok()) return session.status();
-  if (session->exit_code != 0) {
-    return SshFailure(Code::kTarget, url_, "publishing the image under its final name",
-                      session->exit_code, session->err);
+  size_t ino = rest.find("\nino ");
+  if (ino != std::string::npos) inode_ = rest.substr(ino + 5, rest.find('\n', ino + 5) - ino - 5);
+  if (inode_.empty() || inode_.find_first_not_of("0123456789") != std::string::npos) {
+    return Status(Code::kTarget, "the remote side of " + url_.text +
+                                     " did not report the temporary file's inode number: '" +
+                                     LastLines(rest, 2) + "'");
   }
-  committed_ = true;
-  return Status::Ok();
+  // 2. Only now publish it under the final name, in a session of its own.
+  const std::string what = "publishing the image under its final name";
+  auto session = RunSession(url_, options_, PublishScript(), kPublishTimeoutMs);
+  if (!session.ok()) return session.status();
+  if (session->exit_code == 0) {
+    committed_ = true;
+    return Status::Ok();
+  }
+  // The remote script's own failures remove what it made: nothing is published.
+  if (!SessionLost(session->exit_code)) {
+    return SshFailure(Code::kTarget, url_, what, session->exit_code, session->err);
+  }
+  // The session ended without the script's verdict: `ln` may or may not have run. The script
+  // is idempotent, so run it again in a new session: it finds the image already under its
+  // final name and finishes, or publishes it now, or fails and removes it.
+  Status lost = SshFailure(Code::kTarget, url_, what, session->exit_code, session->err);
+  auto again = RunSession(url_, options_, PublishScript(), kPublishTimeoutMs);
+  if (!again.ok()) return again.status();
+  if (again->exit_code == 0) {
+    committed_ = true;
+    Error("warning: " + lost.message() + "; a new session found " + url_.text +
+          (again->out.find("already-published") != std::string::npos ? " already published"
+                                                                       : " unpublished and published it") +
+          " (" + std::to_string(bytes_) + " bytes, the file uploaded)");
+    return Status::Ok();
+  }
+  if (!SessionLost(again->exit_code)) {
+    return SshFailure(Code::kTarget, url_, what, again->exit_code, again->err);
+  }
+  return Status(Code::kTarget, lost.message() + "; a second session failed too, so whether " +
+                                   url_.text + " now holds the image is unknown: check it (the "
+                                   "complete image is " + std::to_string(bytes_) + " bytes)");
 }
 
 void SshSink::Abort() {

@@ -170,7 +170,8 @@ using ::hotsnap::testing::ListDir;
 // `dir`. Stopped (with every session it spawned) on destruction.
 class SshServer {
  public:
-  explicit SshServer(const std::string& dir) : dir_(dir) {
+  // `extra_config`: more sshd_config lines (e.g. a ForceCommand that wraps every session).
+  explicit SshServer(const std::string& dir, const std::string& extra_config = "") : dir_(dir) {
     RunOk("mkdir -p /run/sshd && chmod 0755 /run/sshd");  // sshd's privilege separation dir
     RunOk("ssh-keygen -q -t ed25519 -N '' -C hotsnap-test-host -f " + Quote(File("host_key")));
     RunOk("ssh-keygen -q -t ed25519 -N '' -C hotsnap-test-user -f " + Quote(File("id")));
@@ -181,7 +182,8 @@ class SshServer {
            << "\nPidFile " << File("sshd.pid") << "\nAuthorizedKeysFile " << File("authorized_keys")
            << "\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
               "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\n"
-              "MaxStartups 50\nLogLevel ERROR\n";
+              "MaxStartups 50\nLogLevel ERROR\n"
+           << extra_config;
     config.close();
     std::string host_pub = ReadAll(File("host_key.pub"));
     WriteFile(File("known_hosts"), "[127.0.0.1]:" + std::to_string(port_) + " " +
@@ -342,6 +344,42 @@ TEST_F(SshRemoteTest, DroppedConnectionFailsTheBackupAndPublishesNothing) {
   EXPECT_TRUE(WaitUntil([&] { return ListDir(remote_).empty(); }, 30))
       << "temporary file left: " << ::testing::PrintToString(ListDir(remote_));
   EXPECT_FALSE(PathExists(remote_ + "/img.zst"));
+}
+
+// The publishing session drops after `ln` put the image under its final name (the remote
+// directory sync is held until the test kills the session's sshd): the image is published,
+// so hotsnap must exit 0 with a warning, the temporary name gone, and not exit 4.
+TEST_F(SshRemoteTest, ConnectionDroppedAfterPublishingExitsZeroWithTheImagePublished) {
+  // Every session runs with a `sync` in front of the real one that holds the first directory
+  // sync (the publishing script's, after `ln`) until killed; file syncs pass through.
+  std::string bin = dir_.File("bin");
+  std::string held = dir_.File("sync-held");
+  RunOk("mkdir -p " + Quote(bin) + " " + Quote(dir_.File("wrapped")));
+  WriteFile(bin + "/sync", "#!/bin/sh\n"
+                           "if [ -d \"$2\" ] && mkdir " + Quote(held) + " 2>/dev/null; then\n"
+                           "  echo $$ > " + Quote(held + "/pid") + "; exec sleep 600\n"
+                           "fi\n"
+                           "exec /bin/sync \"$@\"\n");
+  RunOk("chmod +x " + Quote(bin + "/sync"));
+  server_.reset();
+  server_ = std::make_unique<SshServer>(
+      dir_.File("wrapped"), "ForceCommand PATH=" + bin + ":$PATH; export PATH; eval \"$SSH_ORIGINAL_COMMAND\"\n");
+  MakeSource(3 * 4 * 1024 * 1024);
+  std::string url = server_->Url(remote_ + "/img.zst");
+  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) + server_->Options());
+  ASSERT_TRUE(WaitUntil([&] { return SizeOf(held + "/pid") > 0; }, 120))
+      << "the publishing session never synced the directory: " << Stderr();
+  ASSERT_TRUE(PathExists(remote_ + "/img.zst")) << "held before ln: " << Stderr();
+  auto sessions = server_->Sessions();
+  ASSERT_FALSE(sessions.empty());
+  for (pid_t p : sessions) kill(p, SIGKILL);
+  kill(std::stoi(ReadAll(held + "/pid")), SIGKILL);
+  int code = WaitExit(pid);
+  EXPECT_EQ(code, 0) << "an image under its final name and a failing exit: " << Stderr();
+  EXPECT_NE(Stderr().find("warning"), std::string::npos) << Stderr();
+  EXPECT_NE(Stderr().find("already published"), std::string::npos) << Stderr();
+  EXPECT_EQ(ListDir(remote_), std::vector<std::string>{"img.zst"}) << "temporary name left";
+  RunOk(Hotsnap("verify " + Quote(remote_ + "/img.zst")));
 }
 
 TEST_F(SshRemoteTest, UnknownHostKeyIsRefusedAndSaysSo) {
