@@ -82,7 +82,9 @@ class FileSink : public Sink {
 
 // errno values with which a filesystem says it does not implement renameat2's flags: EINVAL
 // (NFS, 9p, CIFS, FUSE), ENOSYS (no renameat2), ENOTSUP/EOPNOTSUPP.
-bool FlagsUnsupported(int err) { return err == EINVAL || err == ENOSYS || err == ENOTSUP || err == EOPNOTSUPP; }
+bool FlagsUnsupported(int err) {
+  return err == EINVAL || err == ENOSYS || err == ENOTSUP || err == EOPNOTSUPP;
+}
 
 // errno values with which a filesystem refuses hard links altogether.
 bool LinksUnsupported(int err) {
@@ -90,8 +92,8 @@ bool LinksUnsupported(int err) {
 }
 
 Status AppearedMeanwhile(const std::string& path) {
-  return Status(Code::kTarget, path + " appeared while the backup ran; not replaced (use --overwrite)",
-                EEXIST);
+  return Status(Code::kTarget,
+                path + " appeared while the backup ran; not replaced (use --overwrite)", EEXIST);
 }
 
 // After the point of no return: the image is published, so this is not an error.
@@ -108,8 +110,8 @@ Status FileSink::Commit() {
   std::string dir = DirName(path_);
   if (int err = ops_->SyncDirectory(dir); err != 0) {
     Warn(path_ + " is published, but fsync of its directory " + dir + " failed (" +
-         std::strerror(err) + "): the new name may not survive a power loss until the directory "
-         "is synced (run sync)");
+         std::strerror(err) +
+         "): the new name may not survive a power loss until the directory is synced (run sync)");
   }
   return Status::Ok();
 }
@@ -125,7 +127,9 @@ Status FileSink::PublishWithoutReplacing() {
   int err = ops_->Rename(temp_, path_, RENAME_NOREPLACE);
   if (err == 0) return Status::Ok();
   if (err == EEXIST) return AppearedMeanwhile(path_);
-  if (!FlagsUnsupported(err)) return Status::FromErrno(Code::kTarget, err, "rename " + temp_ + " to " + path_);
+  if (!FlagsUnsupported(err)) {
+    return Status::FromErrno(Code::kTarget, err, "rename " + temp_ + " to " + path_);
+  }
   // The filesystem has no RENAME_NOREPLACE. link() never replaces an existing name either.
   Notice("the filesystem of " + DirName(path_) + " refuses renameat2(RENAME_NOREPLACE) (" +
          std::strerror(err) + "); publishing with link() and unlink() instead");
@@ -133,20 +137,24 @@ Status FileSink::PublishWithoutReplacing() {
   if (link_err == EEXIST) return AppearedMeanwhile(path_);
   if (link_err != 0 && LinksUnsupported(link_err)) {
     return Status(Code::kTarget,
-                  "cannot publish " + path_ + " without risking replacing a file created "
-                  "meanwhile: its filesystem refuses both renameat2(RENAME_NOREPLACE) (" +
+                  "cannot publish " + path_ +
+                      " without risking replacing a file created meanwhile: its filesystem "
+                      "refuses both renameat2(RENAME_NOREPLACE) (" +
                       std::strerror(err) + ") and hard links (" + std::strerror(link_err) +
                       "); nothing was published (--overwrite publishes with a plain rename)",
                   link_err);
   }
-  if (link_err != 0) return Status::FromErrno(Code::kTarget, link_err, "link " + temp_ + " to " + path_);
+  if (link_err != 0) {
+    return Status::FromErrno(Code::kTarget, link_err, "link " + temp_ + " to " + path_);
+  }
   // Published under both names now; a crash here leaves the temporary name, which
   // `hotsnap cleanup` removes (the image stays under its final name).
   committed_ = true;
   CrashPoint("after-link");
   if (int unlink_err = ops_->Unlink(temp_); unlink_err != 0) {
-    Warn(path_ + " is published, but its temporary second name " + temp_ + " could not be removed (" +
-         std::strerror(unlink_err) + "); remove it, or run hotsnap cleanup");
+    Warn(path_ + " is published, but its temporary second name " + temp_ +
+         " could not be removed (" + std::strerror(unlink_err) +
+         "); remove it, or run hotsnap cleanup");
   }
   return Status::Ok();
 }
@@ -204,10 +212,12 @@ std::unique_ptr<Sink> MakeFdSink(int fd, std::string name) {
 
 std::string TemporaryNameFor(const std::string& path, int pid) {
   std::string dir = DirName(path);
-  return (dir == "/" ? "" : dir) + "/." + BaseName(path) + ".hotsnap-" + std::to_string(pid) + ".tmp";
+  return (dir == "/" ? "" : dir) + "/." + BaseName(path) + ".hotsnap-" + std::to_string(pid) +
+         ".tmp";
 }
 
-Result<std::unique_ptr<Sink>> MakeFileSink(const std::string& path, const FileSinkOptions& options) {
+Result<std::unique_ptr<Sink>> MakeFileSink(const std::string& path,
+                                           const FileSinkOptions& options) {
   if (path.empty() || path.back() == '/') {
     return Status(Code::kUsage, "destination '" + path + "' is not a file name");
   }
@@ -215,10 +225,12 @@ Result<std::unique_ptr<Sink>> MakeFileSink(const std::string& path, const FileSi
   if (::lstat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) return Status(Code::kTarget, path + " is a directory");
     if (!options.overwrite) {
-      return Status(Code::kTarget, path + " already exists; refusing to replace it (use --overwrite)");
+      return Status(Code::kTarget,
+                    path + " already exists; refusing to replace it (use --overwrite)");
     }
     if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
-      return Status(Code::kTarget, path + " exists and is not a regular file; refusing to replace it");
+      return Status(Code::kTarget,
+                    path + " exists and is not a regular file; refusing to replace it");
     }
   } else if (errno != ENOENT) {
     return Status::FromErrno(Code::kTarget, errno, "checking " + path);
@@ -228,8 +240,10 @@ Result<std::unique_ptr<Sink>> MakeFileSink(const std::string& path, const FileSi
   if (!fd.valid()) {
     int err = errno;
     if (err == EEXIST) {
-      return Status(Code::kTarget, "temporary file " + temp +
-                                       " already exists (a symlink or a leftover); remove it first", err);
+      return Status(
+          Code::kTarget,
+          "temporary file " + temp + " already exists (a symlink or a leftover); remove it first",
+          err);
     }
     return Status::FromErrno(Code::kTarget, err, "creating " + temp);
   }

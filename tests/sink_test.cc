@@ -225,8 +225,8 @@ TEST(FileSinkPublishTest, FallsBackToLinkWhereRenameNoReplaceIsRefused) {
     std::string data(1 << 20, 'z');
     Status s = WriteAndCommit(dest, data, &ops);
     ASSERT_TRUE(s.ok()) << strerror(refusal) << ": " << s.message();
-    EXPECT_EQ(ops.calls, (std::vector<std::string>{"renameat2-noreplace", "link", "unlink",
-                                                   "fsync-dir"}));
+    EXPECT_EQ(ops.calls,
+              (std::vector<std::string>{"renameat2-noreplace", "link", "unlink", "fsync-dir"}));
     EXPECT_EQ(ReadAll(dest), data);
     EXPECT_EQ(ListDir(dir.path()), std::vector<std::string>{"img.zst"}) << "temporary name left";
     struct stat st;
@@ -349,7 +349,8 @@ TEST(FileSinkPublishTest, CrashBetweenLinkAndUnlinkLeavesATemporaryNameCleanupRe
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
   std::string temp = TemporaryNameFor(dest, child);
-  ASSERT_TRUE(PathExists(temp)) << "the crash left no second name: " << ::testing::PrintToString(ListDir(dir.path()));
+  ASSERT_TRUE(PathExists(temp)) << "the crash left no second name: "
+                                << ::testing::PrintToString(ListDir(dir.path()));
   EXPECT_EQ(ReadAll(dest), data);
   StaleTempReport report;
   ASSERT_TRUE(RemoveStaleTemporaryFiles(dir.path(), &report).ok());

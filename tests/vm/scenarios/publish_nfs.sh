@@ -22,8 +22,8 @@ mount -t tmpfs -o size=64m tmpfs /srv/nfs || fail "tmpfs for the export"
 : > /var/lib/nfs/etab
 echo "/srv/nfs 127.0.0.1(rw,no_root_squash,no_subtree_check,insecure,fsid=0)" > /etc/exports
 exportfs -ra || fail "exportfs"
-rpc.mountd --no-nfs-version 2 --no-nfs-version 3 --no-udp || fail "rpc.mountd"
-rpc.nfsd --no-nfs-version 2 --no-nfs-version 3 --no-udp 2 || fail "rpc.nfsd"
+rpc.mountd --no-nfs-version 3 --no-udp || fail "rpc.mountd"
+rpc.nfsd --no-nfs-version 3 --no-udp 2 || fail "rpc.nfsd"
 # A fresh server has no clients to wait for: end the grace period now, not in 90 s.
 echo Y > /proc/fs/nfsd/v4_end_grace 2> /dev/null || echo "note: cannot end the NFSv4 grace period early"
 mount -t nfs4 -o vers=4.2,proto=tcp 127.0.0.1:/ /mnt/nfs || fail "mount 127.0.0.1:/"
