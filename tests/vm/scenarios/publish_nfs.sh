@@ -16,7 +16,7 @@ trap 'writer_stop; stop_nfs' EXIT
 
 step "NFS server and client"
 ip link set lo up || fail "ip link set lo up"
-mountpoint -q /proc/fs/nfsd || mount -t nfsd nfsd /proc/fs/nfsd || fail "mount nfsd"
+grep -q " /proc/fs/nfsd nfsd " /proc/mounts || mount -t nfsd nfsd /proc/fs/nfsd || fail "mount nfsd"
 mkdir -p /srv/nfs /var/lib/nfs/v4recovery /mnt/nfs
 mount -t tmpfs -o size=64m tmpfs /srv/nfs || fail "tmpfs for the export"
 : > /var/lib/nfs/etab
