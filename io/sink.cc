@@ -97,7 +97,7 @@ Status AppearedMeanwhile(const std::string& path) {
 }
 
 // After the point of no return: the image is published, so this is not an error.
-void Warn(const std::string& line) { Error("warning: " + line); }
+void Warn(const std::string& line) { Notice("warning: " + line); }
 
 Status FileSink::Commit() {
   writeback_.Stop();

@@ -75,7 +75,8 @@ struct FileSinkOptions {
 //     ran is never replaced (kTarget).
 // Once NAME holds the image, Commit() returns Ok: the image is published, and the rule
 // "an error means nothing under NAME" holds. What can still fail after that point is only
-// reported as a warning on stderr (printed even in quiet mode), with exit status 0: the
+// reported as a warning on stderr (a notice: "warning: ...", which --quiet hides), and the exit
+// status stays 0: the
 // directory fsync (the image may then not survive a power loss until the directory is
 // synced), and the unlink of the temporary name after link() (a second name of the same
 // file, which `hotsnap cleanup` removes once this process has ended).

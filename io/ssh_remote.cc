@@ -360,9 +360,9 @@ Status SshSink::Commit() {
   if (again->exit_code == 0) {
     committed_ = true;
     bool found = again->out.find("already-published") != std::string::npos;
-    Error("warning: " + lost.message() + "; a new session " +
-          (found ? "found the image already published" : "published the image") + " as " +
-          url_.text + " (" + std::to_string(bytes_) + " bytes)");
+    Notice("warning: " + lost.message() + "; a new session " +
+           (found ? "found the image already published" : "published the image") + " as " +
+           url_.text + " (" + std::to_string(bytes_) + " bytes)");
     return Status::Ok();
   }
   if (!SessionLost(again->exit_code)) {

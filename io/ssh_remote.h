@@ -68,7 +68,7 @@ std::vector<std::string> SshArgv(const SshUrl& url, const SshOptions& options,
 // that inode. When the publishing session is lost without the script's verdict (ssh exit
 // 255 or a signal: `ln` may or may not have run), Commit() runs the script once more in a
 // new session; if that finds or makes the image published, Commit() succeeds with a warning
-// on stderr. So a failed Commit() means the final name does not hold the image, except when
+// notice on stderr. So a failed Commit() means the final name does not hold the image, except when
 // the second session is lost too: then the error says that the outcome is unknown.
 Result<std::unique_ptr<Sink>> MakeSshSink(const SshUrl& url, const SshOptions& options,
                                           bool overwrite);

@@ -310,6 +310,8 @@ TEST(FileSinkPublishTest, FailedDirectoryFsyncAfterPublishingIsAWarningNotAnErro
     EXPECT_NE(err.find("warning"), std::string::npos) << err;
     EXPECT_NE(err.find(dir.path()), std::string::npos) << "the directory is not named: " << err;
     EXPECT_NE(err.find("power loss"), std::string::npos) << err;
+    EXPECT_EQ(err.find("error:"), std::string::npos)
+        << "a published image reported as an error: " << err;
   }
 }
 

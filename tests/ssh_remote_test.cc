@@ -395,6 +395,7 @@ TEST_F(SshRemoteTest, ConnectionDroppedAfterPublishingExitsZeroWithTheImagePubli
   EXPECT_EQ(code, 0) << "an image under its final name and a failing exit: " << Stderr();
   EXPECT_NE(Stderr().find("warning"), std::string::npos) << Stderr();
   EXPECT_NE(Stderr().find("already published"), std::string::npos) << Stderr();
+  EXPECT_EQ(Stderr().find("error:"), std::string::npos) << Stderr();
   EXPECT_EQ(ListDir(remote_), std::vector<std::string>{"img.zst"}) << "temporary name left";
   RunOk(Hotsnap("verify " + Quote(remote_ + "/img.zst")));
 }
