@@ -36,16 +36,50 @@ Status WriteAll(int fd, const void* data, size_t bytes, const std::string& what,
 // report earlier errors: a pipe has no final name.
 std::unique_ptr<Sink> MakeFdSink(int fd, std::string name);
 
+// The directory operations a file sink publishes with: one small seam so that tests can
+// wrap the real calls and make them fail the way some filesystems do (renameat2 flags
+// refused on NFS, 9p and FUSE; link() refused on some FUSE and CIFS mounts; a directory
+// fsync that fails). Each returns 0 or an errno value. Thread-safe (no state).
+class PublishOps {
+ public:
+  virtual ~PublishOps() = default;
+  virtual int Rename(const std::string& from, const std::string& to, unsigned flags);  // renameat2
+  virtual int Link(const std::string& from, const std::string& to);                    // link
+  virtual int Unlink(const std::string& path);                                         // unlink
+  // open(O_DIRECTORY) + fsync.
+  virtual int SyncDirectory(const std::string& dir);
+};
+
+// The real calls; a static object, never destroyed.
+PublishOps* RealPublishOps();
+
 struct FileSinkOptions {
   bool overwrite = false;
+  // Not owned; must outlive the sink. nullptr: RealPublishOps().
+  PublishOps* ops = nullptr;
 };
 
 // A sink to a regular file created atomically: the data goes to a temporary file
 // ".NAME.hotsnap-PID.tmp" created 0600 with O_EXCL|O_NOFOLLOW in the destination's
-// directory; Commit() fsyncs it, renames it to NAME (with RENAME_NOREPLACE unless
-// overwrite) and fsyncs the directory. Destroying the sink uncommitted unlinks the
-// temporary file. Refuses up front (kTarget) when NAME exists and !overwrite, or when NAME
-// is a directory.
+// directory. Destroying the sink uncommitted unlinks the temporary file. Refuses up front
+// (kTarget) when NAME exists and !overwrite, or when NAME is a directory.
+//
+// Commit() fsyncs the temporary file and publishes it under NAME:
+//   - overwrite: rename(), which replaces NAME atomically;
+//   - otherwise renameat2(RENAME_NOREPLACE); where the filesystem refuses the flag (EINVAL,
+//     ENOSYS, ENOTSUP/EOPNOTSUPP: NFS, 9p, CIFS, most FUSE) link(temp, NAME) then
+//     unlink(temp), which never replaces NAME either (link fails with EEXIST). If the
+//     filesystem refuses hard links too (EPERM, ENOTSUP, ...), Commit() fails (kTarget) and
+//     publishes nothing rather than fall back to a rename that could replace a file created
+//     meanwhile; --overwrite publishes there. A file that appeared at NAME while the backup
+//     ran is never replaced (kTarget).
+// Once NAME holds the image, Commit() returns Ok: the image is published, and the rule
+// "an error means nothing under NAME" holds. What can still fail after that point is only
+// reported as a warning on stderr (a notice: "warning: ...", which --quiet hides), and the exit
+// status stays 0: the
+// directory fsync (the image may then not survive a power loss until the directory is
+// synced), and the unlink of the temporary name after link() (a second name of the same
+// file, which `hotsnap cleanup` removes once this process has ended).
 Result<std::unique_ptr<Sink>> MakeFileSink(const std::string& path, const FileSinkOptions& options);
 
 // The temporary name MakeFileSink uses for `path` in process `pid`.

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "base/interrupt.h"
+#include "base/log.h"
 
 extern char** environ;
 
@@ -21,6 +22,11 @@ namespace {
 constexpr char kScheme[] = "ssh://";
 constexpr char kStreamHeader[] = "hotsnap-stream";
 constexpr int kSshOwnError = 255;  // ssh's exit status for its own failures
+constexpr int kPublishTimeoutMs = 10 * 60 * 1000;
+
+// An ssh exit status that does not come from the remote script: the connection failed or
+// was dropped (255), ssh or the remote shell was killed (128+signal), or it did not finish.
+bool SessionLost(int exit_code) { return exit_code < 0 || exit_code > 128; }
 
 // ---- URL and remote paths --------------------------------------------------------------
 
@@ -173,7 +179,9 @@ Result<SessionResult> RunSession(const SshUrl& url, const SshOptions& options,
 class SshSink : public Sink {
  public:
   SshSink(SshUrl url, SshOptions options, bool overwrite)
-      : url_(std::move(url)), options_(std::move(options)), overwrite_(overwrite),
+      : url_(std::move(url)),
+        options_(std::move(options)),
+        overwrite_(overwrite),
         path_(SplitRemotePath(url_.path)) {}
   ~SshSink() override { Abort(); }
 
@@ -197,7 +205,8 @@ class SshSink : public Sink {
   UniqueFd stdout_;  // "tmp NAME" at the start, "size N" at the end
   UniqueFd stderr_;  // memfd
   SshProcess process_;
-  std::string temp_;  // the remote temporary file, once known
+  std::string temp_;   // the remote temporary file, once known
+  std::string inode_;  // its inode number (decimal), once reported
   uint64_t bytes_ = 0;
   bool committed_ = false;
 };
@@ -218,21 +227,34 @@ std::string SshSink::UploadScript() const {
   s += "if ! cat > \"$t\"; then rm -f -- \"$t\"; exit 94; fi\n";
   s += "sync -- \"$t\" 2>/dev/null || sync\n";
   s += "echo \"size $(wc -c < \"$t\")\"\n";
+  // The file's identity, by which a later session recognises it under the final name.
+  s += "set -f; set -- $(ls -di -- \"$t\"); echo \"ino $1\"\n";
   return s;
 }
 
 std::string SshSink::PublishScript() const {
   std::string n = std::to_string(bytes_);
   std::string s = "t=" + ShellQuote(temp_) + "\nf=" + path_.file + "\nd=" + path_.dir + "\n";
+  // Idempotent: a session that dropped after `ln` or `mv` left our file under the final name
+  // (the temporary file's inode, still alive as ours); then only finish the job.
+  s += "set -f\n";
+  s += "if [ -f \"$f\" ] && [ ! -h \"$f\" ]; then\n";
+  s += "  set -- $(ls -di -- \"$f\")\n";
+  s += "  if [ \"$1\" = " + ShellQuote(inode_) + " ]; then\n";
+  s += "    rm -f -- \"$t\"; sync -- \"$d\" 2>/dev/null || sync; echo already-published; exit 0\n";
+  s += "  fi\n";
+  s += "fi\n";
   s += "n=$(wc -c < \"$t\") || exit 95\n";
   s += "if [ \"$n\" -ne " + n + " ]; then echo \"hotsnap: $t holds $n bytes, " + n +
        " were sent\" >&2; rm -f -- \"$t\"; exit 96; fi\n";
   if (overwrite_) {
-    s += "if [ -d \"$f\" ]; then echo \"hotsnap: $f is a directory\" >&2; rm -f -- \"$t\"; exit 91; fi\n";
+    s += "if [ -d \"$f\" ]; then echo \"hotsnap: $f is a directory\" >&2; rm -f -- \"$t\"; exit "
+         "91; fi\n";
     s += "mv -f -- \"$t\" \"$f\" || { rm -f -- \"$t\"; exit 97; }\n";
   } else {
-    s += "if [ -e \"$f\" ] || [ -h \"$f\" ]; then echo \"hotsnap: $f appeared while the backup ran; "
-         "not replaced (use --overwrite)\" >&2; rm -f -- \"$t\"; exit 98; fi\n";
+    s +=
+        "if [ -e \"$f\" ] || [ -h \"$f\" ]; then echo \"hotsnap: $f appeared while the backup ran; "
+        "not replaced (use --overwrite)\" >&2; rm -f -- \"$t\"; exit 98; fi\n";
     // link() never replaces an existing name, unlike rename().
     s += "ln -- \"$t\" \"$f\" || { rm -f -- \"$t\"; exit 97; }\n";
     s += "rm -f -- \"$t\"\n";
@@ -266,12 +288,13 @@ Status SshSink::Open() {
   // destination checks have all passed by then.
   std::string line;
   if (!ReadLine(stdout_.get(), &line)) {
-    if (Interrupted()) return Status(Code::kInterrupted, "interrupted while connecting to " + url_.host);
+    if (Interrupted())
+      return Status(Code::kInterrupted, "interrupted while connecting to " + url_.host);
     return UploadFailure("opening the destination");
   }
   if (line.rfind("tmp /", 0) != 0) {
-    return Status(Code::kTarget, "unexpected reply from the remote side of " + url_.text + ": '" +
-                                     line + "'");
+    return Status(Code::kTarget,
+                  "unexpected reply from the remote side of " + url_.text + ": '" + line + "'");
   }
   temp_ = line.substr(4);
   return Status::Ok();
@@ -300,22 +323,54 @@ Status SshSink::Commit() {
   std::string rest = ReadRest(stdout_.get());
   auto code = process_.Wait();
   if (!code.ok()) return code.status();
-  if (*code != 0) return SshFailure(Code::kTarget, url_, "finishing the upload", *code, ReadMemFd(stderr_.get()));
+  if (*code != 0) {
+    return SshFailure(Code::kTarget, url_, "finishing the upload", *code, ReadMemFd(stderr_.get()));
+  }
   std::string expected = "size " + std::to_string(bytes_);
   if (rest.rfind(expected + "\n", 0) != 0) {
-    return Status(Code::kTarget, "the remote side of " + url_.text + " did not receive the whole image: " +
-                                     std::to_string(bytes_) + " bytes sent, it reported '" +
-                                     LastLines(rest, 1) + "'");
+    return Status(Code::kTarget, "the remote side of " + url_.text +
+                                     " did not receive the whole image: " + std::to_string(bytes_) +
+                                     " bytes sent, it reported '" + LastLines(rest, 1) + "'");
+  }
+  size_t ino = rest.find("\nino ");
+  if (ino != std::string::npos) inode_ = rest.substr(ino + 5, rest.find('\n', ino + 5) - ino - 5);
+  if (inode_.empty() || inode_.find_first_not_of("0123456789") != std::string::npos) {
+    return Status(Code::kTarget, "the remote side of " + url_.text +
+                                     " did not report the temporary file's inode number: '" +
+                                     LastLines(rest, 2) + "'");
   }
   // 2. Only now publish it under the final name, in a session of its own.
-  auto session = RunSession(url_, options_, PublishScript(), 10 * 60 * 1000);
+  const std::string what = "publishing the image under its final name";
+  auto session = RunSession(url_, options_, PublishScript(), kPublishTimeoutMs);
   if (!session.ok()) return session.status();
-  if (session->exit_code != 0) {
-    return SshFailure(Code::kTarget, url_, "publishing the image under its final name",
-                      session->exit_code, session->err);
+  if (session->exit_code == 0) {
+    committed_ = true;
+    return Status::Ok();
   }
-  committed_ = true;
-  return Status::Ok();
+  // The remote script's own failures remove what it made: nothing is published.
+  if (!SessionLost(session->exit_code)) {
+    return SshFailure(Code::kTarget, url_, what, session->exit_code, session->err);
+  }
+  // The session ended without the script's verdict: `ln` may or may not have run. The script
+  // is idempotent, so run it again in a new session: it finds the image already under its
+  // final name and finishes, or publishes it now, or fails and removes it.
+  Status lost = SshFailure(Code::kTarget, url_, what, session->exit_code, session->err);
+  auto again = RunSession(url_, options_, PublishScript(), kPublishTimeoutMs);
+  if (!again.ok()) return again.status();
+  if (again->exit_code == 0) {
+    committed_ = true;
+    bool found = again->out.find("already-published") != std::string::npos;
+    Notice("warning: " + lost.message() + "; a new session " +
+           (found ? "found the image already published" : "published the image") + " as " +
+           url_.text + " (" + std::to_string(bytes_) + " bytes)");
+    return Status::Ok();
+  }
+  if (!SessionLost(again->exit_code)) {
+    return SshFailure(Code::kTarget, url_, what, again->exit_code, again->err);
+  }
+  return Status(Code::kTarget, lost.message() + "; a second session failed too, so whether " +
+                                   url_.text + " holds the image is unknown: check it (the " +
+                                   "complete image is " + std::to_string(bytes_) + " bytes)");
 }
 
 void SshSink::Abort() {
@@ -388,7 +443,8 @@ Result<SshUrl> ParseSshUrl(const std::string& text) {
   if (url.host.empty()) return bad("no host");
   if (url.host[0] == '-') return bad("a host must not start with '-'");
   if (!port.empty() || authority.back() == ':') {
-    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) {
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string::npos) {
       return bad("the port is not a number");
     }
     url.port = std::stoi(port);
@@ -405,8 +461,10 @@ Result<SshUrl> ParseSshUrl(const std::string& text) {
 std::string ShellQuote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }
@@ -446,16 +504,20 @@ Status SshFailure(Code code, const SshUrl& url, const std::string& what, int exi
   std::string host = url.host + (url.port ? ":" + std::to_string(url.port) : "");
   std::string why;
   if (exit_code == kSshOwnError) {
-    if (has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("has changed and you have requested")) {
-      why = "the host key of " + host + " has CHANGED since it was recorded in known_hosts, and "
+    if (has("REMOTE HOST IDENTIFICATION HAS CHANGED") ||
+        has("has changed and you have requested")) {
+      why = "the host key of " + host +
+            " has CHANGED since it was recorded in known_hosts, and "
             "ssh refused to connect. This can be an attack; if the host was reinstalled, check "
             "the new key's fingerprint and replace the old entry (ssh-keygen -R)";
     } else if (has("Host key verification failed") || has("host key is known")) {
-      why = "the host key of " + host + " is not known (not in known_hosts), and hotsnap does not "
+      why = "the host key of " + host +
+            " is not known (not in known_hosts), and hotsnap does not "
             "accept unknown host keys (ssh runs with BatchMode=yes). Check the key's fingerprint "
             "and add it to known_hosts first, e.g. by connecting once with ssh";
     } else if (has("Permission denied")) {
-      why = "ssh could not log in to " + host + ": no key was accepted (hotsnap runs ssh with "
+      why = "ssh could not log in to " + host +
+            ": no key was accepted (hotsnap runs ssh with "
             "BatchMode=yes: keys come from the ssh agent or the ssh config; passwords and "
             "passphrase prompts are not used)";
     } else {
@@ -497,7 +559,8 @@ SshProcess& SshProcess::operator=(SshProcess&& other) noexcept {
   return *this;
 }
 
-Result<SshProcess> SshProcess::Start(const std::vector<std::string>& argv, int in, int out, int err) {
+Result<SshProcess> SshProcess::Start(const std::vector<std::string>& argv, int in, int out,
+                                     int err) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in, STDIN_FILENO);
@@ -514,7 +577,8 @@ Result<SshProcess> SshProcess::Start(const std::vector<std::string>& argv, int i
   sigaddset(&defaults, SIGPIPE);  // hotsnap ignores it; ssh must not inherit that
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -523,8 +587,9 @@ Result<SshProcess> SshProcess::Start(const std::vector<std::string>& argv, int i
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    return Status::FromErrno(rc == ENOENT ? Code::kUnsupported : Code::kInternal, rc,
-                             "starting " + argv[0] + (rc == ENOENT ? " (is openssh-client installed?)" : ""));
+    return Status::FromErrno(
+        rc == ENOENT ? Code::kUnsupported : Code::kInternal, rc,
+        "starting " + argv[0] + (rc == ENOENT ? " (is openssh-client installed?)" : ""));
   }
   SshProcess p;
   p.pid_ = pid;
@@ -630,7 +695,8 @@ Result<std::unique_ptr<SshImageStream>> SshImageStream::Open(const SshUrl& url,
 
   std::string line;
   if (!ReadLine(s->stdout_.get(), &line, 64) || line != kStreamHeader) {
-    if (Interrupted()) return Status(Code::kInterrupted, "interrupted while connecting to " + url.host);
+    if (Interrupted())
+      return Status(Code::kInterrupted, "interrupted while connecting to " + url.host);
     int code = s->process_.WaitFor(10000);
     if (code < 0) code = s->process_.Stop();
     return SshFailure(Code::kSource, url, "opening the image", code, ReadMemFd(s->stderr_.get()));
@@ -648,7 +714,8 @@ Status SshImageStream::ExplainReadFailure(const Status& status) {
   int code = process_.WaitFor(5000);
   if (code <= 0) return status;  // ended well: the remote file itself is short or corrupt
   Status ssh = SshFailure(Code::kSource, url_, "reading the image", code, ReadMemFd(stderr_.get()));
-  return Status(Code::kSource, ssh.message() + " (the stream ended early: " + status.message() + ")");
+  return Status(Code::kSource,
+                ssh.message() + " (the stream ended early: " + status.message() + ")");
 }
 
 Result<std::unique_ptr<Sink>> MakeSshSink(const SshUrl& url, const SshOptions& options,

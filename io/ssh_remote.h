@@ -62,6 +62,14 @@ std::vector<std::string> SshArgv(const SshUrl& url, const SshOptions& options,
 // can never publish anything: a connection dropped halfway leaves at most the temporary
 // file, which the sink removes (best effort, with one more session) when destroyed
 // uncommitted. Errors are kTarget and quote what ssh and the remote side said.
+//
+// Publishing is idempotent: the remote side reports the temporary file's inode number after
+// the upload, and the publishing script first checks whether the final name already holds
+// that inode. When the publishing session is lost without the script's verdict (ssh exit
+// 255 or a signal: `ln` may or may not have run), Commit() runs the script once more in a
+// new session; if that finds or makes the image published, Commit() succeeds with a warning
+// notice on stderr. So a failed Commit() means the final name does not hold the image, except when
+// the second session is lost too: then the error says that the outcome is unknown.
 Result<std::unique_ptr<Sink>> MakeSshSink(const SshUrl& url, const SshOptions& options,
                                           bool overwrite);
 

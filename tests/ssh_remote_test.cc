@@ -1,15 +1,16 @@
 // ssh:// destinations and images, against a real sshd (Debian's openssh-server) that the
 // fixture starts on 127.0.0.1 with host and user keys generated into a temporary directory.
 // The "remote" directory is on this machine, so the tests look at it directly.
+#include "io/ssh_remote.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <fstream>
 #include <map>
@@ -17,7 +18,6 @@
 #include <sstream>
 #include <thread>
 
-#include "io/ssh_remote.h"
 #include "tests/test_util.h"
 
 namespace hotsnap::testing {
@@ -44,10 +44,10 @@ TEST(SshUrlTest, ParsesUserHostPortAndPath) {
 }
 
 TEST(SshUrlTest, RefusesWhatCouldBeMisread) {
-  for (const char* bad : {"ssh://-oProxyCommand=x/a.zst", "ssh://-l@host/a", "ssh://host", "ssh://host/",
-                          "ssh://host/dir/", "ssh://host:0/a", "ssh://host:99999/a", "ssh://host:x/a",
-                          "ssh://us er@host/a", "ssh:///a", "ssh://host/a\nb", "ssh://host/a\rb",
-                          "ssh://ho;st/a", "ssh://host/..", "scp://host/a"}) {
+  for (const char* bad : {"ssh://-oProxyCommand=x/a.zst", "ssh://-l@host/a", "ssh://host",
+                          "ssh://host/", "ssh://host/dir/", "ssh://host:0/a", "ssh://host:99999/a",
+                          "ssh://host:x/a", "ssh://us er@host/a", "ssh:///a", "ssh://host/a\nb",
+                          "ssh://host/a\rb", "ssh://ho;st/a", "ssh://host/..", "scp://host/a"}) {
     auto url = ParseSshUrl(bad);
     EXPECT_FALSE(url.ok()) << "accepted " << bad;
     if (!url.ok()) EXPECT_EQ(url.status().code(), Code::kUsage);
@@ -170,7 +170,8 @@ using ::hotsnap::testing::ListDir;
 // `dir`. Stopped (with every session it spawned) on destruction.
 class SshServer {
  public:
-  explicit SshServer(const std::string& dir) : dir_(dir) {
+  // `extra_config`: more sshd_config lines (e.g. a ForceCommand that wraps every session).
+  explicit SshServer(const std::string& dir, const std::string& extra_config = "") : dir_(dir) {
     RunOk("mkdir -p /run/sshd && chmod 0755 /run/sshd");  // sshd's privilege separation dir
     RunOk("ssh-keygen -q -t ed25519 -N '' -C hotsnap-test-host -f " + Quote(File("host_key")));
     RunOk("ssh-keygen -q -t ed25519 -N '' -C hotsnap-test-user -f " + Quote(File("id")));
@@ -181,7 +182,8 @@ class SshServer {
            << "\nPidFile " << File("sshd.pid") << "\nAuthorizedKeysFile " << File("authorized_keys")
            << "\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
               "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\n"
-              "MaxStartups 50\nLogLevel ERROR\n";
+              "MaxStartups 50\nLogLevel ERROR\n"
+           << extra_config;
     config.close();
     std::string host_pub = ReadAll(File("host_key.pub"));
     WriteFile(File("known_hosts"), "[127.0.0.1]:" + std::to_string(port_) + " " +
@@ -210,7 +212,9 @@ class SshServer {
   }
   // --ssh-option arguments that make ssh trust this server (with `known_hosts`) and log in.
   std::string Options(const std::string& known_hosts = "") const {
-    return " --ssh-option " + Quote("UserKnownHostsFile=" + (known_hosts.empty() ? File("known_hosts") : known_hosts)) +
+    return " --ssh-option " +
+           Quote("UserKnownHostsFile=" +
+                 (known_hosts.empty() ? File("known_hosts") : known_hosts)) +
            " --ssh-option GlobalKnownHostsFile=/dev/null --ssh-option " +
            Quote("IdentityFile=" + File("id")) + " --ssh-option IdentitiesOnly=yes";
   }
@@ -237,7 +241,9 @@ class SshRemoteTest : public ::testing::Test {
     HOTSNAP_REQUIRE_PRIVILEGED();
     if (access(kSshd, X_OK) != 0 || ::hotsnap::testing::Run("command -v ssh").exit_code != 0) {
       if (InCi()) FAIL() << "CI=true but openssh-server/openssh-client are not installed";
-      if (::hotsnap::testing::InCi()) FAIL() << "CI=true but " << "needs openssh-server and openssh-client (scripts/packages.txt)";
+      if (::hotsnap::testing::InCi())
+        FAIL() << "CI=true but "
+               << "needs openssh-server and openssh-client (scripts/packages.txt)";
       GTEST_SKIP() << "needs openssh-server and openssh-client (scripts/packages.txt)";
     }
     server_ = std::make_unique<SshServer>(dir_.File(""));
@@ -257,12 +263,15 @@ class SshRemoteTest : public ::testing::Test {
   // Waits until the remote temporary file holds at least `bytes`; returns its name.
   std::string WaitForTemporary(uint64_t bytes) {
     std::string found;
-    WaitUntil([&] {
-      for (const std::string& n : ListDir(remote_)) {
-        if (n.find(".hotsnap-") != std::string::npos && SizeOf(remote_ + "/" + n) >= bytes) found = n;
-      }
-      return !found.empty();
-    }, 90);
+    WaitUntil(
+        [&] {
+          for (const std::string& n : ListDir(remote_)) {
+            if (n.find(".hotsnap-") != std::string::npos && SizeOf(remote_ + "/" + n) >= bytes)
+              found = n;
+          }
+          return !found.empty();
+        },
+        90);
     return found;
   }
 
@@ -275,7 +284,8 @@ class SshRemoteTest : public ::testing::Test {
 TEST_F(SshRemoteTest, BackupThenRestoreAndVerifyOverSshAreByteIdentical) {
   MakeSource(10 * 4 * 1024 * 1024 + 512 * 1024);
   std::string url = server_->Url(remote_ + "/img.zst");
-  CommandResult backup = RunOk(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) + server_->Options()));
+  CommandResult backup =
+      RunOk(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) + server_->Options()));
   EXPECT_EQ(ListDir(remote_), std::vector<std::string>{"img.zst"}) << "leftover temporary file";
   // The remote copy is a complete, valid image: hotsnap reads it locally too.
   RunOk(Hotsnap("verify " + Quote(remote_ + "/img.zst")));
@@ -292,16 +302,19 @@ TEST_F(SshRemoteTest, BackupThenRestoreAndVerifyOverSshAreByteIdentical) {
 
   // An existing name is refused (exit 4) and left alone; --overwrite replaces it.
   std::string before = Sha256(remote_ + "/img.zst");
-  CommandResult again = ::hotsnap::testing::Run(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) + server_->Options()));
+  CommandResult again = ::hotsnap::testing::Run(
+      Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) + server_->Options()));
   EXPECT_EQ(again.exit_code, 4) << again.err;
   EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
   EXPECT_EQ(Sha256(remote_ + "/img.zst"), before);
-  RunOk(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) + " --overwrite" + server_->Options()));
+  RunOk(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) + " --overwrite" +
+                server_->Options()));
   EXPECT_EQ(ListDir(remote_), std::vector<std::string>{"img.zst"});
   RunOk(Hotsnap("verify " + Quote(remote_ + "/img.zst")));
   // A missing directory is named.
-  CommandResult nodir = ::hotsnap::testing::Run(Hotsnap("backup " + Quote(source_) + " -o " +
-                                    Quote(server_->Url(remote_ + "/nope/img.zst")) + server_->Options()));
+  CommandResult nodir = ::hotsnap::testing::Run(
+      Hotsnap("backup " + Quote(source_) + " -o " + Quote(server_->Url(remote_ + "/nope/img.zst")) +
+              server_->Options()));
   EXPECT_EQ(nodir.exit_code, 4);
   EXPECT_NE(nodir.err.find("does not exist"), std::string::npos) << nodir.err;
 }
@@ -309,8 +322,8 @@ TEST_F(SshRemoteTest, BackupThenRestoreAndVerifyOverSshAreByteIdentical) {
 TEST_F(SshRemoteTest, KilledRemoteCatFailsTheBackupAndPublishesNothing) {
   MakeSource(12 * 4 * 1024 * 1024);
   std::string url = server_->Url(remote_ + "/img.zst");
-  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) + " --all-blocks --rate-limit 6" +
-                  server_->Options());
+  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) +
+                  " --all-blocks --rate-limit 6" + server_->Options());
   std::string temp = WaitForTemporary(4 << 20);
   ASSERT_FALSE(temp.empty()) << "the upload never started: " << Stderr();
   auto cats = server_->Remote("cat");
@@ -327,8 +340,8 @@ TEST_F(SshRemoteTest, KilledRemoteCatFailsTheBackupAndPublishesNothing) {
 TEST_F(SshRemoteTest, DroppedConnectionFailsTheBackupAndPublishesNothing) {
   MakeSource(12 * 4 * 1024 * 1024);
   std::string url = server_->Url(remote_ + "/img.zst");
-  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) + " --all-blocks --rate-limit 6" +
-                  server_->Options());
+  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) +
+                  " --all-blocks --rate-limit 6" + server_->Options());
   ASSERT_FALSE(WaitForTemporary(4 << 20).empty()) << "the upload never started: " << Stderr();
   // Kill the server side of the connection: the sshd process of that session.
   auto sessions = server_->Sessions();
@@ -344,19 +357,64 @@ TEST_F(SshRemoteTest, DroppedConnectionFailsTheBackupAndPublishesNothing) {
   EXPECT_FALSE(PathExists(remote_ + "/img.zst"));
 }
 
+// The publishing session drops after `ln` put the image under its final name (the remote
+// directory sync is held until the test kills the session's sshd): the image is published,
+// so hotsnap must exit 0 with a warning, the temporary name gone, and not exit 4.
+TEST_F(SshRemoteTest, ConnectionDroppedAfterPublishingExitsZeroWithTheImagePublished) {
+  // Every session runs with a `sync` in front of the real one that holds the first directory
+  // sync (the publishing script's, after `ln`) until killed; file syncs pass through.
+  std::string bin = dir_.File("bin");
+  std::string held = dir_.File("sync-held");
+  RunOk("mkdir -p " + Quote(bin) + " " + Quote(dir_.File("wrapped")));
+  WriteFile(bin + "/sync",
+            "#!/bin/sh\n"
+            "if [ -d \"$2\" ] && mkdir " +
+                Quote(held) +
+                " 2>/dev/null; then\n"
+                "  echo $$ > " +
+                Quote(held + "/pid") +
+                "; exec sleep 600\n"
+                "fi\n"
+                "exec /bin/sync \"$@\"\n");
+  RunOk("chmod +x " + Quote(bin + "/sync"));
+  server_.reset();
+  server_ = std::make_unique<SshServer>(
+      dir_.File("wrapped"),
+      "ForceCommand PATH=" + bin + ":$PATH; export PATH; eval \"$SSH_ORIGINAL_COMMAND\"\n");
+  MakeSource(3 * 4 * 1024 * 1024);
+  std::string url = server_->Url(remote_ + "/img.zst");
+  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) + server_->Options());
+  ASSERT_TRUE(WaitUntil([&] { return SizeOf(held + "/pid") > 0; }, 120))
+      << "the publishing session never synced the directory: " << Stderr();
+  ASSERT_TRUE(PathExists(remote_ + "/img.zst")) << "held before ln: " << Stderr();
+  auto sessions = server_->Sessions();
+  ASSERT_FALSE(sessions.empty());
+  for (pid_t p : sessions) kill(p, SIGKILL);
+  kill(std::stoi(ReadAll(held + "/pid")), SIGKILL);
+  int code = WaitExit(pid);
+  EXPECT_EQ(code, 0) << "an image under its final name and a failing exit: " << Stderr();
+  EXPECT_NE(Stderr().find("warning"), std::string::npos) << Stderr();
+  EXPECT_NE(Stderr().find("already published"), std::string::npos) << Stderr();
+  EXPECT_EQ(Stderr().find("error:"), std::string::npos) << Stderr();
+  EXPECT_EQ(ListDir(remote_), std::vector<std::string>{"img.zst"}) << "temporary name left";
+  RunOk(Hotsnap("verify " + Quote(remote_ + "/img.zst")));
+}
+
 TEST_F(SshRemoteTest, UnknownHostKeyIsRefusedAndSaysSo) {
   MakeSource(4 * 1024 * 1024);
   WriteFile(dir_.File("empty_known_hosts"), "");
   std::string url = server_->Url(remote_ + "/img.zst");
-  CommandResult r = ::hotsnap::testing::Run(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) +
-                                server_->Options(dir_.File("empty_known_hosts"))));
+  CommandResult r =
+      ::hotsnap::testing::Run(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) +
+                                      server_->Options(dir_.File("empty_known_hosts"))));
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_NE(r.err.find("host key"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("not known"), std::string::npos) << r.err;
   EXPECT_TRUE(ListDir(remote_).empty());
   EXPECT_EQ(ReadAll(dir_.File("empty_known_hosts")), "") << "ssh must not have learned the key";
 
-  CommandResult v = ::hotsnap::testing::Run(Hotsnap("verify " + Quote(url) + server_->Options(dir_.File("empty_known_hosts"))));
+  CommandResult v = ::hotsnap::testing::Run(
+      Hotsnap("verify " + Quote(url) + server_->Options(dir_.File("empty_known_hosts"))));
   EXPECT_EQ(v.exit_code, 3) << v.err;
   EXPECT_NE(v.err.find("not known"), std::string::npos) << v.err;
 }
@@ -370,8 +428,9 @@ TEST_F(SshRemoteTest, ChangedHostKeyIsRefusedAndSaysSo) {
   WriteFile(dir_.File("changed_known_hosts"),
             known.substr(0, known.find(' ')) + " " + pub.substr(0, pub.rfind(' ')) + "\n");
   std::string url = server_->Url(remote_ + "/img.zst");
-  CommandResult r = ::hotsnap::testing::Run(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) +
-                                server_->Options(dir_.File("changed_known_hosts"))));
+  CommandResult r =
+      ::hotsnap::testing::Run(Hotsnap("backup " + Quote(source_) + " -o " + Quote(url) +
+                                      server_->Options(dir_.File("changed_known_hosts"))));
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_NE(r.err.find("host key"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("CHANGED"), std::string::npos) << r.err;
@@ -383,8 +442,8 @@ TEST_F(SshRemoteTest, MissingRemoteImageIsASourceErrorWithTheRemoteMessage) {
   CommandResult r = ::hotsnap::testing::Run(Hotsnap("verify " + Quote(url) + server_->Options()));
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("No such file"), std::string::npos) << r.err;
-  CommandResult restore = ::hotsnap::testing::Run(Hotsnap("restore " + Quote(url) + " " + Quote(dir_.File("out.img")) +
-                                      server_->Options()));
+  CommandResult restore = ::hotsnap::testing::Run(
+      Hotsnap("restore " + Quote(url) + " " + Quote(dir_.File("out.img")) + server_->Options()));
   EXPECT_EQ(restore.exit_code, 3) << restore.err;
   EXPECT_FALSE(PathExists(dir_.File("out.img")));
 }
@@ -392,8 +451,8 @@ TEST_F(SshRemoteTest, MissingRemoteImageIsASourceErrorWithTheRemoteMessage) {
 TEST_F(SshRemoteTest, CommandLinesHoldNoSecrets) {
   MakeSource(8 * 4 * 1024 * 1024);
   std::string url = server_->Url(remote_ + "/img.zst");
-  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) + " --all-blocks --rate-limit 12" +
-                  server_->Options());
+  int pid = Start("backup " + Quote(source_) + " -o " + Quote(url) +
+                  " --all-blocks --rate-limit 12" + server_->Options());
   // Sample every process hotsnap and sshd spawn while the backup runs.
   std::map<pid_t, std::vector<std::string>> local, remote;
   int status = 0;
@@ -416,22 +475,38 @@ TEST_F(SshRemoteTest, CommandLinesHoldNoSecrets) {
   std::vector<std::string> secrets = {"PRIVATE KEY"};
   std::istringstream key(ReadAll(server_->File("id")));
   for (std::string line; std::getline(key, line);) {
-    if (line.find("-----") == std::string::npos && line.size() >= 16) secrets.push_back(line.substr(0, 16));
+    if (line.find("-----") == std::string::npos && line.size() >= 16)
+      secrets.push_back(line.substr(0, 16));
   }
   ASSERT_GT(secrets.size(), 1u);
   auto check_no_secret = [&](const std::vector<std::string>& args) {
     for (const auto& a : args) {
-      for (const auto& s : secrets) EXPECT_EQ(a.find(s), std::string::npos) << "secret in argv: " << a;
+      for (const auto& s : secrets)
+        EXPECT_EQ(a.find(s), std::string::npos) << "secret in argv: " << a;
     }
   };
 
   // Locally: only ssh, started without a shell, with exactly the arguments hotsnap gives it.
-  std::set<std::string> expected = {
-      "ssh", "-T", "-x", "-a", "-o", "BatchMode=yes", "UserKnownHostsFile=" + server_->File("known_hosts"),
-      "GlobalKnownHostsFile=/dev/null", "IdentityFile=" + server_->File("id"), "IdentitiesOnly=yes",
-      "ServerAliveInterval=15", "ServerAliveCountMax=4", "ConnectTimeout=30", "ConnectTimeout=10",
-      "-p", std::to_string(server_->port()), "-l", "root", "--",
-      "127.0.0.1"};
+  std::set<std::string> expected = {"ssh",
+                                    "-T",
+                                    "-x",
+                                    "-a",
+                                    "-o",
+                                    "BatchMode=yes",
+                                    "UserKnownHostsFile=" + server_->File("known_hosts"),
+                                    "GlobalKnownHostsFile=/dev/null",
+                                    "IdentityFile=" + server_->File("id"),
+                                    "IdentitiesOnly=yes",
+                                    "ServerAliveInterval=15",
+                                    "ServerAliveCountMax=4",
+                                    "ConnectTimeout=30",
+                                    "ConnectTimeout=10",
+                                    "-p",
+                                    std::to_string(server_->port()),
+                                    "-l",
+                                    "root",
+                                    "--",
+                                    "127.0.0.1"};
   int ssh_seen = 0;
   for (const auto& [p, args] : local) {
     check_no_secret(args);
@@ -455,7 +530,8 @@ TEST_F(SshRemoteTest, CommandLinesHoldNoSecrets) {
   int scripts_seen = 0;
   for (const auto& [p, args] : remote) {
     check_no_secret(args);
-    if (args.size() == 3 && args[0] == "sh" && args[1] == "-c" && args[2].find(remote_) != std::string::npos) {
+    if (args.size() == 3 && args[0] == "sh" && args[1] == "-c" &&
+        args[2].find(remote_) != std::string::npos) {
       ++scripts_seen;
     }
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the initramfs the VM tests boot: busybox, lvm2, thin-provisioning-tools, e2fsprogs,
-# zstd and the hotsnap binary with their shared libraries (found with ldd), the kernel
-# modules for virtio, 9p, ext4 and device-mapper (snapshot, thin, delay) in dependency order, the guest scripts
+# zstd, the NFS server and client tools and the hotsnap binary with their shared libraries
+# (found with ldd), the kernel modules for virtio, 9p, ext4, device-mapper (snapshot, thin,
+# delay), nfsd and the NFSv4 client in dependency order, the guest scripts
 # (tests/vm/guest) and the scenarios (tests/vm/scenarios).
 #
 #   build_initramfs.sh KERNEL_VERSION HOTSNAP_BINARY OUT.cpio
@@ -62,6 +63,14 @@ ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
 copy_binary /usr/sbin/e2fsck
 [[ -f /etc/mke2fs.conf ]] && copy_file /etc/mke2fs.conf
 copy_binary "$(command -v zstd)" /usr/bin/zstd
+# NFS server and client userland (nfs-kernel-server, nfs-common) for the publish_nfs scenario.
+for tool in rpc.nfsd rpc.mountd exportfs mount.nfs; do copy_binary "/usr/sbin/$tool"; done
+ln -sf mount.nfs "$root/usr/sbin/mount.nfs4"
+ln -sf mount.nfs "$root/sbin/mount.nfs4"
+ln -sf /usr/sbin/mount.nfs "$root/sbin/mount.nfs"
+for f in /etc/netconfig /etc/services /etc/protocols; do [[ -f $f ]] && copy_file "$f"; done
+mkdir -p "$root/var/lib/nfs/v4recovery" "$root/srv"
+ln -sf /proc/mounts "$root/etc/mtab"
 copy_binary "$hotsnap_bin" /usr/bin/hotsnap
 # Debug info is most of the binary's size, and the guest unpacks the initramfs into RAM.
 strip --strip-debug "$root/usr/bin/hotsnap" 2>/dev/null || true
@@ -87,7 +96,8 @@ find_module() {
   [[ -n ${path_of[$key]:-} ]] || die "module $1 not found in $moddir/modules.dep"
   echo "${path_of[$key]}"
 }
-for name in virtio_pci virtio_blk 9pnet_virtio 9p crc32c_generic ext4 loop dm-mod dm-snapshot dm-thin-pool dm-delay; do
+for name in virtio_pci virtio_blk 9pnet_virtio 9p crc32c_generic ext4 loop dm-mod dm-snapshot dm-thin-pool \
+    dm-delay nfsd nfsv4; do
   visit "$(find_module "$name")"
 done
 : > "$root/modules/order"

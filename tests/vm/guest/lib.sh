@@ -150,3 +150,76 @@ wait_for_phase() {
     sleep 0.2
   done
 }
+
+# ---- Publishing onto network filesystems (the publish_* scenarios) -------------------------
+
+# check_publish DIR LABEL: backs up a small file into DIR (on a filesystem that refuses
+# renameat2(RENAME_NOREPLACE): 9p, NFS) and expects: published with link()+unlink() (the
+# notice says so), a valid image that restores byte-identical, no temporary file; an existing
+# name refused up front (exit 4) and, when it appears mid-backup, at publishing time (exit 4,
+# left alone); --overwrite replaces; a crash between link() and unlink() leaves a temporary
+# name that `hotsnap cleanup DIR` removes while the image stays.
+check_publish() {
+  dir=$1 label=$2
+  src=/tmp/publish-src.img
+  if [ ! -f "$src" ]; then
+    dd if=/dev/zero of="$src" bs=1M count=8 2> /dev/null || fail "making $src"
+    dd if=/dev/urandom of="$src" bs=1M count=2 seek=3 conv=notrunc 2> /dev/null || fail "filling $src"
+  fi
+  img=$dir/img.zst
+  rm -f "$img"
+
+  step "$label: publish"
+  hotsnap backup "$src" -o "$img" --all-blocks --level 1 --no-progress 2> /tmp/publish.err
+  rc=$?
+  cat /tmp/publish.err
+  [ "$rc" = 0 ] || fail "backup onto $label exited $rc"
+  expect_in /tmp/publish.err "refuses renameat2(RENAME_NOREPLACE)" \
+    "the kernel accepted RENAME_NOREPLACE on $label: the link() fallback went untested"
+  ls "$dir"/.*hotsnap-*.tmp > /dev/null 2>&1 && fail "temporary file left: $(ls -a "$dir")"
+  hotsnap verify "$img" || fail "verify on $label"
+  hotsnap restore "$img" /tmp/publish-restored.img --no-progress || fail "restore from $label"
+  cmp "$src" /tmp/publish-restored.img || fail "restored image differs from the source"
+  rm -f /tmp/publish-restored.img
+
+  step "$label: an existing name is refused"
+  sum=$(sha256sum "$img")
+  expect_exit 4 hotsnap backup "$src" -o "$img" --all-blocks --level 1 --no-progress
+  [ "$(sha256sum "$img")" = "$sum" ] || fail "the existing image was changed"
+
+  step "$label: a name that appears mid-backup is not replaced"
+  rm -f "$img"
+  hotsnap backup "$src" -o "$img" --all-blocks --level 1 --no-progress --rate-limit 1 \
+    2> /tmp/publish.err &
+  pid=$!
+  t=0
+  until ls "$dir"/.img.zst.hotsnap-*.tmp > /dev/null 2>&1; do
+    t=$((t + 1)); [ $t -gt 300 ] && fail "no temporary file within 60 s: $(cat /tmp/publish.err)"
+    sleep 0.2
+  done
+  echo "someone else's" > "$img"
+  wait "$pid"
+  rc=$?
+  cat /tmp/publish.err
+  [ "$rc" = 4 ] || fail "backup exited $rc, expected 4, when $img appeared meanwhile"
+  expect_in /tmp/publish.err "appeared while the backup ran" "the refusal does not say why"
+  [ "$(cat "$img")" = "someone else's" ] || fail "the file that appeared was replaced"
+  ls "$dir"/.*hotsnap-*.tmp > /dev/null 2>&1 && fail "temporary file left: $(ls -a "$dir")"
+
+  step "$label: --overwrite replaces"
+  hotsnap backup "$src" -o "$img" --all-blocks --level 1 --no-progress --overwrite ||
+    fail "--overwrite onto $label"
+  hotsnap verify "$img" || fail "verify after --overwrite"
+
+  step "$label: a crash between link() and unlink(), then hotsnap cleanup"
+  rm -f "$img"
+  HOTSNAP_CRASH_AT=after-link hotsnap backup "$src" -o "$img" --all-blocks --level 1 --no-progress
+  rc=$?
+  [ "$rc" = 137 ] || fail "the crash point did not fire (exit $rc)"
+  ls "$dir"/.img.zst.hotsnap-*.tmp > /dev/null 2>&1 || fail "no temporary name after the crash"
+  hotsnap cleanup "$dir" > /tmp/cleanup.out 2>&1 || { cat /tmp/cleanup.out; fail "cleanup $dir"; }
+  cat /tmp/cleanup.out
+  ls "$dir"/.*hotsnap-*.tmp > /dev/null 2>&1 && fail "cleanup left: $(ls -a "$dir")"
+  hotsnap verify "$img" || fail "the image did not survive the crash and the cleanup"
+  rm -f "$img"
+}
