@@ -77,10 +77,10 @@ Result<size_t> FrameReader::SkippableFrameBytes(uint32_t magic, const std::strin
   size_t size = kSkippableHeaderBytes + payload;
   HOTSNAP_RETURN_IF_ERROR(Fill(size));
   if (available() < size) {
-    return Status(Code::kIntegrity, "image " + name_ + " is truncated: the " + kind +
-                                        " declares payload_bytes " + std::to_string(payload) +
-                                        ", the stream ends after " +
-                                        std::to_string(available() - kSkippableHeaderBytes));
+    return Status(Code::kIntegrity,
+                  "image " + name_ + " is truncated: the " + kind + " declares payload_bytes " +
+                      std::to_string(payload) + ", but the stream ends after " +
+                      std::to_string(available() - kSkippableHeaderBytes) + " of them");
   }
   return size;
 }
