@@ -97,6 +97,78 @@ Hash128 HashBytes(const void* data, size_t bytes) {
   return Hash128{h.low64, h.high64};
 }
 
+Hash128 HashZeros(uint64_t bytes) {
+  static const uint8_t kZeros[64 << 10] = {};
+  // XXH3's streaming and one-shot forms give the same hash.
+  XXH3_state_t state;
+  XXH3_128bits_reset(&state);
+  for (uint64_t left = bytes; left > 0;) {
+    size_t n = left < sizeof(kZeros) ? static_cast<size_t>(left) : sizeof(kZeros);
+    XXH3_128bits_update(&state, kZeros, n);
+    left -= n;
+  }
+  XXH128_hash_t h = XXH3_128bits_digest(&state);
+  return Hash128{h.low64, h.high64};
+}
+
+SkippableBounds SkippableBounds::All(uint64_t bytes) {
+  return SkippableBounds{bytes, bytes, bytes, bytes, bytes, bytes};
+}
+
+uint64_t SkippableBounds::ForMagic(uint32_t magic) const {
+  switch (magic) {
+    case kMetadataMagic:
+      return metadata;
+    case kReportMagic:
+      return report;
+    case kRoundMagic:
+      return round;
+    case kTrailerMagic:
+      return trailer;
+    case kSeekTableMagic:
+      return seek_table;
+    default:
+      return other;
+  }
+}
+
+const char* SkippableFrameName(uint32_t magic) {
+  switch (magic) {
+    case kMetadataMagic:
+      return "metadata";
+    case kReportMagic:
+      return "report";
+    case kRoundMagic:
+      return "round header";
+    case kTrailerMagic:
+      return "trailer";
+    case kSeekTableMagic:
+      return "seek table";
+    default:
+      return "skippable";
+  }
+}
+
+uint64_t TrailerPayloadBytes(uint64_t chunk_count, Layout layout) {
+  return kTrailerFixedBytes + chunk_count * (kHashBytes + (layout == Layout::kTracked ? 4 : 0));
+}
+
+uint64_t SeekTablePayloadBytes(uint64_t frames) { return frames * 8 + kSeekFooterBytes; }
+
+SkippableBounds BoundsFor(const ImageMetadata& meta) {
+  uint64_t chunks = meta.chunk_count();
+  SkippableBounds b;
+  b.metadata = kMaxMetadataPayloadBytes;
+  b.report = kMaxMetadataPayloadBytes;
+  b.round = sizeof(kRoundTag) + 8 + chunks * 4 + kHashBytes;
+  b.trailer = TrailerPayloadBytes(chunks, meta.layout);
+  // Plain: metadata, the chunks, report, trailer.
+  b.seek_table =
+      SeekTablePayloadBytes(meta.layout == Layout::kTracked ? kMaxSeekFrames : chunks + 3);
+  b.other = 0;
+  return b;
+}
+
 uint32_t ImageMetadata::ChunkLength(uint64_t index) const {
   uint64_t start = index * chunk_bytes;
   if (start >= device_bytes) return 0;

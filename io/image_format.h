@@ -60,6 +60,27 @@ constexpr uint32_t kMaxMetadataPayloadBytes = 1u << 20;
 constexpr uint64_t kMaxSeekFrames = 1ull << 27;  // the seekable format's own limit
 constexpr uint64_t kMaxDeviceBytes = 1ull << 50;  // 1 PiB
 
+// The largest payload, in bytes (the bytes after the 8-byte skippable header), that each
+// kind of skippable frame may declare. A stream reader refuses a larger declaration from the
+// header alone; below the bound it still buffers only the bytes that actually arrive.
+struct SkippableBounds {
+  uint64_t metadata = kMaxMetadataPayloadBytes;
+  uint64_t report = kMaxMetadataPayloadBytes;
+  uint64_t round = kMaxMetadataPayloadBytes;
+  uint64_t trailer = kMaxMetadataPayloadBytes;
+  uint64_t seek_table = kMaxMetadataPayloadBytes;
+  uint64_t other = kMaxMetadataPayloadBytes;  // a skippable magic no hotsnap frame uses
+  // Every kind bounded by `bytes` (what a reader uses before it knows the geometry).
+  static SkippableBounds All(uint64_t bytes);
+  uint64_t ForMagic(uint32_t magic) const;
+};
+// "metadata", "trailer", ... for a skippable magic; "skippable" for another one.
+const char* SkippableFrameName(uint32_t magic);
+// Exact payload bytes of a trailer for `chunk_count` chunks in `layout`.
+uint64_t TrailerPayloadBytes(uint64_t chunk_count, Layout layout);
+// Exact payload bytes of a seek table listing `frames` frames.
+uint64_t SeekTablePayloadBytes(uint64_t frames);
+
 // A 128-bit XXH3 hash.
 struct Hash128 {
   uint64_t low = 0;
@@ -68,6 +89,8 @@ struct Hash128 {
   std::string Hex() const;
 };
 Hash128 HashBytes(const void* data, size_t bytes);
+// HashBytes of `bytes` zero bytes, without a buffer of that size.
+Hash128 HashZeros(uint64_t bytes);
 
 // What the metadata frame records about the source and the run.
 struct ImageMetadata {
@@ -92,6 +115,13 @@ struct ImageMetadata {
   // Uncompressed size of chunk `index` in bytes (the last one may be short).
   uint32_t ChunkLength(uint64_t index) const;
 };
+
+// What an image of this geometry and layout can need: metadata and report 1 MiB (their
+// decoders' limit); a round header at most chunk_count indices; the trailer exactly its size;
+// the seek table exactly chunk_count + 3 entries (plain) or up to 2^27 (tracked: the rounds
+// are not bounded by the geometry; a stream reader tightens it to the frames it has seen);
+// nothing for other magics. A 1 TiB device in 4 MiB chunks: trailer 4 MiB, seek table 2 MiB.
+SkippableBounds BoundsFor(const ImageMetadata& meta);
 
 struct Trailer {
   uint32_t chunk_bytes = 0;

@@ -58,7 +58,9 @@ class Scanner {
   std::vector<Hash128> hashes_;       // latest hash of each chunk
   std::vector<uint32_t> last_frame_;  // seek entry index of each chunk's latest frame
   std::unique_ptr<ChunkDecompressor> decompressor_;
-  std::vector<uint8_t> chunk_;
+  // Decoded chunk, allocated at the first chunk frame and left uninitialised: its pages cost
+  // memory only as a decoder writes them, not because the metadata declared a chunk size.
+  std::unique_ptr<uint8_t[]> chunk_;
   Hash128 zero_hash_;
 };
 
@@ -104,24 +106,15 @@ Status Scanner::ReadMetadata() {
       (expected_->device_bytes != m.device_bytes || expected_->chunk_bytes != m.chunk_bytes)) {
     return Corrupt("metadata and trailer disagree on the device geometry");
   }
-  // Every later frame is bounded by what this geometry can need.
+  // Every later frame is bounded by what this geometry can need (checked from its header;
+  // the reader buffers only bytes that arrive).
   uint64_t chunks = m.chunk_count();
   reader_.set_max_zstd_frame_bytes(MaxFrameBytes(m.chunk_bytes));
-  // The seek table of a tracked image grows with its rounds; bound it by the frame limit. In
-  // a plain image the trailer and seek table grow with the chunks, and the report (a JSON
-  // object of a few fields, ~160 bytes) does not: it gets a fixed allowance, so that a small
-  // image's report is not bigger than its bound.
-  constexpr uint64_t kReportFrameAllowance = 4096;
-  reader_.set_max_skippable_bytes(
-      m.layout == Layout::kTracked
-          ? kMaxSeekFrames * 8 + 9
-          : std::max<uint64_t>({96 + chunks * 20, (chunks + 3) * 8 + 9, kReportFrameAllowance}));
+  reader_.set_skippable_bounds(BoundsFor(m));
   auto d = ChunkDecompressor::Create(WindowLogFor(m.chunk_bytes));
   if (!d.ok()) return d.status();
   decompressor_ = std::move(d.value());
-  chunk_.resize(m.chunk_bytes);
-  std::vector<uint8_t> zeros(m.chunk_bytes, 0);
-  zero_hash_ = HashBytes(zeros.data(), zeros.size());
+  zero_hash_ = HashZeros(m.chunk_bytes);
   // Per-chunk state grows with the chunks actually read (ReadChunk), not with what the
   // metadata declares: a 512 TiB declaration in a few-KiB image must not allocate 3.5 GiB.
   hashes_.reserve(std::min<uint64_t>(chunks, 1u << 16));
@@ -145,15 +138,17 @@ Status Scanner::ReadChunk(uint64_t index) {
 Status Scanner::DecodeChunk(uint64_t index, const Frame& frame) {
   const ImageMetadata& m = result_.meta;
   uint32_t length = m.ChunkLength(index);
-  Status s = decompressor_->Decompress(frame.bytes, chunk_, length);
+  if (chunk_ == nullptr) chunk_.reset(new uint8_t[m.chunk_bytes]);
+  Status s = decompressor_->Decompress(frame.bytes, std::span<uint8_t>(chunk_.get(), m.chunk_bytes),
+                                       length);
   Hash128 h;
   bool zero = false;
   if (s.ok()) {
-    h = HashBytes(chunk_.data(), length);
-    zero = length == m.chunk_bytes ? h == zero_hash_ && IsAllZero(chunk_.data(), length)
-                                   : IsAllZero(chunk_.data(), length);
+    h = HashBytes(chunk_.get(), length);
+    zero = length == m.chunk_bytes ? h == zero_hash_ && IsAllZero(chunk_.get(), length)
+                                   : IsAllZero(chunk_.get(), length);
   }
-  return UseChunk(index, frame.offset, frame.bytes, s, chunk_.data(), h, zero);
+  return UseChunk(index, frame.offset, frame.bytes, s, chunk_.get(), h, zero);
 }
 
 // Everything about a decoded chunk that must happen in stream order.
@@ -217,7 +212,7 @@ Status Scanner::ReadChunksInParallel(uint64_t chunks) {
     hashes_.emplace_back();                 // the first pass reads chunk `index` == hashes_.size()
     last_frame_.push_back(0);
     HOTSNAP_RETURN_IF_ERROR(UseChunk(job->index, job->frame_offset, job->frame, job->status,
-                                     job->chunk.data(), job->hash, job->zero));
+                                     job->chunk.get(), job->hash, job->zero));
     decoder.Recycle(std::move(job));
   }
   return Status::Ok();
@@ -299,6 +294,10 @@ Status Scanner::ReadTrailer() {
 }
 
 Status Scanner::ReadSeekTable() {
+  // It lists exactly the frames seen, whatever the geometry allowed.
+  SkippableBounds bounds = BoundsFor(result_.meta);
+  bounds.seek_table = SeekTablePayloadBytes(seen_.size());
+  reader_.set_skippable_bounds(bounds);
   auto frame = NextFrame("the seek table");
   if (!frame.ok()) return frame.status();
   if (!frame->skippable || frame->magic != kSeekTableMagic) {

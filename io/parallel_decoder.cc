@@ -8,8 +8,7 @@ Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::Create(unsigned worker
                                                                  int window_log,
                                                                  uint32_t chunk_bytes) {
   std::unique_ptr<ParallelDecoder> d(new ParallelDecoder(depth < 1 ? 1 : depth, chunk_bytes));
-  std::vector<uint8_t> zeros(chunk_bytes, 0);
-  d->zero_hash_ = HashBytes(zeros.data(), zeros.size());
+  d->zero_hash_ = HashZeros(chunk_bytes);
   for (unsigned i = 0; i < (workers < 1 ? 1 : workers); ++i) {
     auto decompressor = ChunkDecompressor::Create(window_log);
     if (!decompressor.ok()) return decompressor.status();
@@ -38,7 +37,7 @@ std::unique_ptr<DecodeJob> ParallelDecoder::NewJob() {
     free_.pop_back();
   } else {
     job = std::make_unique<DecodeJob>();
-    job->chunk.resize(chunk_bytes_);
+    job->chunk.reset(new uint8_t[chunk_bytes_]);
   }
   job->status = Status::Ok();
   job->zero = false;
@@ -73,12 +72,13 @@ void ParallelDecoder::Work(ChunkDecompressor* decompressor) {
     if (stopping_) return;
     DecodeJob* job = queue_[next_unclaimed_++].get();  // stays owned by queue_ until done
     lock.unlock();
-    job->status = decompressor->Decompress(job->frame, job->chunk, job->length);
+    job->status = decompressor->Decompress(
+        job->frame, std::span<uint8_t>(job->chunk.get(), chunk_bytes_), job->length);
     if (job->status.ok()) {
-      job->hash = HashBytes(job->chunk.data(), job->length);
+      job->hash = HashBytes(job->chunk.get(), job->length);
       job->zero = job->length == chunk_bytes_
-                      ? job->hash == zero_hash_ && IsAllZero(job->chunk.data(), job->length)
-                      : IsAllZero(job->chunk.data(), job->length);
+                      ? job->hash == zero_hash_ && IsAllZero(job->chunk.get(), job->length)
+                      : IsAllZero(job->chunk.get(), job->length);
     }
     lock.lock();
     job->done = true;

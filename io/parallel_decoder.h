@@ -30,7 +30,9 @@ struct DecodeJob {
   uint64_t frame_offset = 0;   // image byte offset of the frame
   uint32_t length = 0;         // the chunk's bytes
   std::vector<uint8_t> frame;  // the whole zstd frame
-  std::vector<uint8_t> chunk;  // decoded bytes (capacity chunk_bytes)
+  // Decoded bytes, chunk_bytes of them, left uninitialised: a page costs memory only once a
+  // decoder writes it, not because the metadata declared a large chunk size.
+  std::unique_ptr<uint8_t[]> chunk;
   // Filled in by a worker:
   Status status;  // zstd's verdict (frame checksum, exact length)
   Hash128 hash;

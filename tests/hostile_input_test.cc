@@ -5,13 +5,17 @@
 // temporary name, a directory or character device as source, a mounted or smaller target,
 // flipped bytes under verify) are listed in tests/RELIABILITY.md with their tests.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "io/chunk_codec.h"
 #include "io/image_format.h"
 #include "tests/test_util.h"
 
@@ -420,6 +424,181 @@ TEST(DamagedImageTest, AHugeButValidDeclarationAllocatesNothingUpFront) {
     }
   }
   EXPECT_FALSE(PathExists(dir.File("r.raw")));
+}
+
+// ---- Hostile streams: sizes declared in a few KiB that no bytes back ---------------------------
+
+constexpr uint64_t kMaxHostileRssKib = 64 * 1024;  // 64 MiB
+
+struct MeasuredRun {
+  int exit_code = -1;
+  long max_rss_kib = 0;  // peak resident set of the child, from wait4()'s rusage
+  std::string err;
+};
+
+// Runs `hotsnap ARGS < INPUT` as a child process and measures its peak RSS.
+MeasuredRun RunMeasured(const TempDir& dir, const std::string& args, const std::string& input) {
+  int pid = ::hotsnap::testing::Spawn(Hotsnap(args) + " < " + Quote(input), dir.File("run.out"),
+                                      dir.File("run.err"));
+  MeasuredRun run;
+  int status = 0;
+  struct rusage usage = {};
+  if (wait4(pid, &status, 0, &usage) != pid) {
+    ADD_FAILURE() << "wait4 failed";
+    return run;
+  }
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  run.max_rss_kib = usage.ru_maxrss;
+  run.err = ReadAll(dir.File("run.err"));
+  return run;
+}
+
+std::string Le32(uint32_t v) {
+  std::string s;
+  AppendLe32(&s, v);
+  return s;
+}
+
+// A skippable frame header declaring `payload` bytes, followed by `filler` bytes of them.
+std::string DeclaringHeader(uint32_t magic, uint32_t payload, size_t filler) {
+  return Le32(magic) + Le32(payload) + std::string(filler, '\x5a');
+}
+
+// The metadata frame (with the guard frame first for the tracked layout) of a declared device.
+std::string Metadata(uint64_t device_bytes, uint32_t chunk_bytes, Layout layout = Layout::kPlain) {
+  ImageMetadata meta;
+  meta.source_path = "/dev/hostile";
+  meta.device_bytes = device_bytes;
+  meta.used_bytes = device_bytes;
+  meta.chunk_bytes = chunk_bytes;
+  meta.layout = layout;
+  std::string guard(reinterpret_cast<const char*>(kPoisonFrame), sizeof(kPoisonFrame));
+  return (layout == Layout::kTracked ? guard : "") + EncodeMetadataFrame(meta);
+}
+
+// A zstd frame header (no checksum) declaring `content_bytes` and a window of 2^31 bytes, then
+// one last raw block of `block_bytes` of which `present` bytes follow.
+std::string ZstdDeclaring(uint64_t content_bytes, uint32_t block_bytes, uint32_t present) {
+  std::string f = Le32(0xFD2FB528u);
+  f.push_back('\xc0');  // 8-byte content size, window descriptor present, no checksum
+  f.push_back('\xa8');  // window log 10 + 21 = 31
+  AppendLe64(&f, content_bytes);
+  uint32_t block = 1 | (0 << 1) | (block_bytes << 3);  // last, raw
+  f.push_back(static_cast<char>(block & 0xff));
+  f.push_back(static_cast<char>((block >> 8) & 0xff));
+  f.push_back(static_cast<char>((block >> 16) & 0xff));
+  return f + std::string(present, '\x33');
+}
+
+struct HostileStream {
+  std::string name;
+  std::string bytes;
+  uint64_t frame_offset;  // where the frame that lies starts
+  std::string field;      // what the error must name
+};
+
+std::vector<HostileStream> HostileStreams() {
+  // 2^27 - 3 chunks of 64 KiB (just under 8 TiB): the most chunks the format allows, so the
+  // largest bounds, in a device a sparse file can still be sized to.
+  const uint64_t kHugeDevice = ((1ull << 27) - 3) * (64 << 10);
+  const std::string plain = Metadata(kHugeDevice, 64 << 10);
+  const std::string tracked = Metadata(kHugeDevice, 64 << 10, Layout::kTracked);
+  // 1 TiB in 64 MiB chunks: the largest chunk buffers.
+  const std::string big_chunks = Metadata(1ull << 40, 64 << 20);
+  auto zero_chunk = MakeZeroChunk(3, 64 << 10);
+  EXPECT_TRUE(zero_chunk.ok());
+  std::string zeros;
+  for (int i = 0; i < 100; ++i) zeros += zero_chunk->frame;
+  std::vector<HostileStream> v;
+  v.push_back({"trailer declaring 2 GiB where chunk 0 belongs",
+               plain + DeclaringHeader(kTrailerMagic, 1u << 31, 4096), plain.size(),
+               "payload_bytes 2147483648"});
+  v.push_back({"seek table declaring 2.5 GB",
+               plain + DeclaringHeader(kSeekTableMagic, 2500000000u, 4096), plain.size(),
+               "payload_bytes 2500000000"});
+  v.push_back({"unknown skippable frame declaring 1 GiB",
+               plain + DeclaringHeader(kSkippableMagicBase + 9, 1u << 30, 4096), plain.size(),
+               "magic"});
+  v.push_back({"tracked: report declaring 1 GiB",
+               tracked + DeclaringHeader(kReportMagic, 1u << 30, 4096), tracked.size(),
+               "payload_bytes 1073741824"});
+  v.push_back({"tracked: round header declaring 1 GiB",
+               tracked + DeclaringHeader(kRoundMagic, 1u << 30, 4096), tracked.size(),
+               "payload_bytes 1073741824"});
+  // After the chunks, enough bytes that a reader has not met the end of the stream when the
+  // trailer's header arrives (as from a pipe whose writer is still sending).
+  v.push_back({"100 valid chunks, then a trailer declaring 2 GiB",
+               plain + zeros + DeclaringHeader(kTrailerMagic, 1u << 31, 70000),
+               plain.size() + zeros.size(), "payload_bytes 2147483648"});
+  v.push_back({"64 MiB chunks: a zstd frame declaring 2^60 content bytes and a 2 GiB window",
+               big_chunks + ZstdDeclaring(1ull << 60, 4000, 4000), big_chunks.size(), "declares"});
+  v.push_back({"64 MiB chunks: a zstd frame whose blocks never arrive",
+               big_chunks + ZstdDeclaring(64 << 20, 100000, 4000), big_chunks.size(), "truncated"});
+  return v;
+}
+
+// Each stream costs the readers a few MiB at most, whatever it declares, and fails with exit 5
+// naming the frame's offset and the field. (Before the fix, the skippable ones made verify and
+// restore allocate and zero 1 to 2.5 GB, and the 64 MiB-chunk ones about 200 MiB.)
+TEST(HostileStreamTest, DeclaredSizesCostNoMemoryBeforeTheirBytesArrive) {
+  TempDir dir;
+  for (const HostileStream& h : HostileStreams()) {
+    SCOPED_TRACE(h.name);
+    EXPECT_LT(h.bytes.size(), 80000u);
+    std::string input = dir.File("hostile.zst");
+    WriteFile(input, h.bytes);
+    std::string target = dir.File("restored.raw");
+    for (const std::string& cmd : {std::string("verify -"), "restore - " + Quote(target) + " -q"}) {
+      MeasuredRun run = RunMeasured(dir, cmd, input);
+      EXPECT_EQ(run.exit_code, 5) << cmd << ": " << run.err;
+      EXPECT_LE(run.max_rss_kib, kMaxHostileRssKib)
+          << cmd << ": peak RSS " << run.max_rss_kib << " KiB";
+      EXPECT_NE(run.err.find("offset " + std::to_string(h.frame_offset)), std::string::npos)
+          << cmd << ": " << run.err;
+      EXPECT_NE(run.err.find(h.field), std::string::npos) << cmd << ": " << run.err;
+      EXPECT_FALSE(PathExists(target)) << cmd;
+      EXPECT_TRUE(NoTemporaryFiles(dir.path())) << cmd;
+    }
+  }
+}
+
+// The bounds still admit what a large valid image needs: 262,144 chunks (what a 1 TiB device
+// has in 4 MiB chunks; here 16 GiB of zeros in 64 KiB chunks, so that decoding stays quick),
+// whose trailer is 4 MiB and seek table 2 MiB. verify from a pipe accepts it in bounded memory.
+TEST(HostileStreamTest, AValidImageWith262144ChunksIsAccepted) {
+  TempDir dir;
+  constexpr uint64_t kChunks = 262144;
+  constexpr uint32_t kChunkBytes = 64 << 10;
+  std::string meta = Metadata(kChunks * kChunkBytes, kChunkBytes);
+  auto zero_chunk = MakeZeroChunk(3, kChunkBytes);
+  ASSERT_TRUE(zero_chunk.ok());
+  std::string image = meta;
+  image.reserve(meta.size() + kChunks * zero_chunk->frame.size() + 7 * kMiB);
+  std::vector<SeekEntry> entries = {{static_cast<uint32_t>(meta.size()), 0}};
+  for (uint64_t i = 0; i < kChunks; ++i) {
+    image += zero_chunk->frame;
+    entries.push_back({static_cast<uint32_t>(zero_chunk->frame.size()), kChunkBytes});
+  }
+  Trailer trailer;
+  trailer.chunk_bytes = kChunkBytes;
+  trailer.device_bytes = kChunks * kChunkBytes;
+  trailer.chunk_hashes.assign(kChunks, zero_chunk->hash);
+  std::string report = EncodeReportFrame(RunReport{});
+  image += report;
+  entries.push_back({static_cast<uint32_t>(report.size()), 0});
+  trailer.image_hash = HashBytes(image.data(), image.size());  // every byte before the trailer
+  std::string trailer_frame = EncodeTrailerFrame(trailer);
+  ASSERT_GT(trailer_frame.size(), 4 * kMiB);
+  image += trailer_frame;
+  entries.push_back({static_cast<uint32_t>(trailer_frame.size()), 0});
+  std::string table = EncodeSeekTableFrame(entries);
+  ASSERT_GT(table.size(), 2 * kMiB);
+  image += table;
+  std::string path = dir.File("big.zst");
+  WriteFile(path, image);
+  MeasuredRun run = RunMeasured(dir, "verify -", path);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_LE(run.max_rss_kib, kMaxHostileRssKib) << "peak RSS " << run.max_rss_kib << " KiB";
 }
 
 }  // namespace
