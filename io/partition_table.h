@@ -21,7 +21,7 @@ struct Partition {
   uint64_t start_bytes = 0;  // first byte, from the start of the device
   uint64_t size_bytes = 0;
   std::string type;            // dos: the type byte as "0x83"; gpt: the type GUID
-  std::string uuid;            // gpt: the partition GUID; dos: ""
+  std::string uuid;            // PARTUUID: gpt the partition GUID; dos "<disk id>-<NN>"
   std::string name;            // gpt: the partition name; dos: ""
   bool extended = false;       // a dos extended partition: a container of logical partitions
   FilesystemProbe filesystem;  // what is inside; never probed in an extended partition

@@ -54,6 +54,7 @@ TEST(PartitionProbeTest, DosTableWithExt4AndSwap) {
   EXPECT_EQ(p1.start_bytes, 2048 * kSector);
   EXPECT_EQ(p1.size_bytes, 65536 * kSector);
   EXPECT_EQ(p1.type, "0x83");
+  EXPECT_EQ(p1.uuid, "1234abcd-01");
   EXPECT_FALSE(p1.extended);
   EXPECT_EQ(p1.filesystem.type, "ext4");
   EXPECT_EQ(p1.filesystem.uuid, kExt4Uuid);
@@ -63,6 +64,7 @@ TEST(PartitionProbeTest, DosTableWithExt4AndSwap) {
   EXPECT_EQ(p2.start_bytes, 67584 * kSector);
   EXPECT_EQ(p2.size_bytes, 98304 * kSector);
   EXPECT_EQ(p2.type, "0x82");
+  EXPECT_EQ(p2.uuid, "1234abcd-02");
   EXPECT_EQ(p2.filesystem.type, "swap");
   EXPECT_EQ(p2.filesystem.uuid, kSwapUuid);
 
