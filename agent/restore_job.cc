@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "io/block_writer.h"
 #include "io/image_scanner.h"
+#include "io/partition_table.h"
 #include "io/sink.h"
 #include "io/source_device.h"
 #include "snapshot/device_use.h"
@@ -47,22 +48,39 @@ class RestoreTarget {
 // A restore destroys what the target device holds. Onto a blank device, or back onto the
 // filesystem the image was taken from (same UUID: restoring a server's own disk), it goes
 // ahead; a device holding anything else libblkid recognises (another filesystem, swap, a
-// RAID or LVM member, a partition table) is refused unless --force, because that is what a
-// restore over the wrong disk looks like.
+// RAID or LVM member, a partition table of any kind, a protective MBR) is refused unless
+// --force, because that is what a restore over the wrong disk looks like. A partition table
+// is never "the same filesystem", whatever the partitions or the whole device hold, and a
+// probe libblkid calls ambiguous (signatures it cannot rank) counts as occupied.
 Status CheckTargetHoldsNothingElse(const std::string& path, const ImageMetadata& meta, bool force) {
   if (force) return Status::Ok();
+  const std::string advice =
+      ". Check that it is the right device, then pass --force to restore anyway (wipefs -a "
+      "clears it too)";
+  auto table = ProbePartitionTable(path, Code::kTarget);
+  if (!table.ok()) {
+    return Status(Code::kTarget, "cannot tell what target " + path + " holds (" +
+                                     table.status().message() + "), so it may hold data" + advice);
+  }
+  if (!table->none()) {
+    return Status(Code::kTarget, "target " + path + " holds " + DescribePartitionTable(*table) +
+                                     "; restoring over it destroys " +
+                                     (table->partitions.size() > 1 ? "them" : "it") + advice);
+  }
   FilesystemProbe held = ProbeFilesystem(path);
+  if (held.ambiguous) {
+    return Status(Code::kTarget, "target " + path + " holds " + DescribeFilesystem(held) +
+                                     "; restoring over it may destroy a live one" + advice);
+  }
   if (held.type.empty()) return Status::Ok();
   if (!held.uuid.empty() && held.uuid == meta.fs_uuid) return Status::Ok();
-  std::string what = held.type + (held.uuid.empty() ? "" : " (UUID " + held.uuid + ")") +
-                     (held.label.empty() ? "" : " labelled '" + held.label + "'");
   std::string from = meta.fs_type.empty() ? "a device without a recognised filesystem"
                                           : meta.fs_type + (meta.fs_uuid.empty() ? "" : " UUID " + meta.fs_uuid);
-  return Status(Code::kTarget, "target " + path + " holds " + what + ", not the filesystem this image was "
-                                   "taken from (" + from + " on " + meta.source_path +
+  return Status(Code::kTarget, "target " + path + " holds " + DescribeFilesystem(held) +
+                                   ", not the filesystem this image was taken from (" + from +
+                                   " on " + meta.source_path +
                                    (meta.host.empty() ? "" : " of host " + meta.host) +
-                                   "); restoring would destroy it. Check that it is the right device, "
-                                   "then pass --force to restore anyway (wipefs -a clears it too)");
+                                   "); restoring would destroy it" + advice);
 }
 
 Result<std::unique_ptr<RestoreTarget>> RestoreTarget::Open(const std::string& path,

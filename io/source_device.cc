@@ -8,6 +8,8 @@
 
 #include <cerrno>
 
+#include "io/blkid_probe.h"
+
 namespace hotsnap {
 namespace {
 
@@ -17,6 +19,21 @@ const char* KindOf(mode_t mode) {
   if (S_ISFIFO(mode)) return "a FIFO";
   if (S_ISSOCK(mode)) return "a socket";
   return "not a block device or regular file";
+}
+
+// A probe of [offset_bytes, offset_bytes + size_bytes) of `fd` with only the superblock chain
+// (type, UUID, label); invalid if libblkid cannot set it up.
+BlkidProbe NewSuperblockProbe(int fd, uint64_t offset_bytes, uint64_t size_bytes) {
+  BlkidProbe pr(blkid_new_probe());
+  if (!pr.valid() || blkid_probe_set_device(pr.get(), fd, static_cast<blkid_loff_t>(offset_bytes),
+                                            static_cast<blkid_loff_t>(size_bytes)) != 0) {
+    return BlkidProbe();
+  }
+  blkid_probe_enable_superblocks(pr.get(), 1);
+  blkid_probe_set_superblocks_flags(pr.get(),
+                                    BLKID_SUBLKS_TYPE | BLKID_SUBLKS_UUID | BLKID_SUBLKS_LABEL);
+  blkid_probe_enable_partitions(pr.get(), 0);
+  return pr;
 }
 
 }  // namespace
@@ -81,23 +98,49 @@ Result<SourceDevice> OpenSource(const std::string& path) {
 }
 
 FilesystemProbe ProbeFilesystem(const std::string& path) {
-  FilesystemProbe result;
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return result;
-  blkid_probe pr = blkid_new_probe();
-  if (pr == nullptr) return result;
-  if (blkid_probe_set_device(pr, fd.get(), 0, 0) == 0) {
-    blkid_probe_enable_superblocks(pr, 1);
-    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_UUID | BLKID_SUBLKS_LABEL);
-    if (blkid_do_safeprobe(pr) == 0) {
+  if (!fd.valid()) return FilesystemProbe();
+  return ProbeFilesystemAt(fd.get(), 0, 0);
+}
+
+FilesystemProbe ProbeFilesystemAt(int fd, uint64_t offset_bytes, uint64_t size_bytes) {
+  FilesystemProbe result;
+  BlkidProbe pr = NewSuperblockProbe(fd, offset_bytes, size_bytes);
+  if (!pr.valid()) return result;
+  int rc = blkid_do_safeprobe(pr.get());
+  if (rc == 0) {
+    const char* value = nullptr;
+    if (blkid_probe_lookup_value(pr.get(), "TYPE", &value, nullptr) == 0) result.type = value;
+    if (blkid_probe_lookup_value(pr.get(), "UUID", &value, nullptr) == 0) result.uuid = value;
+    if (blkid_probe_lookup_value(pr.get(), "LABEL", &value, nullptr) == 0) result.label = value;
+  } else if (rc == -2) {
+    // Ambiguous. The low-level probe steps through every matching prober in turn (as
+    // wipefs does), which names what was found.
+    result.ambiguous = true;
+    BlkidProbe all = NewSuperblockProbe(fd, offset_bytes, size_bytes);
+    while (all.valid() && blkid_do_probe(all.get()) == 0) {
       const char* value = nullptr;
-      if (blkid_probe_lookup_value(pr, "TYPE", &value, nullptr) == 0) result.type = value;
-      if (blkid_probe_lookup_value(pr, "UUID", &value, nullptr) == 0) result.uuid = value;
-      if (blkid_probe_lookup_value(pr, "LABEL", &value, nullptr) == 0) result.label = value;
+      if (blkid_probe_lookup_value(all.get(), "TYPE", &value, nullptr) == 0) {
+        result.candidates.push_back(value);
+      }
     }
   }
-  blkid_free_probe(pr);
   return result;
+}
+
+std::string DescribeFilesystem(const FilesystemProbe& fs) {
+  if (fs.ambiguous) {
+    std::string types;
+    for (size_t i = 0; i < fs.candidates.size(); ++i) {
+      if (i > 0) types += i + 1 == fs.candidates.size() ? " and " : ", ";
+      types += fs.candidates[i];
+    }
+    return "signatures of more than one kind" + (types.empty() ? "" : " (" + types + ")") +
+           ", so libblkid cannot tell which is live";
+  }
+  if (fs.type.empty()) return "";
+  return fs.type + (fs.uuid.empty() ? "" : " (UUID " + fs.uuid + ")") +
+         (fs.label.empty() ? "" : " labelled '" + fs.label + "'");
 }
 
 }  // namespace hotsnap

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "base/unique_fd.h"
@@ -28,13 +29,24 @@ struct SourceDevice {
 Result<SourceDevice> OpenSource(const std::string& path);
 
 struct FilesystemProbe {
-  std::string type;   // "ext4", "xfs", ... or "" when libblkid finds nothing
+  std::string type;  // "ext4", "xfs", ... or "" when libblkid finds nothing (or is unsure)
   std::string uuid;
   std::string label;
+  // libblkid found more than one signature it cannot rank (e.g. an ext4 superblock and a FAT
+  // boot sector): which one is live is unknown, so type/uuid/label stay "". `candidates`
+  // lists every signature type found, in probe order.
+  bool ambiguous = false;
+  std::vector<std::string> candidates;
 };
-// Asks libblkid what is on the source. Opens its own buffered descriptor (libblkid's
-// reads are not O_DIRECT-aligned). Never fails: an unreadable probe is "".
+// Asks libblkid's superblock chain what is on the source. Opens its own buffered descriptor
+// (libblkid's reads are not O_DIRECT-aligned). Never fails: an unreadable probe is "".
 FilesystemProbe ProbeFilesystem(const std::string& path);
+// The same for bytes [offset_bytes, offset_bytes + size_bytes) of the open `fd` (a
+// partition's range; size_bytes 0 means to the end). `fd` is only read, never closed.
+FilesystemProbe ProbeFilesystemAt(int fd, uint64_t offset_bytes, uint64_t size_bytes);
+// "ext4 (UUID ...) labelled 'x'", "signatures of ext4 and vfat (ambiguous)", or "" for
+// nothing: the words a message uses to say what a device or partition holds.
+std::string DescribeFilesystem(const FilesystemProbe& fs);
 
 // The logical sector size and size of a block device, or a regular file's size.
 Status QueryGeometry(int fd, const std::string& path, bool* is_block, uint64_t* size_bytes,

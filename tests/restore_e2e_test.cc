@@ -1,12 +1,16 @@
 // End-to-end tests of `hotsnap restore` on real loop devices (privileged): a backup piped
 // straight into a restore reproduces the device (checked with cmp); restore refuses mounted
 // and too-small targets without touching them; and a corrupt chunk stops the restore before
-// that chunk's bytes reach the target (checked against a known fill pattern).
+// that chunk's bytes reach the target (checked against a known fill pattern); and a target
+// holding a partition table (dos, gpt, a bare protective MBR) or signatures libblkid calls
+// ambiguous is refused without --force, untouched, with a message naming what it holds.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
+#include "tests/partitioned_disk.h"
 #include "tests/test_util.h"
 
 namespace hotsnap {
@@ -19,14 +23,19 @@ using ::hotsnap::testing::FlipByte;
 using ::hotsnap::testing::Hotsnap;
 using ::hotsnap::testing::ImageFrameSpan;
 using ::hotsnap::testing::LoopDevice;
+using ::hotsnap::testing::MakeAmbiguousSignatures;
+using ::hotsnap::testing::MakeFilesystem;
+using ::hotsnap::testing::MakeFilesystemAt;
 using ::hotsnap::testing::MountPoint;
 using ::hotsnap::testing::PathExists;
 using ::hotsnap::testing::Quote;
 using ::hotsnap::testing::ReadAll;
 using ::hotsnap::testing::RunOk;
+using ::hotsnap::testing::Sha256;
 using ::hotsnap::testing::SplitImageFrames;
 using ::hotsnap::testing::TempDir;
 using ::hotsnap::testing::WriteFile;
+using ::hotsnap::testing::WritePartitionTable;
 
 CommandResult Shell(const std::string& command) { return ::hotsnap::testing::Run(command); }
 
@@ -123,6 +132,110 @@ TEST(RestoreE2eTest, ExistingTargetFileNeedsOverwrite) {
   r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(target) + " --overwrite"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Shell("cmp " + Quote(source) + " " + Quote(target)).exit_code, 0);
+}
+
+// ---- Targets that hold a partition table or an ambiguous probe ---------------------------
+
+// Makes ext4 on `source` and backs it up to DIR/img.zst; returns the image path.
+std::string BackUpExt4(const TempDir& dir, const LoopDevice& source) {
+  MakeFilesystem("ext4", source.device());
+  std::string image = dir.File("img.zst");
+  RunOk(Hotsnap("backup " + Quote(source.device()) + " -o " + Quote(image) + " -q"));
+  return image;
+}
+
+// Restores `image` onto `target` from the file and from stdin; both must be refused (exit 4)
+// without writing a byte, with a message naming the device, holding each of `expected` and
+// pointing at --force.
+void ExpectRefusedUntouched(const std::string& image, const std::string& target,
+                            const std::vector<std::string>& expected) {
+  std::string before = Sha256(target);
+  CommandResult r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(target) + " -q"));
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("target " + target + " holds"), std::string::npos) << r.err;
+  for (const std::string& word : expected) {
+    EXPECT_NE(r.err.find(word), std::string::npos) << "no '" << word << "' in: " << r.err;
+  }
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
+  EXPECT_EQ(Sha256(target), before) << "a refused restore wrote to " << target;
+  r = Shell("cat " + Quote(image) + " | " + Hotsnap("restore - " + Quote(target) + " -q"));
+  EXPECT_EQ(r.exit_code, 4) << "from stdin: " << r.err;
+  EXPECT_EQ(Sha256(target), before) << "a refused restore from stdin wrote to " << target;
+}
+
+TEST(RestoreTargetTableTest, DosDiskIsRefusedNamingItsPartitionsThenForced) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  LoopDevice source(dir.path(), 128 * kMiB, "source.img");
+  std::string image = BackUpExt4(dir, source);
+  LoopDevice target(dir.path(), 128 * kMiB, "target.img");
+  WritePartitionTable(
+      target.device(),
+      "label: dos\nstart=2048,size=65536,type=83\nstart=67584,size=98304,type=82\n");
+  const std::string uuid = "5d4c3b2a-1908-4f7e-8d6c-5b4a39281706";
+  MakeFilesystemAt(dir.path(), target.device(), 1 * kMiB, 32 * kMiB, "mkfs.ext4 -q -F -U " + uuid);
+  MakeFilesystemAt(dir.path(), target.device(), 33 * kMiB, 48 * kMiB, "mkswap");
+  ExpectRefusedUntouched(image, target.device(),
+                         {"a dos partition table with 2 partitions", "p1: ext4 (UUID " + uuid + ")",
+                          "p2: swap", "destroys them"});
+  // Confirmed: restored over the table.
+  CommandResult r =
+      Shell(Hotsnap("restore " + Quote(image) + " " + Quote(target.device()) + " --force -q"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Shell("cmp " + Quote(source.device()) + " " + Quote(target.device())).exit_code, 0);
+}
+
+TEST(RestoreTargetTableTest, GptDiskAndBareProtectiveMbrAreRefusedWipedDiskIsNot) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  const uint64_t size = 64 * kMiB;
+  LoopDevice source(dir.path(), size, "source.img");
+  std::string image = BackUpExt4(dir, source);
+  LoopDevice target(dir.path(), size, "target.img");
+  WritePartitionTable(target.device(), "label: gpt\nstart=2048,size=65536\n");
+  ExpectRefusedUntouched(
+      image, target.device(),
+      {"a gpt partition table with 1 partition (p1: no recognised filesystem)", "destroys it"});
+  // Both GPT headers gone (LBA 1 and the last LBA): the protective MBR alone still counts.
+  RunOk("dd if=/dev/zero of=" + Quote(target.device()) +
+        " bs=512 seek=1 count=1 conv=notrunc,fsync status=none");
+  RunOk("dd if=/dev/zero of=" + Quote(target.device()) + " bs=512 seek=" +
+        std::to_string(size / 512 - 1) + " count=1 conv=notrunc,fsync status=none");
+  ExpectRefusedUntouched(image, target.device(), {"a PMBR partition table"});
+  // Once wiped the disk is blank: no --force needed.
+  RunOk("wipefs -q -a " + Quote(target.device()) + " 2>/dev/null");
+  CommandResult r =
+      Shell(Hotsnap("restore " + Quote(image) + " " + Quote(target.device()) + " -q"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Shell("cmp " + Quote(source.device()) + " " + Quote(target.device())).exit_code, 0);
+}
+
+TEST(RestoreTargetTableTest, ATableIsNeverTheImagesOwnFilesystem) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  LoopDevice source(dir.path(), 64 * kMiB, "source.img");
+  std::string image = BackUpExt4(dir, source);
+  // The image's own disk, partitioned since: its ext4 superblock (same UUID) is still there at
+  // byte 1024, beside the table sfdisk wrote in sector 0.
+  WritePartitionTable(source.device(), "label: dos\nstart=2048,size=65536,type=83\n");
+  ExpectRefusedUntouched(image, source.device(), {"a dos partition table with 1 partition"});
+}
+
+TEST(RestoreTargetTableTest, AmbiguousSignaturesAreRefusedThenForced) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  LoopDevice source(dir.path(), 64 * kMiB, "source.img");
+  std::string image = BackUpExt4(dir, source);
+  LoopDevice target(dir.path(), 64 * kMiB, "target.img");
+  MakeAmbiguousSignatures(dir.path(), target.device());
+  CommandResult blkid = Shell("blkid -p " + Quote(target.device()));
+  ASSERT_NE(blkid.err.find("ambivalent"), std::string::npos) << "not ambiguous: " << blkid.out;
+  ExpectRefusedUntouched(image, target.device(),
+                         {"more than one kind", "ext4", "vfat", "cannot tell which is live"});
+  CommandResult r =
+      Shell(Hotsnap("restore " + Quote(image) + " " + Quote(target.device()) + " --force -q"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Shell("cmp " + Quote(source.device()) + " " + Quote(target.device())).exit_code, 0);
 }
 
 // A 24 MiB device of mixed chunks, its image, and a target pre-filled with 0xAB.
