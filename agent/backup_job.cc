@@ -25,6 +25,7 @@
 #include "snapshot/device_use.h"
 #include "snapshot/freeze_view.h"
 #include "snapshot/lvm_view.h"
+#include "snapshot/source_lock.h"
 #include "snapshot/view.h"
 
 namespace hotsnap {
@@ -266,6 +267,10 @@ Result<BackupReport> RunBackup(const BackupOptions& requested) {
   if (!opened.ok()) return opened.status();
   auto use = InspectDeviceUse(options.source, Code::kSource);
   if (!use.ok()) return use.status();
+  // One run per source: a second one fails here (kBusy) and leaves the first alone. Held
+  // until this function returns.
+  auto lock = SourceLock::Acquire(options.source, "backup");
+  if (!lock.ok()) return lock.status();
   options.snapshot = ResolveMode(requested, *use);
   HOTSNAP_RETURN_IF_ERROR(CheckDestination(options, opened.value()));
   if (options.snapshot == "freeze" || options.snapshot == "tracked") {
@@ -403,6 +408,7 @@ Result<BackupPlan> PlanBackup(const BackupOptions& options) {
   if (!opened.ok()) return opened.status();
   auto use = InspectDeviceUse(options.source, Code::kSource);
   if (!use.ok()) return use.status();
+  HOTSNAP_RETURN_IF_ERROR(SourceLock::CheckFree(options.source));  // reported, never taken
   HOTSNAP_RETURN_IF_ERROR(CheckDestination(options, opened.value()));
   BackupPlan plan;
   const std::string mode = ResolveMode(options, *use);
