@@ -103,8 +103,11 @@ TEST(SubprocessTest, ProcessThatLeftTheGroupDoesNotKeepUsWaiting) {
   SubprocessOptions options;
   options.timeout = std::chrono::seconds(20);
   auto start = Clock::now();
-  // setsid in a non-leader execs in place: $! is the escaped sleep itself. It keeps the pipes.
-  auto r = RunShell("setsid sleep 30 & echo $! > " + Quote(pid_file) + "; echo done", options);
+  // setsid in a non-leader execs in place: $! is the escaped sleep itself, and it keeps the
+  // pipes. The command waits until the sleep runs (so it has left the group) before exiting.
+  auto r = RunShell("setsid sleep 30 & p=$!; echo $p > " + Quote(pid_file) +
+                        "; until [ \"$(cat /proc/$p/comm)\" = sleep ]; do :; done; echo done",
+                    options);
   double took = SecondsSince(start);
   pid_t escaped = PidIn(pid_file);
   ASSERT_TRUE(r.ok()) << r.status().message();
