@@ -14,6 +14,7 @@
 #include "io/sink.h"
 #include "io/source_device.h"
 #include "io/ssh_remote.h"
+#include "snapshot/source_lock.h"
 
 namespace hotsnap {
 namespace {
@@ -51,6 +52,9 @@ Result<std::unique_ptr<BackupSubject>> Inspect(const BackupOptions& options) {
   auto use = InspectDeviceUse(options.source, Code::kSource);
   if (!use.ok()) return use.status();
   subject->use = std::move(use.value());
+  // Another hotsnap run on this source: said now, by the dry run as by the run (which takes
+  // the lock itself in RunPlan).
+  HOTSNAP_RETURN_IF_ERROR(SourceLock::CheckFree(options.source));
   subject->fs = ProbeFilesystem(options.source);
   return subject;
 }
@@ -233,6 +237,10 @@ Result<BackupPlan> PlanBackup(const BackupOptions& options) {
 
 Result<BackupReport> RunPlan(BackupPlan plan) {
   const Clock::time_point started = Clock::now();
+  // One run per source: a second one fails here (kBusy) and leaves the first alone. Held
+  // until the image is published or the run failed.
+  auto lock = SourceLock::Acquire(plan.options.source, "backup");
+  if (!lock.ok()) return lock.status();
   // 3. Open the sink before any freeze or snapshot.
   auto sink = OpenSink(plan);
   if (!sink.ok()) return sink.status();

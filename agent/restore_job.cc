@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "agent/events.h"
 #include "agent/image_jobs.h"
@@ -20,12 +21,14 @@
 #include "io/sink.h"
 #include "io/source_device.h"
 #include "snapshot/device_use.h"
+#include "snapshot/source_lock.h"
 
 namespace hotsnap {
 namespace {
 
-// Where restored bytes go. A block device is opened exclusively; a regular file is built
-// under a temporary name (sparse: zero chunks stay holes) and renamed on Commit().
+// Where restored bytes go. A block device is locked against other hotsnap runs (a backup of
+// it, another restore: SourceLock) and opened exclusively; a regular file is built under a
+// temporary name (sparse: zero chunks stay holes) and renamed on Commit().
 class RestoreTarget {
  public:
   ~RestoreTarget() {
@@ -40,6 +43,7 @@ class RestoreTarget {
  private:
   std::string path_;
   std::string temp_;
+  std::optional<SourceLock> lock_;  // block devices only; released after the fd is closed
   UniqueFd fd_;
   bool is_file_ = false;
   bool committed_ = false;
@@ -93,6 +97,9 @@ Result<std::unique_ptr<RestoreTarget>> RestoreTarget::Open(const std::string& pa
   if (exists && S_ISBLK(st.st_mode)) {
     // O_DIRECT only when every write can be sector-aligned.
     int flags = meta.device_bytes % meta.logical_sector_bytes == 0 ? O_DIRECT : 0;
+    auto lock = SourceLock::Acquire(path, "restore");
+    if (!lock.ok()) return lock.status();
+    t->lock_.emplace(std::move(lock.value()));
     auto fd = OpenExclusiveForWrite(path, flags);
     if (!fd.ok()) return fd.status();
     bool is_block = false;

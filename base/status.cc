@@ -13,6 +13,7 @@ const char* CodeName(Code code) {
     case Code::kIntegrity: return "integrity";
     case Code::kInterrupted: return "interrupted";
     case Code::kUnsupported: return "unsupported";
+    case Code::kBusy: return "busy";
     case Code::kInternal: return "internal";
   }
   return "unknown";

@@ -23,6 +23,7 @@ enum class Code {
   kIntegrity,    // an image is corrupt, truncated, or does not match its hashes
   kInterrupted,  // SIGINT/SIGTERM arrived; everything was cleaned up
   kUnsupported,  // the request is valid but this build/kernel cannot do it
+  kBusy,         // another hotsnap run holds the source or target (see snapshot/source_lock.h)
   kInternal,     // a bug or an unexpected system failure
 };
 

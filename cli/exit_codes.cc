@@ -12,6 +12,7 @@ int ExitCodeFor(const Status& status, int interrupt_signal) {
     case Code::kTarget: return kExitTarget;
     case Code::kIntegrity: return kExitIntegrity;
     case Code::kUnsupported: return kExitUnsupported;
+    case Code::kBusy: return kExitBusy;
     case Code::kInterrupted: return 128 + (interrupt_signal != 0 ? interrupt_signal : SIGINT);
     case Code::kInternal: return kExitInternal;
   }

@@ -13,6 +13,7 @@ constexpr int kExitSource = 3;
 constexpr int kExitTarget = 4;
 constexpr int kExitIntegrity = 5;
 constexpr int kExitUnsupported = 6;
+constexpr int kExitBusy = 7;  // another hotsnap run holds the source (or restore target)
 // Interrupted: 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
 
 int ExitCodeFor(const Status& status, int interrupt_signal);

@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "io/image_format.h"
 
@@ -136,25 +135,6 @@ void RemoveMountRecord(const MountRecord& r) {
   ::rmdir(r.fuse_dir.c_str());
   ::unlink(r.log_file.c_str());
   ::unlink(RecordPath(r.id).c_str());
-}
-
-uint64_t ProcessStartTicks(pid_t pid) {
-  if (pid <= 0) return 0;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  if (!in || !std::getline(in, text)) return 0;
-  // The command name (field 2) is in parentheses and may contain spaces: skip past it.
-  size_t close = text.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(text.substr(close + 2));
-  std::string state;
-  fields >> state;  // field 3
-  if (state == "Z" || state == "X") return 0;
-  std::string skip;
-  for (int field = 4; field < 22; ++field) fields >> skip;
-  uint64_t start = 0;
-  fields >> start;
-  return start;
 }
 
 bool ServerAlive(const MountRecord& r) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "base/process_identity.h"
 #include "base/status.h"
 
 namespace hotsnap {
@@ -47,9 +48,8 @@ std::vector<MountRecord> ListMountRecords(std::vector<std::string>* problems);
 // Removes the record, its log and its (empty) FUSE directory. Missing files are fine.
 void RemoveMountRecord(const MountRecord& record);
 
-// Start time of process `pid` in clock ticks since boot, 0 if there is no such process
-// (or it is a zombie). With the recorded value it tells our server from a reused pid.
-uint64_t ProcessStartTicks(pid_t pid);
+// Whether the recorded server still runs: its pid with the recorded start time
+// (ProcessStartTicks in base/process_identity.h), so a reused pid is not mistaken for it.
 bool ServerAlive(const MountRecord& record);
 
 }  // namespace hotsnap

@@ -1,9 +1,27 @@
 #include "snapshot/hooks.h"
 
+#include <cstdio>
+
 #include "base/log.h"
 #include "base/subprocess.h"
 
 namespace hotsnap {
+namespace {
+
+// "1", "2.5": seconds without trailing zeros.
+std::string FormatSeconds(std::chrono::milliseconds ms) {
+  std::string s = std::to_string(ms.count() / 1000);
+  if (int64_t frac = ms.count() % 1000; frac != 0) {
+    char buf[8];
+    std::snprintf(buf, sizeof(buf), ".%03lld", static_cast<long long>(frac));
+    std::string f = buf;
+    while (f.back() == '0') f.pop_back();
+    s += f;
+  }
+  return s;
+}
+
+}  // namespace
 
 Status RunHook(const std::string& phase, const std::string& command, const HookSet& hooks,
                const std::string& source, const std::string& mount_point) {
@@ -18,8 +36,9 @@ Status RunHook(const std::string& phase, const std::string& command, const HookS
     if (!stream->empty()) Notice(phase + " hook: " + *stream);
   }
   if (r->timed_out) {
-    return Status(Code::kSource, phase + " hook '" + command + "' did not finish within " +
-                                     std::to_string(hooks.timeout.count() / 1000) + " s (--hook-timeout)");
+    return Status(Code::kSource, phase + " hook '" + command + "' timed out after " +
+                                     FormatSeconds(hooks.timeout) +
+                                     " s (--hook-timeout); its process group was killed");
   }
   if (r->exit_code != 0) {
     return Status(Code::kSource, phase + " hook '" + command + "' failed with exit code " +

@@ -1,6 +1,9 @@
 // User hooks around a freeze: --pre-freeze, --while-frozen, --post-thaw.
 //
-// Each runs as `/bin/sh -c CMD` in its own process group with a timeout, with
+// Each runs as `/bin/sh -c CMD` in its own process group with a timeout (RunShell in
+// base/subprocess.h: the timeout holds whatever the hook does with its output; at the timeout
+// the group gets SIGTERM, then SIGKILL; when the hook exits, processes it left in its group
+// are killed, so a hook cannot leave work running behind the freeze), with
 // HOTSNAP_PHASE, HOTSNAP_SOURCE and HOTSNAP_MOUNTPOINT in its environment. Its output is
 // passed on to our stderr (buffered while frozen). The contract the backup job keeps:
 // post-thaw runs whenever pre-freeze ran, whatever happened in between.
@@ -23,7 +26,7 @@ struct HookSet {
 };
 
 // Runs `command` (if non-empty) for `phase`; a non-zero exit or timeout is an error
-// (code kSource) quoting the hook's stderr.
+// (code kSource) quoting the hook's stderr; a timeout says "hook '...' timed out after N s".
 Status RunHook(const std::string& phase, const std::string& command, const HookSet& hooks,
                const std::string& source, const std::string& mount_point);
 

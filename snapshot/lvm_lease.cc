@@ -2,16 +2,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "base/unique_fd.h"
 
@@ -19,28 +16,6 @@ namespace hotsnap {
 namespace {
 
 using json = nlohmann::json;
-
-std::string ReadFirstLine(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  if (in) std::getline(in, line);
-  return line;
-}
-
-std::string BootId() { return ReadFirstLine("/proc/sys/kernel/random/boot_id"); }
-
-// Field 22 (starttime) of /proc/PID/stat; 0 if the process does not exist.
-uint64_t ProcessStartTicks(int pid) {
-  std::string stat = ReadFirstLine("/proc/" + std::to_string(pid) + "/stat");
-  size_t paren = stat.rfind(')');  // the command name may hold spaces and parentheses
-  if (paren == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(paren + 2));
-  std::string field;
-  for (int i = 3; i <= 22 && fields >> field; ++i) {
-    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return 0;
-}
 
 std::string LeasePath(const std::string& dir, const std::string& run_id) {
   return dir + "/" + run_id + ".json";
@@ -76,38 +51,24 @@ std::vector<std::string> LeaseIds(const std::string& dir) {
 
 std::string DescribeDeadRun(const std::string& run_id, const Result<Lease>& lease) {
   if (!lease.ok()) return "run " + run_id + ": no lease file (crashed before a reboot?)";
-  return "run " + run_id + ": pid " + std::to_string(lease->pid) + " is gone";
+  return "run " + run_id + ": pid " + std::to_string(lease->holder.pid) + " is gone";
 }
 
 }  // namespace
 
-std::string NewRunId() {
-  unsigned char bytes[6];
-  if (::getrandom(bytes, sizeof(bytes), 0) != static_cast<ssize_t>(sizeof(bytes))) {
-    // getrandom cannot fail for 6 bytes after boot; fall back to pid and time anyway.
-    uint64_t v = (static_cast<uint64_t>(::getpid()) << 24) ^ static_cast<uint64_t>(::time(nullptr));
-    for (unsigned char& b : bytes) { b = v & 0xff; v >>= 8; }
-  }
-  char hex[13];
-  for (int i = 0; i < 6; ++i) std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
-  return hex;
-}
-
 Lease LeaseForThisProcess(const std::string& run_id) {
   Lease lease;
   lease.run_id = run_id;
-  lease.pid = ::getpid();
-  lease.pid_start_ticks = ProcessStartTicks(lease.pid);
-  lease.boot_id = BootId();
+  lease.holder = ProcessIdentity::Current();
   return lease;
 }
 
 Status WriteLease(const std::string& dir, const Lease& lease) {
   HOTSNAP_RETURN_IF_ERROR(MakeDirs(dir));
-  json doc = {{"run_id", lease.run_id},         {"pid", lease.pid},
-              {"pid_start_ticks", lease.pid_start_ticks}, {"boot_id", lease.boot_id},
-              {"vg", lease.vg_name},            {"snapshot_lv", lease.snapshot_lv},
-              {"origin_lv", lease.origin_lv},   {"mode", lease.mode}};
+  json doc = {{"run_id", lease.run_id},       {"vg", lease.vg_name},
+              {"snapshot_lv", lease.snapshot_lv}, {"origin_lv", lease.origin_lv},
+              {"mode", lease.mode}};
+  AddIdentityTo(lease.holder, &doc);
   std::string text = doc.dump(2) + "\n";
   std::string path = LeasePath(dir, lease.run_id);
   std::string tmp = path + ".tmp";
@@ -146,9 +107,7 @@ Result<Lease> ReadLease(const std::string& dir, const std::string& run_id) {
   }
   Lease lease;
   lease.run_id = doc.value("run_id", run_id);
-  lease.pid = doc.value("pid", 0);
-  lease.pid_start_ticks = doc.value("pid_start_ticks", uint64_t{0});
-  lease.boot_id = doc.value("boot_id", "");
+  lease.holder = IdentityFrom(doc);
   lease.vg_name = doc.value("vg", "");
   lease.snapshot_lv = doc.value("snapshot_lv", "");
   lease.origin_lv = doc.value("origin_lv", "");
@@ -156,11 +115,7 @@ Result<Lease> ReadLease(const std::string& dir, const std::string& run_id) {
   return lease;
 }
 
-bool LeaseHolderAlive(const Lease& lease) {
-  if (lease.pid <= 0 || lease.boot_id != BootId()) return false;
-  uint64_t ticks = ProcessStartTicks(lease.pid);
-  return ticks != 0 && ticks == lease.pid_start_ticks;
-}
+bool LeaseHolderAlive(const Lease& lease) { return lease.holder.Alive(); }
 
 std::string OwnedRunId(const LvRecord& lv) {
   if (lv.lv_name.rfind("hotsnap-", 0) != 0 || !lv.has_tag(kSnapshotTag)) return "";
@@ -193,7 +148,7 @@ Status CleanupLvmLeftovers(LvmControl* lvm, const std::string& lease_dir, LvmCle
       Result<Lease> lease = ReadLease(lease_dir, run_id);
       if (lease.ok() && LeaseHolderAlive(*lease)) {
         report->kept.push_back(lv.full_name() + " (run " + run_id + ", pid " +
-                               std::to_string(lease->pid) + " is running)");
+                               std::to_string(lease->holder.pid) + " is running)");
         run_has_lv[run_id] = true;
         continue;
       }

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "base/process_identity.h"
 #include "base/status.h"
 #include "snapshot/lvm_control.h"
 
@@ -31,19 +32,14 @@ inline constexpr char kRunTagPrefix[] = "hotsnap_run_";
 
 struct Lease {
   std::string run_id;
-  int pid = 0;
-  uint64_t pid_start_ticks = 0;  // field 22 of /proc/PID/stat
-  std::string boot_id;
+  ProcessIdentity holder;        // the run's process (pid, start time, boot id)
   std::string vg_name;
   std::string snapshot_lv;       // name inside the VG
   std::string origin_lv;
   std::string mode;              // "lvm" or "lvm-thin"
 };
 
-// A fresh random run id: 12 lowercase hex digits.
-std::string NewRunId();
-
-// A lease for the calling process (pid, start time, boot id filled in).
+// A lease for the calling process (its identity filled in). Run ids: NewRunId().
 Lease LeaseForThisProcess(const std::string& run_id);
 
 // Writes <dir>/<run id>.json atomically (creating `dir`), or removes it. Removing a missing
