@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/log.h"
+
 namespace hotsnap {
 namespace {
 
@@ -66,13 +68,19 @@ Result<FrozenFilesystem> FrozenFilesystem::Freeze(const std::string& mount_point
   return f;
 }
 
-FrozenFilesystem::~FrozenFilesystem() {
-  if (frozen_) Thaw();
+// The destructor is the backstop after an error path that did not thaw explicitly: no
+// caller is left to take a Status, so a failed thaw is logged.
+void FrozenFilesystem::ThawOrLog() {
+  if (!frozen_) return;
+  Status thawed = Thaw();
+  if (!thawed.ok()) Error(thawed.message());
 }
+
+FrozenFilesystem::~FrozenFilesystem() { ThawOrLog(); }
 
 FrozenFilesystem& FrozenFilesystem::operator=(FrozenFilesystem&& other) noexcept {
   if (this != &other) {
-    if (frozen_) Thaw();
+    ThawOrLog();
     mount_point_ = std::move(other.mount_point_);
     mount_fd_ = std::move(other.mount_fd_);
     freezer_ = other.freezer_;
