@@ -471,10 +471,7 @@ Status TrackedCopy::MidFreeze(uint64_t next, UsedBlockMap* map) {
   if (!view.ok()) return view.status();
   HOTSNAP_RETURN_IF_ERROR(CollectWrites(false));
   auto renewed = MapNow();
-  if (!renewed.ok()) {
-    EndFreeze(std::move(view.value()));
-    return renewed.status();
-  }
+  if (!renewed.ok()) return renewed.status().WithCleanup(EndFreeze(std::move(view.value())));
   HOTSNAP_RETURN_IF_ERROR(EndFreeze(std::move(view.value())));
   // written_ holds what was collected under the freeze; nothing drains it until the next
   // CollectWrites, so it can be sorted out after the thaw.
@@ -619,10 +616,7 @@ Result<TrackedResult> TrackedCopy::Run() {
         if (!planned_final) {
           Status during = RunHook("while-frozen", hooks.while_frozen, hooks, source_.path,
                                   options_.mount_point);
-          if (!during.ok()) {
-            EndFreeze(std::move(frozen));
-            return during;
-          }
+          if (!during.ok()) return during.WithCleanup(EndFreeze(std::move(frozen)));
         }
         result_.report.final_capture_bytes = in_memory ? capture_bytes : BytesOf(chunks);
         last = std::move(chunks);

@@ -28,4 +28,10 @@ Status Status::Wrap(const std::string& context) const {
   return Status(code_, context + ": " + message_, errno_);
 }
 
+Status Status::WithCleanup(const Status& cleanup) const {
+  if (ok()) return cleanup;
+  if (cleanup.ok()) return *this;
+  return Status(code_, message_ + "; while cleaning up: " + cleanup.message(), errno_);
+}
+
 }  // namespace hotsnap

@@ -29,7 +29,9 @@ enum class Code {
 
 const char* CodeName(Code code);
 
-class Status {
+// [[nodiscard]]: a Status (or Result) dropped on the floor is a lost error; the compiler
+// warns wherever one is ignored. Where ignoring is right, the call site says why.
+class [[nodiscard]] Status {
  public:
   Status() = default;  // OK
   Status(Code code, std::string message, int err = 0)
@@ -46,6 +48,10 @@ class Status {
 
   // Prepends context: "opening image: <old message>".
   Status Wrap(const std::string& context) const;
+  // The first error of a failed step and of the cleanup after it: this Status if it is an
+  // error (with "; while cleaning up: <cleanup message>" appended if the cleanup failed too),
+  // else `cleanup`. For error paths that undo what was done and must not lose either error.
+  Status WithCleanup(const Status& cleanup) const;
 
  private:
   Code code_ = Code::kOk;
@@ -55,7 +61,7 @@ class Status {
 
 // A value or the Status explaining why there is none.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design

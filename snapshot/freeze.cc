@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/log.h"
+
 namespace hotsnap {
 namespace {
 
@@ -66,13 +68,20 @@ Result<FrozenFilesystem> FrozenFilesystem::Freeze(const std::string& mount_point
   return f;
 }
 
-FrozenFilesystem::~FrozenFilesystem() {
-  if (frozen_) Thaw();
+// The destructor is the backstop after an error path that did not thaw explicitly: no
+// caller is left to take a Status, so a failed thaw is logged (the watchdog has been told
+// to thaw by then; see Thaw()).
+void FrozenFilesystem::ThawOrLog() {
+  if (!frozen_) return;
+  Status thawed = Thaw();
+  if (!thawed.ok()) Error(thawed.message());
 }
+
+FrozenFilesystem::~FrozenFilesystem() { ThawOrLog(); }
 
 FrozenFilesystem& FrozenFilesystem::operator=(FrozenFilesystem&& other) noexcept {
   if (this != &other) {
-    if (frozen_) Thaw();
+    ThawOrLog();
     mount_point_ = std::move(other.mount_point_);
     mount_fd_ = std::move(other.mount_fd_);
     freezer_ = other.freezer_;
@@ -90,14 +99,25 @@ Status FrozenFilesystem::Thaw() {
   frozen_ = false;
   int err = freezer_->Thaw(mount_fd_.get());
   thawed_at_ = std::chrono::steady_clock::now();
-  FreezeWatchdog::Outcome outcome = watchdog_.Disarm();
+  // The watchdog is disarmed only after our thaw worked. Otherwise it is told to thaw now:
+  // disarming it then would leave the filesystem frozen with nothing left to thaw it.
+  FreezeWatchdog::Outcome outcome = err == 0 ? watchdog_.Disarm() : watchdog_.ThawNow();
   if (outcome == FreezeWatchdog::Outcome::kThawedAtDeadline) {
+    // Our FITHAW found it thawed already (EINVAL) or came just after: not an extra error.
     return Status(Code::kSource, "the freeze of " + mount_point_ + " passed --max-freeze (" +
                                      std::to_string(max_freeze_.count() / 1000.0).substr(0, 5) +
                                      " s) and the watchdog thawed it; the copy is not consistent");
   }
-  if (err != 0) return Status::FromErrno(Code::kSource, err, "thawing " + mount_point_);
-  return Status::Ok();
+  if (err == 0) return Status::Ok();
+  Status failed = Status::FromErrno(Code::kSource, err, "thawing " + mount_point_ + " (FITHAW)");
+  if (outcome == FreezeWatchdog::Outcome::kThawedOnRequest) {
+    return Status(Code::kSource, failed.message() + "; the freeze watchdog thawed it instead", err);
+  }
+  return Status(Code::kSource,
+                failed.message() +
+                    "; the freeze watchdog could not thaw it either: " + mount_point_ +
+                    " may still be frozen (fsfreeze -u " + mount_point_ + " thaws it)",
+                err);
 }
 
 std::chrono::milliseconds FrozenFilesystem::held() const {

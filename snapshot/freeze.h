@@ -53,6 +53,9 @@ class FrozenFilesystem {
   const std::string& mount_point() const { return mount_point_; }
 
  private:
+  // Thaw() for the destructor and move assignment, which cannot return its Status.
+  void ThawOrLog();
+
   std::string mount_point_;
   UniqueFd mount_fd_;
   Freezer* freezer_ = nullptr;

@@ -12,28 +12,28 @@ Result<std::unique_ptr<FreezeView>> FreezeView::Open(const FreezeViewOptions& op
   Status pre = RunHook("pre-freeze", hooks.pre_freeze, hooks, options.source, options.mount_point);
   if (!pre.ok()) {
     if (!hooks.crash_consistent_ok) {
-      Status post = view->Release();  // post-thaw runs because pre-freeze ran
-      return pre.Wrap("aborting before the freeze (use --crash-consistent to back up anyway)");
+      // Release() runs post-thaw because pre-freeze ran; its failure is reported too.
+      return pre.Wrap("aborting before the freeze (use --crash-consistent to back up anyway)")
+          .WithCleanup(view->Release());
     }
     Notice(pre.message() + "; continuing with a crash-consistent backup (--crash-consistent)");
   }
   auto frozen = FrozenFilesystem::Freeze(options.mount_point, options.max_freeze, options.freezer);
-  if (!frozen.ok()) {
-    view->Release();
-    return frozen.status();
-  }
+  if (!frozen.ok()) return frozen.status().WithCleanup(view->Release());
   view->frozen_ = std::move(frozen.value());
   CrashPoint("after-freeze");
   SetLogBuffering(true);
   Status during = RunHook("while-frozen", hooks.while_frozen, hooks, options.source, options.mount_point);
-  if (!during.ok()) {
-    view->Release();
-    return during;
-  }
+  if (!during.ok()) return during.WithCleanup(view->Release());
   return view;
 }
 
-FreezeView::~FreezeView() { Release(); }
+// The backstop for an owner that did not call Release(): nobody is left to take the Status,
+// so a failed thaw or post-thaw hook is logged.
+FreezeView::~FreezeView() {
+  Status released = Release();
+  if (!released.ok()) Error(released.message());
+}
 
 Status FreezeView::Check() {
   if (frozen_.past_deadline()) {

@@ -19,6 +19,8 @@ namespace {
 constexpr int kExitDisarmed = 0;
 constexpr int kExitDeadline = 10;
 constexpr int kExitOwnerDied = 11;
+constexpr int kExitThawedOnRequest = 12;
+constexpr int kExitThawFailed = 13;
 
 int64_t NowMs() {
   timespec ts;
@@ -55,6 +57,10 @@ int64_t NowMs() {
     char byte = 0;
     ssize_t got = ::read(4, &byte, 1);
     if (got == 1 && byte == 'D') ::_exit(kExitDisarmed);
+    if (got == 1 && byte == 'T') {
+      outcome = kExitThawedOnRequest;
+      break;
+    }
     if (got == 0) {
       outcome = kExitOwnerDied;
       break;
@@ -64,8 +70,9 @@ int64_t NowMs() {
       break;
     }
   }
-  // Thaw. EINVAL means it is not frozen (already thawed): nothing to do either way.
-  ::ioctl(3, FITHAW, 0);
+  // Thaw. EINVAL means it is not frozen (already thawed): nothing to do either way. Any
+  // other failure is reported, so that the owner can say the filesystem may stay frozen.
+  if (::ioctl(3, FITHAW, 0) != 0 && errno != EINVAL) ::_exit(kExitThawFailed);
   ::_exit(outcome);
 }
 
@@ -111,10 +118,14 @@ FreezeWatchdog& FreezeWatchdog::operator=(FreezeWatchdog&& other) noexcept {
   return *this;
 }
 
-FreezeWatchdog::Outcome FreezeWatchdog::Disarm() {
+FreezeWatchdog::Outcome FreezeWatchdog::Disarm() { return Finish('D'); }
+
+FreezeWatchdog::Outcome FreezeWatchdog::ThawNow() { return Finish('T'); }
+
+FreezeWatchdog::Outcome FreezeWatchdog::Finish(char command) {
   if (pid_ <= 0) return Outcome::kUnknown;
-  char d = 'D';
-  ssize_t n = ::write(control_.get(), &d, 1);  // EPIPE if it already exited: fine
+  // EPIPE if the child already exited (at its deadline): its exit status says what it did.
+  ssize_t n = ::write(control_.get(), &command, 1);
   (void)n;
   control_.Reset();
   int status = 0;
@@ -128,6 +139,10 @@ FreezeWatchdog::Outcome FreezeWatchdog::Disarm() {
     case kExitDisarmed: return Outcome::kDisarmed;
     case kExitDeadline: return Outcome::kThawedAtDeadline;
     case kExitOwnerDied: return Outcome::kThawedAfterOwnerDied;
+    case kExitThawedOnRequest:
+      return Outcome::kThawedOnRequest;
+    case kExitThawFailed:
+      return Outcome::kThawFailed;
     default: return Outcome::kUnknown;
   }
 }

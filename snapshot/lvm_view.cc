@@ -187,10 +187,19 @@ Status LvmSnapshotView::Activate() {
   device_path_ = lvs->front().lv_path;
   struct stat st;
   if (::stat(device_path_.c_str(), &st) != 0) {
-    // Without udev the node may lag behind; ask LVM to (re)create it.
-    options_.lvm->Run({"vgmknodes", origin_.vg_name}, kLvmReportTimeout);
+    // Without udev the node may lag behind; ask LVM to (re)create it. Whether the node now
+    // exists is what counts; if it does not, vgmknodes' own failure says why.
+    auto mknodes = options_.lvm->Run({"vgmknodes", origin_.vg_name}, kLvmReportTimeout);
     if (::stat(device_path_.c_str(), &st) != 0) {
-      return Status::FromErrno(Code::kSource, errno, "LVM snapshot device " + device_path_);
+      int err = errno;
+      std::string why;
+      if (!mknodes.ok()) {
+        why = " (vgmknodes: " + mknodes.status().message() + ")";
+      } else if (mknodes->exit_code != 0) {
+        why = " (vgmknodes exited with " + std::to_string(mknodes->exit_code) + ": " +
+              mknodes->err + ")";
+      }
+      return Status::FromErrno(Code::kSource, err, "LVM snapshot device " + device_path_ + why);
     }
   }
   last_check_ = std::chrono::steady_clock::now();

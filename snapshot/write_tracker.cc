@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "base/log.h"
+#include "base/parse_number.h"
 
 namespace hotsnap {
 namespace {
@@ -25,11 +26,20 @@ constexpr const char* kTracefs = "/sys/kernel/tracing";
 constexpr const char* kEvent = "/sys/kernel/tracing/events/block/block_bio_queue";
 constexpr size_t kDataPages = 512;  // 2 MiB per CPU with 4 KiB pages
 
-std::string ReadText(const std::string& path) {
+// A small kernel attribute (sysfs, tracefs), whole.
+Result<std::string> ReadText(const std::string& path) {
   std::ifstream in(path);
+  if (!in) return Status(Code::kUnsupported, "cannot read " + path);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// A small kernel attribute holding one decimal number.
+Result<uint64_t> ReadNumber(const std::string& path) {
+  auto text = ReadText(path);
+  if (!text.ok()) return text.status();
+  return ParseDecimal<uint64_t>(*text, path, Code::kUnsupported);
 }
 
 Status EnsureTracefs() {
@@ -44,8 +54,10 @@ Status EnsureTracefs() {
   return Status::Ok();
 }
 
-// Finds "field:...NAME;\toffset:N;\tsize:M;" in a tracepoint format description.
-bool FieldOf(const std::string& format, const std::string& name, uint32_t* offset, uint32_t* size) {
+// Finds "field:...NAME;\toffset:N;\tsize:M;" in the tracepoint format description read
+// from `path`.
+Status FieldOf(const std::string& format, const std::string& path, const std::string& name,
+               uint32_t* offset, uint32_t* size) {
   std::istringstream in(format);
   std::string line;
   while (std::getline(in, line)) {
@@ -57,37 +69,37 @@ bool FieldOf(const std::string& format, const std::string& name, uint32_t* offse
     std::string id = decl.substr(0, bracket);
     id = id.substr(id.find_last_of(" *") + 1);
     if (id != name) continue;
-    size_t o = line.find("offset:"), s = line.find("size:");
-    if (o == std::string::npos || s == std::string::npos) return false;
-    *offset = static_cast<uint32_t>(std::stoul(line.substr(o + 7)));
-    *size = static_cast<uint32_t>(std::stoul(line.substr(s + 5)));
-    return true;
+    // "offset:N;" and "size:M;": the number runs to the next ';'.
+    auto number = [&](const std::string& key) -> Result<uint32_t> {
+      size_t at = line.find(key);
+      if (at == std::string::npos) {
+        return Status(Code::kUnsupported, path + ": no " + key + " for field " + name);
+      }
+      at += key.size();
+      return ParseDecimal<uint32_t>(std::string_view(line).substr(at, line.find(';', at) - at),
+                                    path + " (" + key + " of field " + name + ")",
+                                    Code::kUnsupported);
+    };
+    auto o = number("offset:");
+    if (!o.ok()) return o.status();
+    auto s = number("size:");
+    if (!s.ok()) return s.status();
+    *offset = *o;
+    *size = *s;
+    return Status::Ok();
   }
-  return false;
+  return Status(Code::kUnsupported, path + ": block_bio_queue has no field " + name);
 }
 
 int PerfEventOpen(perf_event_attr* attr, int cpu) {
   return static_cast<int>(::syscall(SYS_perf_event_open, attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC));
 }
 
-std::vector<int> OnlineCpus() {
-  std::vector<int> cpus;
-  std::string text = ReadText("/sys/devices/system/cpu/online");  // e.g. "0-1,4"
-  std::istringstream in(text);
-  std::string part;
-  while (std::getline(in, part, ',')) {
-    size_t dash = part.find('-');
-    int a = std::stoi(part.substr(0, dash));
-    int b = dash == std::string::npos ? a : std::stoi(part.substr(dash + 1));
-    for (int c = a; c <= b; ++c) cpus.push_back(c);
-  }
-  return cpus;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<WriteTracker>> WriteTracker::Start(const std::string& device,
-                                                          uint64_t device_bytes) {
+                                                          uint64_t device_bytes,
+                                                          CpuInfo* cpu_info) {
   struct stat st;
   if (::stat(device.c_str(), &st) != 0) return Status::FromErrno(Code::kSource, errno, device);
   if (!S_ISBLK(st.st_mode)) {
@@ -100,33 +112,52 @@ Result<std::unique_ptr<WriteTracker>> WriteTracker::Start(const std::string& dev
                     std::to_string(minor(st.st_rdev));
   unsigned disk_major = major(st.st_rdev), disk_minor = minor(st.st_rdev);
   if (::access((sys + "/partition").c_str(), F_OK) == 0) {
-    t->start_bytes_ = std::stoull(ReadText(sys + "/start")) * 512;
-    std::string disk_dev = ReadText(sys + "/../dev");  // "MAJ:MIN\n"
-    if (std::sscanf(disk_dev.c_str(), "%u:%u", &disk_major, &disk_minor) != 2) {
+    auto start_sectors = ReadNumber(sys + "/start");  // 512-byte sectors
+    if (!start_sectors.ok()) return start_sectors.status().Wrap("partition " + device);
+    t->start_bytes_ = *start_sectors * 512;
+    auto disk_dev = ReadText(sys + "/../dev");  // "MAJ:MIN\n"
+    if (!disk_dev.ok() || std::sscanf(disk_dev->c_str(), "%u:%u", &disk_major, &disk_minor) != 2) {
       return Status(Code::kSource, "cannot find the disk of partition " + device);
     }
   }
   t->disk_dev_ = (disk_major << 20) | disk_minor;
 
   HOTSNAP_RETURN_IF_ERROR(EnsureTracefs());
-  std::string format = ReadText(std::string(kEvent) + "/format");
-  uint32_t size = 0;
+  const std::string format_path = std::string(kEvent) + "/format";
+  auto format = ReadText(format_path);
+  if (!format.ok()) return format.status();
   Layout& l = t->layout_;
-  if (!FieldOf(format, "dev", &l.dev_offset, &size) || size != 4 ||
-      !FieldOf(format, "sector", &l.sector_offset, &size) || size != 8 ||
-      !FieldOf(format, "nr_sector", &l.nr_sector_offset, &size) || size != 4 ||
-      !FieldOf(format, "rwbs", &l.rwbs_offset, &l.rwbs_size)) {
-    return Status(Code::kUnsupported, "block_bio_queue has an unexpected field layout");
+  uint32_t dev_size = 0, sector_size = 0, nr_sector_size = 0;
+  HOTSNAP_RETURN_IF_ERROR(FieldOf(*format, format_path, "dev", &l.dev_offset, &dev_size));
+  HOTSNAP_RETURN_IF_ERROR(FieldOf(*format, format_path, "sector", &l.sector_offset, &sector_size));
+  HOTSNAP_RETURN_IF_ERROR(
+      FieldOf(*format, format_path, "nr_sector", &l.nr_sector_offset, &nr_sector_size));
+  HOTSNAP_RETURN_IF_ERROR(FieldOf(*format, format_path, "rwbs", &l.rwbs_offset, &l.rwbs_size));
+  if (dev_size != 4 || sector_size != 8 || nr_sector_size != 4) {
+    return Status(Code::kUnsupported, format_path +
+                                          ": block_bio_queue has an unexpected field "
+                                          "layout (dev, sector, nr_sector of " +
+                                          std::to_string(dev_size) + ", " +
+                                          std::to_string(sector_size) + ", " +
+                                          std::to_string(nr_sector_size) + " bytes)");
   }
-  uint64_t id = std::stoull(ReadText(std::string(kEvent) + "/id"));
+  auto id = ReadNumber(std::string(kEvent) + "/id");
+  if (!id.ok()) return id.status();
   std::string filter = "dev == " + std::to_string(t->disk_dev_);
   long page = ::sysconf(_SC_PAGESIZE);
-  for (int cpu : OnlineCpus()) {
+  // One ring per online CPU: perf refuses an event on an offline CPU (ENODEV), so a CPU
+  // brought online later has none, and Drain() fails once it sees one.
+  t->cpu_info_ = cpu_info;
+  auto cpus = cpu_info->OnlineCpus();
+  if (!cpus.ok()) return cpus.status();
+  if (cpus->empty()) return Status(Code::kInternal, "no online CPU to track writes on");
+  t->cpus_ = *cpus;
+  for (int cpu : t->cpus_) {
     perf_event_attr attr;
     std::memset(&attr, 0, sizeof(attr));
     attr.size = sizeof(attr);
     attr.type = PERF_TYPE_TRACEPOINT;
-    attr.config = id;
+    attr.config = *id;
     attr.sample_period = 1;
     attr.sample_type = PERF_SAMPLE_RAW;
     attr.disabled = 1;
@@ -245,6 +276,17 @@ void WriteTracker::DrainRing(Ring* ring, const std::function<void(uint64_t, uint
 Result<uint64_t> WriteTracker::Drain(const std::function<void(uint64_t, uint64_t)>& on_write) {
   uint64_t lost = 0;
   for (Ring& r : rings_) DrainRing(&r, on_write, &lost);
+  // Checked after the rings are read: a CPU online now may have queued writes we never saw.
+  auto online = cpu_info_->OnlineCpus();
+  if (!online.ok()) return online.status().Wrap("checking for CPU hotplug during write tracking");
+  if (*online != cpus_) {
+    return Status(Code::kSource,
+                  "the online CPUs changed while writes were tracked (" + FormatCpuList(cpus_) +
+                      " at the start, " + FormatCpuList(*online) +
+                      " now): writes issued on a CPU brought online after the start are not "
+                      "seen, so the copy cannot be trusted; run the backup again once CPU "
+                      "hotplug is over");
+  }
   return lost;
 }
 

@@ -200,6 +200,56 @@ TEST(FrozenFilesystemTest, FreezeErrorStopsTheWatchdog) {
   EXPECT_TRUE(WritableWithin(fs.mount_point(), 2));
 }
 
+// Freezes for real; every thaw fails with EIO, as a broken kernel or device would.
+class ThawFailingFreezer : public Freezer {
+ public:
+  int Freeze(int fd) override { return RealFreezer()->Freeze(fd); }
+  int Thaw(int) override {
+    ++thaws;
+    return EIO;
+  }
+  int thaws = 0;
+};
+
+TEST(FrozenFilesystemTest, FailedThawIsAnErrorAndTheWatchdogThaws) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  MountedLoopFs fs(dir.path(), "ext4", 64 * kMiB);
+  ThawOnExit guard(fs.mount_point());  // if the watchdog did not thaw, do not leave it frozen
+  ThawFailingFreezer freezer;
+  // A deadline far beyond the test: only a thaw on request can make the fs writable.
+  auto frozen = FrozenFilesystem::Freeze(fs.mount_point(), std::chrono::seconds(600), &freezer);
+  ASSERT_TRUE(frozen.ok()) << frozen.status().message();
+  WriteProbe probe(fs.mount_point());
+  ExpectFrozen(&probe, "after Freeze()");
+  Status thawed = frozen->Thaw();
+  EXPECT_EQ(freezer.thaws, 1);
+  EXPECT_EQ(thawed.code(), Code::kSource) << thawed.message();
+  EXPECT_EQ(thawed.err(), EIO) << thawed.message();
+  EXPECT_NE(thawed.message().find("thawing " + fs.mount_point()), std::string::npos)
+      << thawed.message();
+  EXPECT_NE(thawed.message().find("watchdog thawed it"), std::string::npos) << thawed.message();
+  EXPECT_TRUE(probe.Wait(10)) << "the filesystem is still frozen after a failed thaw";
+  EXPECT_EQ(probe.status(), 0);
+  EXPECT_FALSE(frozen->frozen());
+  EXPECT_EQ(ChildPids(), std::vector<int>{}) << "the watchdog outlived the thaw";
+}
+
+TEST(FrozenFilesystemTest, DestructorAfterAFailedThawLeavesItThawed) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  MountedLoopFs fs(dir.path(), "ext4", 64 * kMiB);
+  ThawOnExit guard(fs.mount_point());
+  ThawFailingFreezer freezer;
+  {
+    auto frozen = FrozenFilesystem::Freeze(fs.mount_point(), std::chrono::seconds(600), &freezer);
+    ASSERT_TRUE(frozen.ok()) << frozen.status().message();
+  }  // the owner's destructor thaws (and logs the failure)
+  EXPECT_EQ(freezer.thaws, 1);
+  EXPECT_TRUE(WritableWithin(fs.mount_point(), 10)) << "left frozen by the destructor";
+  EXPECT_EQ(ChildPids(), std::vector<int>{});
+}
+
 // ---- The backup command, end to end --------------------------------------------------------
 
 // A mounted ext4 with some data, an output directory outside it, and marker files for hooks.

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "snapshot/cpu_list.h"
 #include "tests/test_util.h"
 
 namespace hotsnap {
@@ -219,6 +220,71 @@ TEST(WriteTrackerTest, LostRecordsAreCounted) {
   uint64_t lost = *lost1 + *lost2;
   EXPECT_GT(*lost2 + *lost1, 0u) << "no PERF_RECORD_LOST even after a later write";
   EXPECT_GE(reported_pages + lost, pages) << "reported " << reported_pages << ", lost " << lost;
+}
+
+// ---- CPU lists and CPU hotplug -------------------------------------------------------------
+
+TEST(CpuListTest, ParsesTheKernelsForms) {
+  auto one = ParseCpuList("0\n", "online");
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  EXPECT_EQ(*one, std::vector<int>{0});
+  auto mixed = ParseCpuList("0-3,8,10-11\n", "online");
+  ASSERT_TRUE(mixed.ok()) << mixed.status().message();
+  EXPECT_EQ(*mixed, (std::vector<int>{0, 1, 2, 3, 8, 10, 11}));
+  auto empty = ParseCpuList("\n", "offline");  // /sys/devices/system/cpu/offline, all online
+  ASSERT_TRUE(empty.ok()) << empty.status().message();
+  EXPECT_EQ(*empty, std::vector<int>{});
+  EXPECT_EQ(FormatCpuList(*mixed), "0-3,8,10-11");
+  EXPECT_EQ(FormatCpuList({}), "");
+}
+
+TEST(CpuListTest, BadTextIsAnErrorNamingTheFileAndText) {
+  for (const char* bad :
+       {"0-", "-1", "3-1", "0,,1", "0,", "a", "0-1x", " 0", "0-99999999999", "99999"}) {
+    auto cpus = ParseCpuList(bad, "/sys/devices/system/cpu/online");
+    ASSERT_FALSE(cpus.ok()) << "accepted \"" << bad << "\"";
+    EXPECT_NE(cpus.status().message().find("/sys/devices/system/cpu/online"), std::string::npos)
+        << cpus.status().message();
+    EXPECT_NE(cpus.status().message().find(std::string("\"") + bad + "\""), std::string::npos)
+        << cpus.status().message();
+  }
+}
+
+// The real CPU list, then (from the `change_after`-th call on) the same list plus one CPU
+// that does not exist: what a CPU coming online during tracking looks like.
+class HotplugCpuInfo : public CpuInfo {
+ public:
+  explicit HotplugCpuInfo(int change_after) : change_after_(change_after) {}
+  Result<std::vector<int>> OnlineCpus() override {
+    auto cpus = RealCpuInfo()->OnlineCpus();
+    if (!cpus.ok() || ++calls_ < change_after_) return cpus;
+    std::vector<int> more = *cpus;
+    more.push_back(more.empty() ? 0 : more.back() + 1);
+    return more;
+  }
+
+ private:
+  int change_after_;
+  int calls_ = 0;
+};
+
+TEST(WriteTrackerTest, ACpuComingOnlineFailsTheDrainClearly) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  LoopDevice loop(dir.path(), 64 * kMiB);
+  HotplugCpuInfo cpus(/*change_after=*/3);  // Start, the first drain, then a CPU appears
+  auto tracker = WriteTracker::Start(loop.device(), SizeOf(loop.device()), &cpus);
+  ASSERT_TRUE(tracker.ok()) << tracker.status().message();
+  auto quiet = (*tracker)->Drain([](uint64_t, uint64_t) {});
+  ASSERT_TRUE(quiet.ok()) << quiet.status().message();
+  auto real = RealCpuInfo()->OnlineCpus();
+  ASSERT_TRUE(real.ok()) << real.status().message();
+  auto changed = (*tracker)->Drain([](uint64_t, uint64_t) {});
+  ASSERT_FALSE(changed.ok()) << "a CPU came online and the drain went on";
+  EXPECT_EQ(changed.status().code(), Code::kSource);
+  const std::string& message = changed.status().message();
+  EXPECT_NE(message.find(FormatCpuList(*real) + " at the start"), std::string::npos) << message;
+  EXPECT_NE(message.find("run the backup again"), std::string::npos) << message;
 }
 
 }  // namespace
