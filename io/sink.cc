@@ -71,7 +71,7 @@ class FileSink : public Sink {
 };
 
 Status FileSink::Commit() {
-  writeback_.Stop();
+  writeback_.Finish();
   if (::fsync(fd_.get()) != 0) return Status::FromErrno(Code::kTarget, errno, "fsync " + temp_);
   if (::close(fd_.Release()) != 0) return Status::FromErrno(Code::kTarget, errno, "close " + temp_);
   CrashPoint("before-rename");
