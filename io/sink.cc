@@ -100,7 +100,7 @@ Status AppearedMeanwhile(const std::string& path) {
 void Warn(const std::string& line) { Notice("warning: " + line); }
 
 Status FileSink::Commit() {
-  writeback_.Stop();
+  writeback_.Finish();
   if (::fsync(fd_.get()) != 0) return Status::FromErrno(Code::kTarget, errno, "fsync " + temp_);
   if (::close(fd_.Release()) != 0) return Status::FromErrno(Code::kTarget, errno, "close " + temp_);
   CrashPoint("before-rename");
