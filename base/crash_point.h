@@ -10,6 +10,8 @@
 //   mid-read        agent/backup_pipeline.cc a chunk was read from the source
 //   mid-compress    agent/backup_pipeline.cc a chunk was handed to the compression workers
 //   before-rename   io/sink.cc               the image is complete and fsynced, not yet renamed
+//   after-link      io/sink.cc               link() made the final name (where renameat2 refuses
+//                                            RENAME_NOREPLACE), the temporary name not yet removed
 //   during-restore  agent/restore_job.cc     a chunk was written to the restore target
 // Thread-safe.
 #ifndef HOTSNAP_BASE_CRASH_POINT_H_

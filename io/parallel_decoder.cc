@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "base/interrupt.h"
+
 namespace hotsnap {
 
 Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::Create(unsigned workers, unsigned depth,
@@ -66,6 +68,7 @@ std::unique_ptr<DecodeJob> ParallelDecoder::TakeNext() {
 void ParallelDecoder::Recycle(std::unique_ptr<DecodeJob> job) { free_.push_back(std::move(job)); }
 
 void ParallelDecoder::Work(ChunkDecompressor* decompressor) {
+  BlockInterruptSignals();  // signals go to the scanner's thread (base/interrupt.h)
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     work_cv_.wait(lock, [this] { return stopping_ || next_unclaimed_ < queue_.size(); });

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "base/interrupt.h"
+
 namespace hotsnap {
 namespace {
 
@@ -75,6 +77,9 @@ void WritebackBehind::Finish() {
 }
 
 void WritebackBehind::Run() {
+  // SIGINT/SIGTERM must reach the writer's thread, whose blocking calls they interrupt
+  // (base/interrupt.h); delivered here, they would wait for the next chunk to be noticed.
+  BlockInterruptSignals();
   uint64_t started = 0;  // [0, started): bytes whose writeback has been started
   uint64_t dropped = 0;  // [0, dropped): bytes written back and dropped from the page cache
   for (;;) {
