@@ -102,10 +102,12 @@ std::unique_ptr<CopyMode> MakeLvmMode(const ModeOptions& options, SnapshotMode m
                                       const MountUse* mount);
 std::unique_ptr<CopyMode> MakeTrackedMode(const ModeOptions& options, const MountUse& mount);
 
-// Bytes of a device of `device_bytes` that its filesystem, mounted at `mount_point`, does not
-// report free (statfs f_bfree): the plan's estimate for modes that map the used blocks only at
-// their consistency point. Counts metadata and the journal or log as used, as the maps do.
-Result<uint64_t> EstimateUsedBytes(const std::string& mount_point, uint64_t device_bytes);
+// The plan's figure for a mode that maps the used blocks only at its consistency point (a
+// freeze, a snapshot), of the filesystem mounted at `mount_point`: the device's bytes less what
+// statfs reports free (f_bfree), which counts metadata and the journal or log as used, as the
+// maps do; every byte with `all_blocks`. *how says which.
+Status EstimateMountedUse(const BackupSubject& subject, const std::string& mount_point,
+                          bool all_blocks, uint64_t* bytes, std::string* how);
 
 }  // namespace hotsnap
 

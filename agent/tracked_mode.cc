@@ -24,17 +24,7 @@ class TrackedMode : public CopyMode {
                                       " is a regular file");
     }
     subject_ = &subject;
-    if (options_.all_blocks) {
-      planned_ = subject.device.size_bytes;
-      how_ = "all blocks (--all-blocks)";
-      return Status::Ok();
-    }
-    auto used = EstimateUsedBytes(mount_.mount_point, subject.device.size_bytes);
-    if (!used.ok()) return used.status();
-    planned_ = *used;
-    how_ = "estimate from statfs of " + mount_.mount_point +
-           "; mapped exactly at the first freeze, plus what is written during the copy";
-    return Status::Ok();
+    return EstimateMountedUse(subject, mount_.mount_point, options_.all_blocks, &planned_, &how_);
   }
   uint64_t planned_bytes() const override { return planned_; }
   std::string planned_map() const override { return how_; }

@@ -3,6 +3,9 @@
 // device). They differ in how the view is taken and released; the copy is CopyDevice for all.
 #include <sys/statvfs.h>
 
+#include <algorithm>
+#include <cerrno>
+
 #include "agent/copy_mode.h"
 #include "agent/events.h"
 #include "agent/used_map.h"
@@ -45,21 +48,6 @@ Result<CopyResult> CopyDevice(const SourceDevice& device, std::optional<UsedBloc
   result.chunks = stats->chunks;
   result.report.used_bytes = used.used_bytes();
   return result;
-}
-
-// The planned read of a filesystem mapped only at the consistency point: statfs's figure.
-Status EstimateMounted(const BackupSubject& subject, const std::string& mount_point,
-                       bool all_blocks, uint64_t* bytes, std::string* how) {
-  if (all_blocks) {
-    *bytes = subject.device.size_bytes;
-    *how = "all blocks (--all-blocks)";
-    return Status::Ok();
-  }
-  auto used = EstimateUsedBytes(mount_point, subject.device.size_bytes);
-  if (!used.ok()) return used.status();
-  *bytes = *used;
-  *how = "estimate from statfs of " + mount_point + "; mapped exactly at the consistency point";
-  return Status::Ok();
 }
 
 // --snapshot none: reads the device as it is; nobody may be writing to it.
@@ -109,7 +97,7 @@ class FreezeMode : public CopyMode {
   }
   Status Plan(const BackupSubject& subject) override {
     subject_ = &subject;
-    return EstimateMounted(subject, mount_.mount_point, options_.all_blocks, &planned_, &how_);
+    return EstimateMountedUse(subject, mount_.mount_point, options_.all_blocks, &planned_, &how_);
   }
   uint64_t planned_bytes() const override { return planned_; }
   std::string planned_map() const override { return how_; }
@@ -169,7 +157,7 @@ class LvmMode : public CopyMode {
     if (!plan.ok()) return plan.status();
     plan_ = std::move(plan.value());
     if (!mount_point_.empty()) {
-      return EstimateMounted(subject, mount_point_, options_.all_blocks, &planned_, &how_);
+      return EstimateMountedUse(subject, mount_point_, options_.all_blocks, &planned_, &how_);
     }
     // Not mounted: the origin is idle, so its map now is what the snapshot will hold.
     auto used = MapUsedBlocks(subject.device, options_.all_blocks, false);
@@ -235,13 +223,22 @@ class LvmMode : public CopyMode {
 
 }  // namespace
 
-Result<uint64_t> EstimateUsedBytes(const std::string& mount_point, uint64_t device_bytes) {
+Status EstimateMountedUse(const BackupSubject& subject, const std::string& mount_point,
+                          bool all_blocks, uint64_t* bytes, std::string* how) {
+  const uint64_t device_bytes = subject.device.size_bytes;
+  if (all_blocks) {
+    *bytes = device_bytes;
+    *how = "all blocks (--all-blocks)";
+    return Status::Ok();
+  }
   struct statvfs st;
   if (::statvfs(mount_point.c_str(), &st) != 0) {
     return Status::FromErrno(Code::kSource, errno, "statfs " + mount_point);
   }
-  uint64_t free_bytes = static_cast<uint64_t>(st.f_bfree) * st.f_frsize;
-  return device_bytes - std::min(device_bytes, free_bytes);
+  const uint64_t free_bytes = static_cast<uint64_t>(st.f_bfree) * st.f_frsize;
+  *bytes = device_bytes - std::min(device_bytes, free_bytes);
+  *how = "estimate from statfs of " + mount_point + "; mapped exactly at the consistency point";
+  return Status::Ok();
 }
 
 std::unique_ptr<CopyMode> MakePlainMode(const ModeOptions& options) {
