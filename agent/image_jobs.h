@@ -45,6 +45,11 @@ struct RestoreOptions {
   // Wraps the target's real write queue (io_uring or pwrite); empty: none. Tests inject
   // write faults with it (tests/restore_fault_test.cc).
   WriteQueueWrapper wrap_write_queue;
+  // Least bytes written between background flushes of the target (io/background_flush.h);
+  // 0: only the final fsync.
+  uint64_t flush_every_bytes = uint64_t{16} << 20;
+  // Replaces the target's flush (fdatasync); empty: the real one. Tests wrap it to fail.
+  TargetFlush flush;
 };
 
 struct RestoreReport {
@@ -52,6 +57,7 @@ struct RestoreReport {
   std::string writer;
   uint64_t bytes_written = 0;
   uint64_t zero_chunks_skipped = 0;
+  unsigned background_flushes = 0;  // flushes of the target while writing, before the last
   double seconds = 0;
 };
 

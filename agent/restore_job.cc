@@ -167,8 +167,13 @@ class RestoreVisitor : public ScanVisitor {
     if (!target.ok()) return target.status();
     target_ = std::move(target.value());
     std::string fallback;
-    auto writer = MakeBlockWriter(target_->fd(), options_.target, meta.chunk_bytes,
-                                  options_.queue_depth, &fallback, options_.wrap_write_queue);
+    BlockWriterOptions writer_options;
+    writer_options.chunk_bytes = meta.chunk_bytes;
+    writer_options.queue_depth = options_.queue_depth;
+    writer_options.flush_every_bytes = options_.flush_every_bytes;
+    writer_options.wrap = options_.wrap_write_queue;
+    writer_options.flush = options_.flush;
+    auto writer = MakeBlockWriter(target_->fd(), options_.target, writer_options, &fallback);
     if (!writer.ok()) return writer.status();
     writer_ = std::move(writer.value());
     if (!fallback.empty()) Notice(fallback + "; writing " + options_.target + " with pwrite instead");
@@ -199,7 +204,9 @@ class RestoreVisitor : public ScanVisitor {
 
   Status Finish() {
     progress_->Done();
-    HOTSNAP_RETURN_IF_ERROR(writer_->Finish());
+    Status finished = writer_->Finish();
+    report_->background_flushes = writer_->flushes();
+    HOTSNAP_RETURN_IF_ERROR(finished);
     writer_.reset();
     return target_->Commit();
   }

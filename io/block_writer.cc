@@ -71,7 +71,12 @@ class PwriteWriteQueue : public WriteQueue {
 
 class QueuedBlockWriter : public BlockWriter {
  public:
-  QueuedBlockWriter(int fd, std::string target) : fd_(fd), target_(std::move(target)) {}
+  QueuedBlockWriter(int fd, std::string target, uint64_t flush_every_bytes, TargetFlush flush)
+      : fd_(fd),
+        target_(std::move(target)),
+        flush_every_bytes_(flush_every_bytes),
+        flush_(flush ? std::move(flush) : FlushTarget),
+        flusher_(fd, target_, flush_) {}
   // The queue goes first: it waits for writes still in flight from the buffers.
   ~QueuedBlockWriter() override { queue_.reset(); }
 
@@ -113,7 +118,14 @@ class QueuedBlockWriter : public BlockWriter {
     s.done = 0;
     s.busy = true;
     Issue(slot);
-    return Collect(false);
+    HOTSNAP_RETURN_IF_ERROR(Collect(false));
+    if (flush_every_bytes_ != 0 && completed_bytes_ - flush_requested_at_ >= flush_every_bytes_ &&
+        flusher_.Request(completed_bytes_)) {
+      flush_requested_at_ = completed_bytes_;
+    }
+    // A failed flush means written data may not have reached the device: stop at once.
+    if (Status f = flusher_.error(); !f.ok() && failed_.ok()) failed_ = f;
+    return failed_;
   }
 
   Status Finish() override {
@@ -122,9 +134,14 @@ class QueuedBlockWriter : public BlockWriter {
       if (Interrupted()) return Status(Code::kInterrupted, "interrupted while writing " + target_);
     }
     HOTSNAP_RETURN_IF_ERROR(failed_);
-    if (::fsync(fd_) != 0) return Status::FromErrno(Code::kTarget, errno, "fsync " + target_);
+    HOTSNAP_RETURN_IF_ERROR(flusher_.Stop());
+    if (int err = flush_(fd_); err != 0) {
+      return Status::FromErrno(Code::kTarget, err, "fsync " + target_);
+    }
     return Status::Ok();
   }
+
+  unsigned flushes() const override { return flusher_.flushes(); }
 
  private:
   struct Slot {
@@ -176,8 +193,11 @@ class QueuedBlockWriter : public BlockWriter {
         Fail(slot, WriteError(ENOSPC, s));
       } else {
         s.done += static_cast<size_t>(c.result);
-        if (s.done < s.data.size()) Issue(slot);  // short write: continue
-        else s.busy = false;
+        completed_bytes_ += static_cast<uint64_t>(c.result);
+        if (s.done < s.data.size())
+          Issue(slot);  // short write: continue
+        else
+          s.busy = false;
       }
     }
     return failed_;
@@ -190,6 +210,11 @@ class QueuedBlockWriter : public BlockWriter {
   std::unique_ptr<WriteQueue> queue_;
   std::vector<WriteCompletion> completions_;
   Status failed_;  // the first error; sticks
+  uint64_t flush_every_bytes_;
+  TargetFlush flush_;
+  uint64_t completed_bytes_ = 0;     // bytes the kernel reported written
+  uint64_t flush_requested_at_ = 0;  // completed_bytes_ when the last flush started
+  BackgroundFlusher flusher_;        // destroyed (joined) first
 };
 
 }  // namespace
@@ -210,18 +235,18 @@ std::unique_ptr<WriteQueue> MakePwriteQueue(int fd) {
 }
 
 Result<std::unique_ptr<BlockWriter>> MakeBlockWriter(int fd, const std::string& target,
-                                                     uint32_t chunk_bytes, unsigned queue_depth,
-                                                     std::string* fallback_reason,
-                                                     const WriteQueueWrapper& wrap) {
-  unsigned depth = queue_depth < 2 ? 2 : queue_depth;
+                                                     const BlockWriterOptions& options,
+                                                     std::string* fallback_reason) {
+  unsigned depth = options.queue_depth < 2 ? 2 : options.queue_depth;
   auto queue = MakeWriteQueue(fd, depth, fallback_reason);
   if (!queue.ok()) return queue.status();
   std::unique_ptr<WriteQueue> q = std::move(queue.value());
-  if (wrap) q = wrap(std::move(q));
-  auto writer = std::make_unique<QueuedBlockWriter>(fd, target);
+  if (options.wrap) q = options.wrap(std::move(q));
+  auto writer =
+      std::make_unique<QueuedBlockWriter>(fd, target, options.flush_every_bytes, options.flush);
   // One buffer per write in flight; pwrite finishes each write before the next is queued.
   unsigned buffers = std::string_view(q->name()) == "pwrite" ? 1 : depth;
-  HOTSNAP_RETURN_IF_ERROR(writer->Init(chunk_bytes, buffers, std::move(q)));
+  HOTSNAP_RETURN_IF_ERROR(writer->Init(options.chunk_bytes, buffers, std::move(q)));
   return std::unique_ptr<BlockWriter>(std::move(writer));
 }
 

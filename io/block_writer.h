@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "io/background_flush.h"
 
 namespace hotsnap {
 
@@ -74,16 +75,28 @@ class BlockWriter {
   virtual Result<std::span<uint8_t>> Acquire() = 0;
   // `data` must be (a prefix of) a buffer from Acquire().
   virtual Status Write(std::span<uint8_t> data, uint64_t offset_bytes) = 0;
-  // Waits for every queued write, then fsyncs the target. Fails if any write failed.
+  // Waits for every queued write and background flush, then fsyncs the target. Fails if
+  // any write or flush failed.
   virtual Status Finish() = 0;
+  // Background flushes finished so far.
+  virtual unsigned flushes() const = 0;
+};
+
+struct BlockWriterOptions {
+  uint32_t chunk_bytes = 0;  // the largest write, and the size of each buffer
+  unsigned queue_depth = 4;  // writes in flight (at least 2)
+  // Least bytes written between two background flushes; 0: none, only the final fsync.
+  uint64_t flush_every_bytes = uint64_t{16} << 20;
+  // If set, wraps the real write queue (tests inject faults with it).
+  WriteQueueWrapper wrap;
+  // The flush used in the background and at Finish(); empty: FlushTarget (fdatasync).
+  TargetFlush flush;
 };
 
 // `fd` stays owned by the caller and must outlive the writer. `target` is for messages.
-// `wrap`, if set, wraps the real write queue (tests inject faults with it).
 Result<std::unique_ptr<BlockWriter>> MakeBlockWriter(int fd, const std::string& target,
-                                                     uint32_t chunk_bytes, unsigned queue_depth,
-                                                     std::string* fallback_reason,
-                                                     const WriteQueueWrapper& wrap = nullptr);
+                                                     const BlockWriterOptions& options,
+                                                     std::string* fallback_reason);
 
 }  // namespace hotsnap
 

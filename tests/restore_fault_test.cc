@@ -10,6 +10,7 @@
 // kernel. strace fault injection cannot reach io_uring writes, which are not system calls.
 #include <unistd.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -112,8 +113,11 @@ class RestoreFaultTest : public ::testing::Test {
     target_ = dir_.File("restored.raw");
   }
 
-  // Restores image_ onto `target` through the faults; returns the job's status.
-  Status Restore(const WriteFaults& faults, const std::string& target) {
+  // Restores image_ onto `target` through the faults; returns the job's status. `tweak`, if
+  // set, adjusts the options (flush seam, flush interval); `report`, if set, gets the report.
+  Status Restore(const WriteFaults& faults, const std::string& target,
+                 const std::function<void(RestoreOptions*)>& tweak = nullptr,
+                 RestoreReport* report_out = nullptr) {
     RestoreOptions options;
     options.image = image_;
     options.target = target;
@@ -122,14 +126,18 @@ class RestoreFaultTest : public ::testing::Test {
       writer_name_ = real->name();
       return std::make_unique<FaultyWriteQueue>(std::move(real), faults, &injected_);
     };
+    if (tweak) tweak(&options);
     auto report = RunRestore(options);
+    if (report.ok() && report_out != nullptr) *report_out = report.value();
     return report.ok() ? Status::Ok() : report.status();
   }
 
   void ExpectIoUringWasWrapped() {
     if (writer_name_ != "io_uring") {
-      if (InCi()) ADD_FAILURE() << "io_uring unavailable in CI; the io_uring path went untested";
-      else std::printf("note: io_uring unavailable here (writer %s)\n", writer_name_.c_str());
+      if (InCi())
+        ADD_FAILURE() << "io_uring unavailable in CI; the io_uring path went untested";
+      else
+        std::printf("note: io_uring unavailable here (writer %s)\n", writer_name_.c_str());
     }
   }
 
@@ -233,6 +241,78 @@ TEST_F(RestoreFaultTest, EioOnADeviceTargetSaysItHoldsAPartialImage) {
   ExpectIoUringWasWrapped();
   ExpectTargetError(s, loop.device(), 8 * kMiB, "Input/output error");
   EXPECT_NE(s.message().find("which now holds a partial image"), std::string::npos) << s.message();
+}
+
+// The target is flushed in the background while chunks are still being written (so the
+// device writes back while the restore decodes), through the real fdatasync, and once more
+// at the end; with the interval 0, only at the end.
+TEST_F(RestoreFaultTest, TheTargetIsFlushedWhileWritingAndAtTheEnd) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  LoopDevice loop(dir_.path(), 32 * kMiB, "target.img");
+  for (uint64_t every : {uint64_t{0}, 4 * kMiB}) {
+    SCOPED_TRACE("flush every " + std::to_string(every) + " bytes");
+    int calls = 0;
+    RestoreReport report;
+    Status s = Restore(
+        {}, loop.device(),
+        [&](RestoreOptions* o) {
+          o->flush_every_bytes = every;
+          o->flush = [&calls](int fd) {
+            ++calls;
+            return FlushTarget(fd);
+          };
+        },
+        &report);
+    ASSERT_TRUE(s.ok()) << s.message();
+    if (every == 0) {
+      EXPECT_EQ(report.background_flushes, 0u);
+      EXPECT_EQ(calls, 1);  // the final fsync
+    } else {
+      // The first request always starts a flush (none is running); 26 MiB of writes in 4 MiB
+      // chunks make at least one request.
+      EXPECT_GE(report.background_flushes, 1u);
+      EXPECT_EQ(calls, static_cast<int>(report.background_flushes) + 1);
+    }
+    EXPECT_EQ(Shell("cmp -n " + std::to_string(26 * kMiB + 4096) + " " + Quote(source_) + " " +
+                    Quote(loop.device()))
+                  .exit_code,
+              0);
+  }
+}
+
+// A flush that fails means written bytes may never reach the device: the restore stops with
+// a target error naming the target and how far the flush reached, and publishes nothing.
+TEST_F(RestoreFaultTest, AFailedBackgroundFlushStopsTheRestoreAndLeavesNoFile) {
+  int calls = 0;
+  Status s = Restore({}, target_, [&](RestoreOptions* o) {
+    o->flush_every_bytes = 4 * kMiB;
+    o->flush = [&calls](int fd) {
+      ++calls;
+      int real = FlushTarget(fd);  // the real flush runs; its success is then lost
+      return real != 0 ? real : EIO;
+    };
+  });
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Code::kTarget) << s.message();  // exit 4
+  EXPECT_NE(s.message().find("flushing " + target_ + " after the first "), std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("Input/output error"), std::string::npos) << s.message();
+  EXPECT_EQ(calls, 1);  // nothing flushes or syncs after the failure
+  ExpectNoRestoredFile();
+}
+
+TEST_F(RestoreFaultTest, AFailedFinalFsyncNamesTheTargetAndLeavesNoFile) {
+  Status s = Restore({}, target_, [&](RestoreOptions* o) {
+    o->flush_every_bytes = 0;
+    o->flush = [](int fd) {
+      int real = FlushTarget(fd);
+      return real != 0 ? real : EIO;
+    };
+  });
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Code::kTarget) << s.message();
+  EXPECT_NE(s.message().find("fsync " + target_), std::string::npos) << s.message();
+  ExpectNoRestoredFile();
 }
 
 // A real full filesystem under the binary: a 2 MiB tmpfs takes part of the first chunk.
