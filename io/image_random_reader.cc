@@ -226,6 +226,7 @@ void ImageRandomReader::NoteAccessLocked(uint64_t chunk) {
   for (uint64_t next = chunk + 1; next <= chunk + options_.readahead_chunks && next < count; ++next) {
     if (IsZeroChunk(next) || cached_.count(next) != 0 || decoding_.count(next) != 0) continue;
     readahead_queue_.push_back(next);
+    ++stats_.readahead_queued;
   }
   if (readahead_queue_.empty()) return;
   while (readahead_threads_.size() < options_.readahead_threads) {

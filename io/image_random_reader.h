@@ -66,6 +66,8 @@ struct RandomReaderOptions {
 struct RandomReaderStats {
   uint64_t chunks_decoded = 0;      // frames read and decompressed, in readers or ahead
   uint64_t readahead_decoded = 0;   // of those, decoded by the read-ahead threads
+  uint64_t readahead_queued = 0;    // chunks put on the read-ahead queue (counted when queued,
+                                    // so a test can see "nothing will be decoded ahead" at once)
   uint64_t cache_hits = 0;
   uint64_t zero_chunks_served = 0;
   uint64_t integrity_failures = 0;
