@@ -72,18 +72,20 @@ bool OnFilesystemOf(const std::string& path, const std::string& mount_point) {
 // (writing there would block until the thaw), and must not exist without --overwrite.
 Status CheckDestination(const BackupOptions& options, const BackupSubject& subject,
                         const CopyMode& mode, DestKind* kind) {
-  const MountUse* frozen = mode.frozen_mount();
+  const std::vector<MountUse> frozen = mode.frozen_mounts();
   if (options.dest == "-") {
     *kind = DestKind::kStdout;
     if (::isatty(STDOUT_FILENO)) {
       return Status(Code::kUsage, "refusing to write an image to a terminal; redirect stdout");
     }
     struct stat fs, out;
-    if (frozen != nullptr && ::stat(frozen->mount_point.c_str(), &fs) == 0 &&
-        ::fstat(STDOUT_FILENO, &out) == 0 && S_ISREG(out.st_mode) && out.st_dev == fs.st_dev) {
-      return Status(Code::kUsage, "stdout is a file on the filesystem that would be frozen (" +
-                                      frozen->mount_point +
-                                      "); writing to it would block until the thaw");
+    for (const MountUse& m : frozen) {
+      if (::stat(m.mount_point.c_str(), &fs) == 0 && ::fstat(STDOUT_FILENO, &out) == 0 &&
+          S_ISREG(out.st_mode) && out.st_dev == fs.st_dev) {
+        return Status(Code::kUsage, "stdout is a file on a filesystem that would be frozen (" +
+                                        m.mount_point +
+                                        "); writing to it would block until the thaw");
+      }
     }
     return Status::Ok();
   }
@@ -98,12 +100,14 @@ Status CheckDestination(const BackupOptions& options, const BackupSubject& subje
       src.st_dev == dst.st_dev && src.st_ino == dst.st_ino) {
     return Status(Code::kUsage, "destination " + options.dest + " is the source itself");
   }
-  if (frozen != nullptr && OnFilesystemOf(options.dest, frozen->mount_point)) {
-    return Status(Code::kUsage, "destination " + options.dest +
-                                    " is on the filesystem that would be frozen (" +
-                                    frozen->mount_point +
-                                    "); writing the image there would block until the thaw. "
-                                    "Write it to another filesystem");
+  for (const MountUse& m : frozen) {
+    if (OnFilesystemOf(options.dest, m.mount_point)) {
+      return Status(Code::kUsage, "destination " + options.dest +
+                                      " is on a filesystem that would be frozen (" +
+                                      m.mount_point +
+                                      "); writing the image there would block until the thaw. "
+                                      "Write it to another filesystem");
+    }
   }
   if (!options.overwrite && ::lstat(options.dest.c_str(), &dst) == 0) {
     return Status(Code::kTarget,
@@ -176,6 +180,7 @@ Result<CopyResult> Copy(const BackupPlan& plan, ImageMetadata* meta, ImageWriter
     return copied.status();
   }
   progress.Done();
+  copied->report.crash_consistent = mode.crash_consistent();
   // The view's end decides whether the copy counts (a failed thaw, an invalidated snapshot).
   HOTSNAP_RETURN_IF_ERROR(mode.Release(&copied.value()));
   return copied;
@@ -200,6 +205,8 @@ BackupReport MakeReport(const BackupPlan& plan, const Sink& sink, const ImageMet
   r.rounds = copied.report.rounds;
   r.recopied_bytes = copied.report.recopied_bytes;
   r.final_capture_bytes = copied.report.final_capture_bytes;
+  for (const MountUse& m : plan.mode->frozen_mounts()) r.frozen.push_back(m.mount_point);
+  r.crash_consistent = copied.report.crash_consistent;
   r.seconds = seconds;
   return r;
 }
@@ -228,6 +235,7 @@ Result<BackupPlan> PlanBackup(const BackupOptions& options) {
   m.hooks = options.hooks;
   m.cow_bytes = options.cow_bytes;
   m.all_blocks = options.all_blocks;
+  m.allow_crash_consistent = options.allow_crash_consistent;
   auto mode = ChooseCopyMode(options.snapshot, m, *plan.subject);
   if (!mode.ok()) return mode.status();
   plan.mode = std::move(mode.value());

@@ -43,6 +43,9 @@ struct BackupOptions {
   bool all_blocks = false;      // read every block, even those the filesystem marks free
   std::vector<std::string> ssh_options;  // ssh:// destinations: each passed as `ssh -o OPTION`
   uint64_t rate_limit_bytes_per_s = 0;   // pace the reads (--rate-limit); 0: no limit
+  // Read-write mounted members (device or mount point) left out of the consistency group:
+  // copied as they are, crash-consistent (agent/consistency_group.h).
+  std::vector<std::string> allow_crash_consistent;
 };
 
 struct BackupReport {
@@ -63,6 +66,8 @@ struct BackupReport {
   uint32_t rounds = 0;             // tracked mode: re-copy rounds
   uint64_t recopied_bytes = 0;     // tracked mode: bytes copied again
   uint64_t final_capture_bytes = 0;  // tracked mode: bytes read under the final freeze
+  std::vector<std::string> frozen;            // the consistency group's mount points
+  std::vector<std::string> crash_consistent;  // members left out (--allow-crash-consistent)
 };
 
 enum class DestKind { kFile, kStdout, kSsh };

@@ -21,8 +21,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/backup_pipeline.h"
+#include "agent/consistency_group.h"
 #include "agent/snapshot_mode.h"
 #include "base/status.h"
 #include "fsmap/used_block_map.h"
@@ -50,6 +52,9 @@ struct ModeOptions {
   HookSet hooks;
   uint64_t cow_bytes = 0;  // lvm: COW area in bytes; 0: the default
   bool all_blocks = false;
+  // --allow-crash-consistent: members left out of the consistency group (devices or mount
+  // points; agent/consistency_group.h).
+  std::vector<std::string> allow_crash_consistent;
 };
 
 // What the mode is handed to copy into.
@@ -81,26 +86,36 @@ class CopyMode {
   virtual Status Plan(const BackupSubject& subject) = 0;
   virtual uint64_t planned_bytes() const = 0;
   virtual std::string planned_map() const = 0;
-  // The mount this mode freezes (the image must not be written there), or nullptr.
-  virtual const MountUse* frozen_mount() const { return nullptr; }
+  // The mounts this mode freezes (the image must not be written there), in freeze order.
+  virtual std::vector<MountUse> frozen_mounts() const { return {}; }
+  // Read-write mounted filesystems of the source copied without a freeze on request
+  // (--allow-crash-consistent), for the report; set by Plan().
+  const std::vector<std::string>& crash_consistent() const { return crash_consistent_; }
   virtual Status Prepare() = 0;
   virtual Result<CopyResult> Copy(CopyTarget* target) = 0;
   virtual Status Release(CopyResult* result) = 0;
+
+ protected:
+  std::vector<std::string> crash_consistent_;
 };
 
 // The mode for `requested` (kAuto resolved from the subject: an LVM snapshot for a logical
-// volume, tracking for a filesystem mounted read-write, else a plain read). Refuses what the
-// mode refuses (mounted read-write with none, a regular file with tracked, no LVM, ...).
+// volume, tracking for a source with filesystems mounted read-write — every one of them, the
+// consistency group of agent/consistency_group.h —, else a plain read). Refuses what the
+// mode refuses (mounted read-write with none, a regular file with tracked, no LVM, a member
+// that cannot join the group, ...).
 Result<std::unique_ptr<CopyMode>> ChooseCopyMode(SnapshotMode requested,
                                                  const ModeOptions& options,
                                                  const BackupSubject& subject);
 
 // The modes, one factory each (agent/view_modes.cc, agent/tracked_mode.cc).
-std::unique_ptr<CopyMode> MakePlainMode(const ModeOptions& options);
-std::unique_ptr<CopyMode> MakeFreezeMode(const ModeOptions& options, const MountUse& mount);
+// `crash_consistent`: read-write mounts the user let be read as they are.
+std::unique_ptr<CopyMode> MakePlainMode(const ModeOptions& options,
+                                        std::vector<std::string> crash_consistent = {});
+std::unique_ptr<CopyMode> MakeFreezeMode(const ModeOptions& options, ConsistencyGroup group);
 std::unique_ptr<CopyMode> MakeLvmMode(const ModeOptions& options, SnapshotMode mode,
                                       const MountUse* mount);
-std::unique_ptr<CopyMode> MakeTrackedMode(const ModeOptions& options, const MountUse& mount);
+std::unique_ptr<CopyMode> MakeTrackedMode(const ModeOptions& options, ConsistencyGroup group);
 
 // The plan's figure for a mode that maps the used blocks only at its consistency point (a
 // freeze, a snapshot), of the filesystem mounted at `mount_point`: the device's bytes less what
@@ -108,6 +123,12 @@ std::unique_ptr<CopyMode> MakeTrackedMode(const ModeOptions& options, const Moun
 // maps do; every byte with `all_blocks`. *how says which.
 Status EstimateMountedUse(const BackupSubject& subject, const std::string& mount_point,
                           bool all_blocks, uint64_t* bytes, std::string* how);
+
+// The same for a consistency group: the source's bytes less what statfs reports free in
+// each member (the rest of a disk, partition tables and unmounted partitions, counts whole
+// here; the copy maps it).
+Status EstimateGroupUse(const BackupSubject& subject, const ConsistencyGroup& group,
+                        bool all_blocks, uint64_t* bytes, std::string* how);
 
 }  // namespace hotsnap
 

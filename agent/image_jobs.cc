@@ -168,6 +168,7 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
     j["lost_write_records"] = report.lost_events;
     j["consistent_used_bytes"] = report.used_bytes;
     j["backup_seconds"] = report.seconds;
+    j["crash_consistent"] = report.crash_consistent;
     j["verified"] = verified;
     return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
@@ -196,6 +197,9 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
   out += "image size:     " + HumanBytes(image_bytes) + " (" + std::to_string(image_bytes) + " bytes)\n";
   out += "ratio:          " + std::string(ratio_text) + "\n";
   out += "image hash:     xxh3-128:" + trailer.image_hash.Hex() + "\n";
+  for (const std::string& c : report.crash_consistent) {
+    out += "not frozen:     " + c + " (crash-consistent, --allow-crash-consistent)\n";
+  }
   if (meta.layout == Layout::kTracked) {
     out += "layout:         tracked (" + std::to_string(report.rounds) + " rounds, " +
            HumanBytes(report.recopied_bytes) + " re-copied, " + HumanBytes(report.final_capture_bytes) +

@@ -265,7 +265,7 @@ Result<std::unique_ptr<FreezeView>> TrackedCopy::Freeze(bool final_freeze) {
   EmitPhase(final_freeze ? "final-freeze" : "freeze");
   FreezeViewOptions f;
   f.source = source_.path;
-  f.mount_point = options_.mount_point;
+  f.mount_points = options_.mount_points;
   f.max_freeze = options_.max_freeze;
   if (final_freeze) f.hooks = options_.hooks;  // the consistency point is the final freeze
   return FreezeView::Open(f);
@@ -274,7 +274,7 @@ Result<std::unique_ptr<FreezeView>> TrackedCopy::Freeze(bool final_freeze) {
 Status TrackedCopy::EndFreeze(std::unique_ptr<FreezeView> view) {
   Status s = view->Release();
   result_.report.freeze_ms.push_back(view->frozen_for().count());
-  EmitFreezeWindow(options_.mount_point, view->frozen_for().count() / 1000.0);
+  EmitFreezeWindow(JoinMountPoints(options_.mount_points), view->frozen_for().count() / 1000.0);
   return s;
 }
 
@@ -615,7 +615,7 @@ Result<TrackedResult> TrackedCopy::Run() {
       if (captured) {
         if (!planned_final) {
           Status during = RunHook("while-frozen", hooks.while_frozen, hooks, source_.path,
-                                  options_.mount_point);
+                                  HookMountPoints(options_.mount_points));
           if (!during.ok()) return during.WithCleanup(EndFreeze(std::move(frozen)));
         }
         result_.report.final_capture_bytes = in_memory ? capture_bytes : BytesOf(chunks);

@@ -39,6 +39,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "agent/backup_pipeline.h"
 #include "base/status.h"
@@ -51,7 +52,9 @@
 namespace hotsnap {
 
 struct TrackedOptions {
-  std::string mount_point;                      // where the source's filesystem is mounted
+  // Where the group's filesystems are mounted (the source's, or every one mounted read-write
+  // from its partitions), in freeze order: every freeze freezes them all.
+  std::vector<std::string> mount_points;
   std::chrono::milliseconds max_freeze{10000};  // per freeze
   HookSet hooks;                                // around the final freeze
   PipelineOptions pipeline;                     // level, workers, queue depth, limits

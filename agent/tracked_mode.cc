@@ -11,10 +11,13 @@ namespace {
 
 class TrackedMode : public CopyMode {
  public:
-  TrackedMode(const ModeOptions& options, const MountUse& mount) : options_(options), mount_(mount) {}
+  TrackedMode(const ModeOptions& options, ConsistencyGroup group)
+      : options_(options), group_(std::move(group)) {
+    crash_consistent_ = group_.crash_consistent;
+  }
   SnapshotMode mode() const override { return SnapshotMode::kTracked; }
   std::string Describe() const override {
-    return "copy " + mount_.mount_point +
+    return "copy " + group_.Describe() +
            " while tracking its writes, then copy what changed again with brief freezes (at "
            "most " + std::to_string(options_.max_freeze.count()) + " ms each)";
   }
@@ -24,11 +27,11 @@ class TrackedMode : public CopyMode {
                                       " is a regular file");
     }
     subject_ = &subject;
-    return EstimateMountedUse(subject, mount_.mount_point, options_.all_blocks, &planned_, &how_);
+    return EstimateGroupUse(subject, group_, options_.all_blocks, &planned_, &how_);
   }
   uint64_t planned_bytes() const override { return planned_; }
   std::string planned_map() const override { return how_; }
-  const MountUse* frozen_mount() const override { return &mount_; }
+  std::vector<MountUse> frozen_mounts() const override { return group_.members; }
   // Writes are recorded from here on; the first freeze (in Copy) is the clean starting point.
   Status Prepare() override {
     auto tracker = WriteTracker::Start(subject_->path, subject_->device.size_bytes);
@@ -38,7 +41,7 @@ class TrackedMode : public CopyMode {
   }
   Result<CopyResult> Copy(CopyTarget* t) override {
     TrackedOptions o;
-    o.mount_point = mount_.mount_point;
+    o.mount_points = group_.mount_points();
     o.max_freeze = options_.max_freeze;
     o.hooks = options_.hooks;
     o.all_blocks = options_.all_blocks;
@@ -69,7 +72,7 @@ class TrackedMode : public CopyMode {
 
  private:
   ModeOptions options_;
-  MountUse mount_;
+  ConsistencyGroup group_;
   const BackupSubject* subject_ = nullptr;
   uint64_t planned_ = 0;
   std::string how_;
@@ -78,8 +81,8 @@ class TrackedMode : public CopyMode {
 
 }  // namespace
 
-std::unique_ptr<CopyMode> MakeTrackedMode(const ModeOptions& options, const MountUse& mount) {
-  return std::make_unique<TrackedMode>(options, mount);
+std::unique_ptr<CopyMode> MakeTrackedMode(const ModeOptions& options, ConsistencyGroup group) {
+  return std::make_unique<TrackedMode>(options, std::move(group));
 }
 
 }  // namespace hotsnap

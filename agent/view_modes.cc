@@ -10,6 +10,7 @@
 #include "agent/events.h"
 #include "agent/used_map.h"
 #include "base/log.h"
+#include "snapshot/freeze.h"
 #include "snapshot/freeze_view.h"
 #include "snapshot/lvm_view.h"
 
@@ -53,11 +54,23 @@ Result<CopyResult> CopyDevice(const SourceDevice& device, std::optional<UsedBloc
 // --snapshot none: reads the device as it is; nobody may be writing to it.
 class PlainMode : public CopyMode {
  public:
-  explicit PlainMode(const ModeOptions& options) : options_(options) {}
+  PlainMode(const ModeOptions& options, std::vector<std::string> crash_consistent)
+      : options_(options) {
+    crash_consistent_ = std::move(crash_consistent);
+  }
   SnapshotMode mode() const override { return SnapshotMode::kNone; }
-  std::string Describe() const override { return "read the device as it is (not mounted read-write)"; }
+  std::string Describe() const override {
+    if (!crash_consistent_.empty()) {
+      std::string list;
+      for (const std::string& c : crash_consistent_) list += (list.empty() ? "" : ", ") + c;
+      return "read the device as it is, with " + list +
+             " mounted read-write and not frozen (--allow-crash-consistent: crash-consistent)";
+    }
+    return "read the device as it is (not mounted read-write)";
+  }
   Status Plan(const BackupSubject& subject) override {
-    if (subject.use.mounted_read_write()) {
+    // Every read-write mount was either refused by the group or let through by the user.
+    if (subject.use.mounted_read_write() && crash_consistent_.empty()) {
       return Status(Code::kSource,
                     subject.path + " is " + subject.use.Describe() +
                         ". With --snapshot none hotsnap reads the device as it is; a filesystem "
@@ -86,27 +99,30 @@ class PlainMode : public CopyMode {
   std::optional<UsedBlockMap> map_;
 };
 
-// --snapshot freeze: the filesystem stays frozen for the whole copy.
+// --snapshot freeze: the group's filesystems stay frozen for the whole copy.
 class FreezeMode : public CopyMode {
  public:
-  FreezeMode(const ModeOptions& options, const MountUse& mount) : options_(options), mount_(mount) {}
+  FreezeMode(const ModeOptions& options, ConsistencyGroup group)
+      : options_(options), group_(std::move(group)) {
+    crash_consistent_ = group_.crash_consistent;
+  }
   SnapshotMode mode() const override { return SnapshotMode::kFreeze; }
   std::string Describe() const override {
-    return "freeze " + mount_.mount_point + " for the whole copy, at most " +
+    return "freeze " + group_.Describe() + " for the whole copy, at most " +
            std::to_string(options_.max_freeze.count()) + " ms";
   }
   Status Plan(const BackupSubject& subject) override {
     subject_ = &subject;
-    return EstimateMountedUse(subject, mount_.mount_point, options_.all_blocks, &planned_, &how_);
+    return EstimateGroupUse(subject, group_, options_.all_blocks, &planned_, &how_);
   }
   uint64_t planned_bytes() const override { return planned_; }
   std::string planned_map() const override { return how_; }
-  const MountUse* frozen_mount() const override { return &mount_; }
+  std::vector<MountUse> frozen_mounts() const override { return group_.members; }
   Status Prepare() override {
     EmitPhase("snapshot");
     FreezeViewOptions f;
     f.source = subject_->path;
-    f.mount_point = mount_.mount_point;
+    f.mount_points = group_.mount_points();
     f.max_freeze = options_.max_freeze;
     f.hooks = options_.hooks;
     auto view = FreezeView::Open(f);
@@ -125,14 +141,14 @@ class FreezeMode : public CopyMode {
     EmitPhase("release");
     Status thawed = view_->Release();
     if (result != nullptr) result->report.freeze_ms.push_back(view_->frozen_for().count());
-    EmitFreezeWindow(mount_.mount_point, view_->frozen_for().count() / 1000.0);
+    EmitFreezeWindow(JoinMountPoints(group_.mount_points()), view_->frozen_for().count() / 1000.0);
     view_.reset();
     return thawed;
   }
 
  private:
   ModeOptions options_;
-  MountUse mount_;
+  ConsistencyGroup group_;
   const BackupSubject* subject_ = nullptr;
   uint64_t planned_ = 0;
   std::string how_;
@@ -241,11 +257,31 @@ Status EstimateMountedUse(const BackupSubject& subject, const std::string& mount
   return Status::Ok();
 }
 
-std::unique_ptr<CopyMode> MakePlainMode(const ModeOptions& options) {
-  return std::make_unique<PlainMode>(options);
+Status EstimateGroupUse(const BackupSubject& subject, const ConsistencyGroup& group,
+                        bool all_blocks, uint64_t* bytes, std::string* how) {
+  const uint64_t device_bytes = subject.device.size_bytes;
+  if (all_blocks) return EstimateMountedUse(subject, "", true, bytes, how);
+  // The disk less, for each member, what statfs reports free in it.
+  uint64_t free_bytes = 0;
+  for (const MountUse& m : group.members) {
+    struct statvfs st;
+    if (::statvfs(m.mount_point.c_str(), &st) != 0) {
+      return Status::FromErrno(Code::kSource, errno, "statfs " + m.mount_point);
+    }
+    free_bytes += static_cast<uint64_t>(st.f_bfree) * st.f_frsize;
+  }
+  *bytes = device_bytes - std::min(device_bytes, free_bytes);
+  *how = "estimate from statfs of " + JoinMountPoints(group.mount_points()) +
+         "; mapped exactly at the consistency point";
+  return Status::Ok();
 }
-std::unique_ptr<CopyMode> MakeFreezeMode(const ModeOptions& options, const MountUse& mount) {
-  return std::make_unique<FreezeMode>(options, mount);
+
+std::unique_ptr<CopyMode> MakePlainMode(const ModeOptions& options,
+                                        std::vector<std::string> crash_consistent) {
+  return std::make_unique<PlainMode>(options, std::move(crash_consistent));
+}
+std::unique_ptr<CopyMode> MakeFreezeMode(const ModeOptions& options, ConsistencyGroup group) {
+  return std::make_unique<FreezeMode>(options, std::move(group));
 }
 std::unique_ptr<CopyMode> MakeLvmMode(const ModeOptions& options, SnapshotMode mode,
                                       const MountUse* mount) {

@@ -68,8 +68,9 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   d.add_options()
       ("output,o", po::value<std::string>(&o.dest), "image path, or - for stdout (required)")
       ("snapshot", po::value<std::string>(&snapshot)->default_value("auto"),
-       "how to get a consistent view: auto (lvm or lvm-thin for a logical volume, tracked for a "
-       "filesystem mounted read-write, else none), none (read the device as it is; refused if "
+       "how to get a consistent view of every filesystem mounted read-write from SOURCE or its "
+       "partitions (one consistency group, frozen together): auto (lvm or lvm-thin for a logical "
+       "volume, tracked for a source with a filesystem mounted read-write, else none), none (read the device as it is; refused if "
        "mounted read-write), tracked (copy the mounted filesystem while it runs, tracking "
        "writes, then copy the last written blocks under a freeze of milliseconds), freeze "
        "(freeze the mounted filesystem for the whole copy; small volumes), lvm (read a classic "
@@ -89,6 +90,11 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
        "shell command run after the thaw; always runs when --pre-freeze ran")
       ("hook-timeout", po::value<double>()->default_value(30), "seconds each hook may run")
       ("crash-consistent", "go on when --pre-freeze fails (the image is then only crash-consistent)")
+      ("allow-crash-consistent", po::value<std::vector<std::string>>(&o.allow_crash_consistent),
+       "PART (a device or mount point; repeatable): copy this read-write mounted filesystem of "
+       "the source without freezing it, as it is at that moment (crash-consistent; recorded in "
+       "the image's report). Needed for a member of the source's consistency group that cannot "
+       "be frozen (vfat, exfat, ...) or a device stacked on it (an LV of a PV on the disk)")
       ("level,l", po::value<int>(&o.level)->default_value(3), "zstd level (1-19; negative: fast)")
       ("workers", po::value<unsigned>(&o.workers)->default_value(0),
        "compression threads (0: one per core)")
@@ -187,6 +193,9 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
                 ", " + HumanBytes(r->final_capture_bytes) + " read under the final freeze";
     }
     Notice(detail);
+  }
+  for (const std::string& c : r->crash_consistent) {
+    Notice("not frozen (--allow-crash-consistent): " + c + "; its copy is crash-consistent");
   }
   return Status::Ok();
 }

@@ -118,6 +118,8 @@ void EmitBackupResult(const BackupReport& r) {
   j["seconds"] = r.seconds;
   j["read_rate_bytes_per_s"] = r.seconds > 0 ? r.bytes_read / r.seconds : 0.0;
   j["freeze_ms"] = r.freeze_ms;
+  j["frozen"] = r.frozen;
+  j["crash_consistent"] = r.crash_consistent;
   if (r.snapshot_mode == SnapshotMode::kTracked) {
     j["rounds"] = r.rounds;
     j["recopied_bytes"] = r.recopied_bytes;

@@ -405,6 +405,7 @@ std::string EncodeReportFrame(const RunReport& r) {
   j["final_capture_bytes"] = r.final_capture_bytes;
   j["used_bytes"] = r.used_bytes;
   j["lost_events"] = r.lost_events;
+  if (!r.crash_consistent.empty()) j["crash_consistent"] = r.crash_consistent;
   j["seconds"] = r.seconds;
   std::string payload(kReportTag, sizeof(kReportTag));
   AppendLe32(&payload, kFormatVersion);
@@ -435,6 +436,12 @@ Result<RunReport> DecodeReportPayload(std::span<const uint8_t> payload) {
     r.final_capture_bytes = IntegerField<uint64_t>(j, "final_capture_bytes", 0);
     r.used_bytes = IntegerField<uint64_t>(j, "used_bytes", 0);
     r.lost_events = IntegerField<uint64_t>(j, "lost_events", 0);
+    if (j.contains("crash_consistent")) {
+      for (const auto& member : j.at("crash_consistent")) {
+        if (!member.is_string()) return Corrupt("report frame: crash_consistent holds a non-string");
+        r.crash_consistent.push_back(member.get<std::string>());
+      }
+    }
     r.seconds = j.value("seconds", 0.0);
   } catch (const std::exception& e) {
     return Corrupt(std::string("report frame: JSON: ") + e.what());

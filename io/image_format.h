@@ -147,6 +147,10 @@ struct RunReport {
   uint64_t final_capture_bytes = 0;  // tracked mode: device bytes read under the final freeze
   uint64_t used_bytes = 0;         // bytes in use at the consistency point
   uint64_t lost_events = 0;        // tracked mode: write records the kernel dropped
+  // Filesystems mounted read-write from the source that were left out of the consistency
+  // group on request (--allow-crash-consistent): "DEVICE at MOUNTPOINT" each. Their contents
+  // are only crash-consistent.
+  std::vector<std::string> crash_consistent;
   double seconds = 0;
 };
 

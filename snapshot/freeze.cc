@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "base/log.h"
@@ -26,46 +27,77 @@ Freezer* RealFreezer() {
   return &freezer;
 }
 
-Result<FrozenFilesystem> FrozenFilesystem::Freeze(const std::string& mount_point,
+Result<FrozenFilesystem> FrozenFilesystem::Freeze(const std::vector<std::string>& mount_points,
                                                   std::chrono::milliseconds max_freeze,
                                                   Freezer* freezer) {
   FrozenFilesystem f;
-  f.mount_point_ = mount_point;
+  f.mount_points_ = mount_points;
+  if (f.mount_points_.empty()) return Status(Code::kInternal, "a freeze of no filesystem");
   f.freezer_ = freezer;
   f.max_freeze_ = max_freeze;
-  f.mount_fd_.Reset(::open(mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!f.mount_fd_.valid()) {
-    return Status::FromErrno(Code::kSource, errno, "opening mount point " + mount_point);
+  for (const std::string& mount_point : mount_points) {
+    UniqueFd fd(::open(mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) {
+      return Status::FromErrno(Code::kSource, errno, "opening mount point " + mount_point);
+    }
+    // Write back dirty data while writes still flow: FIFREEZE then has little left to sync,
+    // and its window (writers blocked) stays short. A failure here is only a lost head start.
+    ::syncfs(fd.get());
+    f.mount_fds_.push_back(std::move(fd));
   }
-  // Write back dirty data while writes still flow: FIFREEZE then has little left to sync,
-  // and its window (writers blocked) stays short. A failure here is only a lost head start.
-  ::syncfs(f.mount_fd_.get());
-  // The watchdog exists before the freeze does, so no moment is unguarded.
-  auto watchdog = FreezeWatchdog::Start(mount_point, max_freeze);
+  // The watchdog exists before the first freeze does, so no moment is unguarded. It thaws
+  // in the reverse of the freeze order, as Thaw() does.
+  std::vector<std::string> thaw_order(mount_points.rbegin(), mount_points.rend());
+  auto watchdog = FreezeWatchdog::Start(thaw_order, max_freeze);
   if (!watchdog.ok()) return watchdog.status();
   f.watchdog_ = std::move(watchdog.value());
   f.frozen_at_ = std::chrono::steady_clock::now();
-  int err = freezer->Freeze(f.mount_fd_.get());
-  if (err == EBUSY) {
-    f.watchdog_.Disarm();
-    return Status(Code::kSource, "the filesystem at " + mount_point +
-                                     " is already frozen by someone else (FIFREEZE: EBUSY); "
-                                     "leaving that freeze alone",
-                  err);
-  }
-  if (err == EOPNOTSUPP || err == ENOTTY || err == EINVAL) {
-    f.watchdog_.Disarm();
-    return Status(Code::kUnsupported, "the filesystem at " + mount_point +
-                                          " cannot be frozen (FIFREEZE: " + std::strerror(err) +
-                                          "); tmpfs and some others have no freeze support",
-                  err);
-  }
-  if (err != 0) {
-    f.watchdog_.Disarm();
-    return Status::FromErrno(Code::kSource, err, "freezing " + mount_point);
+  for (size_t i = 0; i < mount_points.size(); ++i) {
+    int err = freezer->Freeze(f.mount_fds_[i].get());
+    if (err == 0) continue;
+    const std::string& mount_point = mount_points[i];
+    Status failed;
+    if (err == EBUSY) {
+      failed = Status(Code::kSource, "the filesystem at " + mount_point +
+                                         " is already frozen by someone else (FIFREEZE: EBUSY); "
+                                         "leaving that freeze alone",
+                      err);
+    } else if (err == EOPNOTSUPP || err == ENOTTY || err == EINVAL) {
+      failed = Status(Code::kUnsupported, "the filesystem at " + mount_point +
+                                              " cannot be frozen (FIFREEZE: " + std::strerror(err) +
+                                              "); tmpfs, vfat and some others have no freeze support",
+                      err);
+    } else {
+      failed = Status::FromErrno(Code::kSource, err, "freezing " + mount_point);
+    }
+    // Undo the members frozen before this one; the watchdog thaws them if we cannot. It
+    // must not touch the one that failed (EBUSY: someone else's freeze), so it is disarmed
+    // whenever our own thaws worked.
+    std::string thaw_failed_at;
+    int thaw_err = f.ThawFirst(i, &thaw_failed_at);
+    if (thaw_err == 0) {
+      f.watchdog_.Disarm();
+    } else {
+      f.watchdog_.ThawNow();
+      failed = failed.Wrap("thawing " + thaw_failed_at + " after that failed too (" +
+                           std::strerror(thaw_err) + "); the freeze watchdog thawed the group");
+    }
+    return failed;
   }
   f.frozen_ = true;
   return f;
+}
+
+int FrozenFilesystem::ThawFirst(size_t count, std::string* failed_at) {
+  int first = 0;
+  for (size_t i = count; i-- > 0;) {
+    int err = freezer_->Thaw(mount_fds_[i].get());
+    if (err != 0 && first == 0) {
+      first = err;
+      *failed_at = mount_points_[i];
+    }
+  }
+  return first;
 }
 
 // The destructor is the backstop after an error path that did not thaw explicitly: no
@@ -82,8 +114,9 @@ FrozenFilesystem::~FrozenFilesystem() { ThawOrLog(); }
 FrozenFilesystem& FrozenFilesystem::operator=(FrozenFilesystem&& other) noexcept {
   if (this != &other) {
     ThawOrLog();
-    mount_point_ = std::move(other.mount_point_);
-    mount_fd_ = std::move(other.mount_fd_);
+    mount_points_ = std::move(other.mount_points_);
+    other.mount_points_ = {""};
+    mount_fds_ = std::move(other.mount_fds_);
     freezer_ = other.freezer_;
     watchdog_ = std::move(other.watchdog_);
     frozen_ = std::exchange(other.frozen_, false);
@@ -97,26 +130,31 @@ FrozenFilesystem& FrozenFilesystem::operator=(FrozenFilesystem&& other) noexcept
 Status FrozenFilesystem::Thaw() {
   if (!frozen_) return Status::Ok();
   frozen_ = false;
-  int err = freezer_->Thaw(mount_fd_.get());
+  std::string failed_at;
+  int err = ThawFirst(mount_fds_.size(), &failed_at);
   thawed_at_ = std::chrono::steady_clock::now();
-  // The watchdog is disarmed only after our thaw worked. Otherwise it is told to thaw now:
-  // disarming it then would leave the filesystem frozen with nothing left to thaw it.
+  // The watchdog is disarmed only after every thaw worked. Otherwise it is told to thaw now
+  // (all of them: EINVAL for those already thawed is nothing): disarming it then would
+  // leave a filesystem frozen with nothing left to thaw it.
   FreezeWatchdog::Outcome outcome = err == 0 ? watchdog_.Disarm() : watchdog_.ThawNow();
+  const std::string group = mount_points_.size() == 1
+                                ? mount_points_.front()
+                                : "the group " + JoinMountPoints(mount_points_);
   if (outcome == FreezeWatchdog::Outcome::kThawedAtDeadline) {
     // Our FITHAW found it thawed already (EINVAL) or came just after: not an extra error.
-    return Status(Code::kSource, "the freeze of " + mount_point_ + " passed --max-freeze (" +
+    return Status(Code::kSource, "the freeze of " + group + " passed --max-freeze (" +
                                      std::to_string(max_freeze_.count() / 1000.0).substr(0, 5) +
                                      " s) and the watchdog thawed it; the copy is not consistent");
   }
   if (err == 0) return Status::Ok();
-  Status failed = Status::FromErrno(Code::kSource, err, "thawing " + mount_point_ + " (FITHAW)");
+  Status failed = Status::FromErrno(Code::kSource, err, "thawing " + failed_at + " (FITHAW)");
   if (outcome == FreezeWatchdog::Outcome::kThawedOnRequest) {
     return Status(Code::kSource, failed.message() + "; the freeze watchdog thawed it instead", err);
   }
   return Status(Code::kSource,
                 failed.message() +
-                    "; the freeze watchdog could not thaw it either: " + mount_point_ +
-                    " may still be frozen (fsfreeze -u " + mount_point_ + " thaws it)",
+                    "; the freeze watchdog could not thaw it either: " + failed_at +
+                    " may still be frozen (fsfreeze -u " + failed_at + " thaws it)",
                 err);
 }
 
@@ -126,5 +164,32 @@ std::chrono::milliseconds FrozenFilesystem::held() const {
 }
 
 bool FrozenFilesystem::past_deadline() const { return frozen_ && held() >= max_freeze_; }
+
+std::string JoinMountPoints(const std::vector<std::string>& mount_points) {
+  std::string out;
+  for (const std::string& m : mount_points) out += (out.empty() ? "" : ", ") + m;
+  return out;
+}
+
+std::vector<std::string> OrderForFreeze(std::vector<std::string> mount_points) {
+  // Deeper mount points first, which puts every member below another before it; a stable
+  // sort keeps the given order among members of one depth.
+  auto depth = [](const std::string& path) {
+    return path == "/" ? 0 : std::count(path.begin(), path.end(), '/');
+  };
+  std::stable_sort(mount_points.begin(), mount_points.end(),
+                   [&](const std::string& a, const std::string& b) { return depth(a) > depth(b); });
+  return mount_points;
+}
+
+bool FilesystemTypeCanFreeze(const std::string& fs_type) {
+  static const char* const kFreezable[] = {"ext2", "ext3",  "ext4", "xfs",     "btrfs", "f2fs",
+                                           "jfs",  "gfs2",  "ocfs2", "nilfs2", "reiserfs",
+                                           "bcachefs"};
+  for (const char* t : kFreezable) {
+    if (fs_type == t) return true;
+  }
+  return false;
+}
 
 }  // namespace hotsnap

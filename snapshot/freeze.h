@@ -1,5 +1,6 @@
 // Filesystem freezing: the Freezer interface over FIFREEZE/FITHAW, and FrozenFilesystem,
-// the RAII owner of one freeze guarded by a FreezeWatchdog.
+// the RAII owner of one freeze of a consistency group (one or more filesystems frozen
+// together) guarded by one FreezeWatchdog.
 //
 // While a filesystem is frozen every write to it blocks, including ours: callers must not
 // log to it or write output to it (see agent/ for how the backup job avoids that).
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "base/unique_fd.h"
@@ -28,12 +30,19 @@ Freezer* RealFreezer();
 
 class FrozenFilesystem {
  public:
-  // Starts the watchdog (deadline `max_freeze`), then freezes the filesystem mounted at
-  // `mount_point`. EBUSY (someone else froze it) fails with kSource and leaves that freeze
-  // alone; EOPNOTSUPP (tmpfs, ...) fails with kUnsupported naming the filesystem.
-  static Result<FrozenFilesystem> Freeze(const std::string& mount_point,
+  // Starts the watchdog (deadline `max_freeze`), then freezes the filesystems mounted at
+  // `mount_points` in that order (the group's dependency order, see OrderForFreeze); Thaw()
+  // thaws them in the reverse order. EBUSY (someone else froze one) fails with kSource and
+  // leaves that freeze alone; EOPNOTSUPP (tmpfs, vfat, ...) fails with kUnsupported naming
+  // the filesystem. A member that fails to freeze thaws the ones frozen before it.
+  static Result<FrozenFilesystem> Freeze(const std::vector<std::string>& mount_points,
                                          std::chrono::milliseconds max_freeze,
                                          Freezer* freezer = RealFreezer());
+  static Result<FrozenFilesystem> Freeze(const std::string& mount_point,
+                                         std::chrono::milliseconds max_freeze,
+                                         Freezer* freezer = RealFreezer()) {
+    return Freeze(std::vector<std::string>{mount_point}, max_freeze, freezer);
+  }
   FrozenFilesystem() = default;
   ~FrozenFilesystem();  // thaws if still frozen
   // Not defaulted: a defaulted move would leave frozen_ set in the moved-from owner, whose
@@ -43,21 +52,26 @@ class FrozenFilesystem {
   FrozenFilesystem(const FrozenFilesystem&) = delete;
   FrozenFilesystem& operator=(const FrozenFilesystem&) = delete;
 
-  // Thaws and disarms the watchdog. Fails (kSource) if the watchdog thawed first because
-  // the deadline passed: the view was not frozen for the whole copy.
+  // Thaws every member (reverse order) and disarms the watchdog, or, if any thaw failed, has
+  // the watchdog thaw them all. Fails (kSource) if the watchdog thawed first because the
+  // deadline passed: the view was not frozen for the whole copy.
   Status Thaw();
   bool frozen() const { return frozen_; }
   // Time since the freeze began (or its total length, after Thaw()).
   std::chrono::milliseconds held() const;
   bool past_deadline() const;
-  const std::string& mount_point() const { return mount_point_; }
+  // The first member; all of them, in freeze order.
+  const std::string& mount_point() const { return mount_points_.front(); }
+  const std::vector<std::string>& mount_points() const { return mount_points_; }
 
  private:
   // Thaw() for the destructor and move assignment, which cannot return its Status.
   void ThawOrLog();
+  // Thaws members [0, count) in reverse order; the first failure (errno) and who, or 0.
+  int ThawFirst(size_t count, std::string* failed_at);
 
-  std::string mount_point_;
-  UniqueFd mount_fd_;
+  std::vector<std::string> mount_points_{""};
+  std::vector<UniqueFd> mount_fds_;
   Freezer* freezer_ = nullptr;
   FreezeWatchdog watchdog_;
   bool frozen_ = false;
@@ -65,6 +79,19 @@ class FrozenFilesystem {
   std::chrono::steady_clock::time_point thawed_at_;
   std::chrono::milliseconds max_freeze_{0};
 };
+
+// The freeze order of a group (canonical mount point paths): deeper mount points first, so a
+// filesystem mounted below another member's mount point is frozen before it (a stacked
+// filesystem first: freezing what it lives on first could block its own freeze's
+// writeback); the given order among equals. Thawing goes the other way.
+std::vector<std::string> OrderForFreeze(std::vector<std::string> mount_points);
+
+// "a, b, c": mount points for a message.
+std::string JoinMountPoints(const std::vector<std::string>& mount_points);
+
+// Filesystem types whose kernel driver implements FIFREEZE (ext2/3/4, xfs, btrfs, ...); vfat,
+// exfat, ntfs3, tmpfs and the like do not. Used to refuse a group member up front.
+bool FilesystemTypeCanFreeze(const std::string& fs_type);
 
 }  // namespace hotsnap
 

@@ -8,8 +8,9 @@ namespace hotsnap {
 Result<std::unique_ptr<FreezeView>> FreezeView::Open(const FreezeViewOptions& options) {
   std::unique_ptr<FreezeView> view(new FreezeView(options));
   const HookSet& hooks = options.hooks;
+  const std::string mounts = HookMountPoints(options.mount_points);
   view->pre_freeze_ran_ = !hooks.pre_freeze.empty();
-  Status pre = RunHook("pre-freeze", hooks.pre_freeze, hooks, options.source, options.mount_point);
+  Status pre = RunHook("pre-freeze", hooks.pre_freeze, hooks, options.source, mounts);
   if (!pre.ok()) {
     if (!hooks.crash_consistent_ok) {
       // Release() runs post-thaw because pre-freeze ran; its failure is reported too.
@@ -18,12 +19,12 @@ Result<std::unique_ptr<FreezeView>> FreezeView::Open(const FreezeViewOptions& op
     }
     Notice(pre.message() + "; continuing with a crash-consistent backup (--crash-consistent)");
   }
-  auto frozen = FrozenFilesystem::Freeze(options.mount_point, options.max_freeze, options.freezer);
+  auto frozen = FrozenFilesystem::Freeze(options.mount_points, options.max_freeze, options.freezer);
   if (!frozen.ok()) return frozen.status().WithCleanup(view->Release());
   view->frozen_ = std::move(frozen.value());
   CrashPoint("after-freeze");
   SetLogBuffering(true);
-  Status during = RunHook("while-frozen", hooks.while_frozen, hooks, options.source, options.mount_point);
+  Status during = RunHook("while-frozen", hooks.while_frozen, hooks, options.source, mounts);
   if (!during.ok()) return during.WithCleanup(view->Release());
   return view;
 }
@@ -50,12 +51,16 @@ Status FreezeView::Release() {
   released_ = true;
   Status thaw = frozen_.Thaw();
   SetLogBuffering(false);
-  if (frozen_.held().count() > 0) Notice("filesystem at " + options_.mount_point + " was frozen for " +
-                                         std::to_string(frozen_.held().count()) + " ms");
+  if (frozen_.held().count() > 0) {
+    bool one = options_.mount_points.size() == 1;
+    Notice((one ? "filesystem at " : "filesystems at ") + JoinMountPoints(options_.mount_points) +
+           (one ? " was" : " were") + " frozen for " +
+           std::to_string(frozen_.held().count()) + " ms");
+  }
   Status post;
   if (pre_freeze_ran_ || !options_.hooks.post_thaw.empty()) {
     post = RunHook("post-thaw", options_.hooks.post_thaw, options_.hooks, options_.source,
-                   options_.mount_point);
+                   HookMountPoints(options_.mount_points));
   }
   return thaw.ok() ? post : thaw;
 }

@@ -1,5 +1,8 @@
-// The "freeze" snapshot mode: the filesystem on the source is frozen (FIFREEZE) for the
-// whole copy, guarded by a FreezeWatchdog, with the user's hooks around the freeze.
+// The "freeze" snapshot mode: the filesystems of the source's consistency group (the one
+// mounted from it, or every one mounted read-write from its partitions) are frozen together
+// (FIFREEZE) for the whole copy, guarded by one FreezeWatchdog, with the user's hooks run once
+// around the group's freeze. Hooks get every member's mount point in HOTSNAP_MOUNTPOINT, one
+// per line, in freeze order.
 //
 // Suits small volumes: every write to the filesystem blocks until the thaw. The copy must
 // finish within `max_freeze`; Check() fails once it is over, and the watchdog thaws at that
@@ -21,7 +24,8 @@ namespace hotsnap {
 
 struct FreezeViewOptions {
   std::string source;       // the block device being backed up
-  std::string mount_point;  // where its filesystem is mounted read-write
+  // Where the group's filesystems are mounted read-write, in freeze order (OrderForFreeze).
+  std::vector<std::string> mount_points;
   std::chrono::milliseconds max_freeze{10000};
   HookSet hooks;
   Freezer* freezer = RealFreezer();

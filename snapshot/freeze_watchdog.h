@@ -1,8 +1,9 @@
-// FreezeWatchdog: a separate process that thaws a frozen filesystem at a deadline, even
-// if hotsnap is SIGKILLed, hangs or crashes.
+// FreezeWatchdog: a separate process that thaws frozen filesystems at a deadline, even
+// if hotsnap is SIGKILLed, hangs or crashes. One watchdog guards a whole consistency group:
+// every filesystem frozen together is thawed by it, in the order given.
 //
-// Start() forks the watchdog *before* the filesystem is frozen. The child keeps only an
-// O_RDONLY descriptor of the mount point and the read end of a control pipe, leaves our
+// Start() forks the watchdog *before* any filesystem is frozen. The child keeps only an
+// O_RDONLY descriptor of each mount point and the read end of a control pipe, leaves our
 // session (so a terminal's Ctrl-C or a kill of our process group does not take it along),
 // ignores SIGINT/SIGTERM/SIGHUP, and waits:
 //   - a 'D' byte on the pipe (Disarm: we thawed ourselves) → exits without touching the fs;
@@ -17,6 +18,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "base/unique_fd.h"
@@ -31,12 +33,19 @@ class FreezeWatchdog {
     kThawedAtDeadline,
     kThawedAfterOwnerDied,
     kThawedOnRequest,  // ThawNow(): the watchdog's FITHAW succeeded
-    kThawFailed,       // the watchdog's FITHAW failed (not EINVAL): the fs may stay frozen
+    kThawFailed,       // a FITHAW of the watchdog failed (not EINVAL): that fs may stay frozen
     kUnknown,
   };
 
-  static Result<FreezeWatchdog> Start(const std::string& mount_point,
+  // Guards the filesystems mounted at `mount_points` (at most kMaxMounts); thaws them in
+  // that order (a group's thaw order: the reverse of its freeze order).
+  static Result<FreezeWatchdog> Start(const std::vector<std::string>& mount_points,
                                       std::chrono::milliseconds deadline);
+  static Result<FreezeWatchdog> Start(const std::string& mount_point,
+                                      std::chrono::milliseconds deadline) {
+    return Start(std::vector<std::string>{mount_point}, deadline);
+  }
+  static constexpr size_t kMaxMounts = 64;
   FreezeWatchdog() = default;
   ~FreezeWatchdog();  // disarms if still armed (we are about to thaw ourselves or never froze)
   FreezeWatchdog(FreezeWatchdog&& other) noexcept;

@@ -48,4 +48,10 @@ Status RunHook(const std::string& phase, const std::string& command, const HookS
   return Status::Ok();
 }
 
+std::string HookMountPoints(const std::vector<std::string>& mount_points) {
+  std::string out;
+  for (const std::string& m : mount_points) out += (out.empty() ? "" : "\n") + m;
+  return out;
+}
+
 }  // namespace hotsnap

@@ -1,0 +1,136 @@
+#include "agent/consistency_group.h"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "agent/copy_mode.h"
+#include "snapshot/freeze.h"
+
+namespace hotsnap {
+namespace {
+
+std::string Canonical(const std::string& path) {
+  std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
+  return real ? std::string(real.get()) : path;
+}
+
+// Whether the user's PART names `device` (same block device number) or `mount_point`.
+bool Names(const std::string& part, const std::string& device, const std::string& mount_point) {
+  struct stat a, b;
+  if (::stat(part.c_str(), &a) == 0 && S_ISBLK(a.st_mode) && ::stat(device.c_str(), &b) == 0 &&
+      S_ISBLK(b.st_mode) && a.st_rdev == b.st_rdev) {
+    return true;
+  }
+  return !mount_point.empty() && Canonical(part) == Canonical(mount_point);
+}
+
+const char kAdvice[] =
+    " Pass --allow-crash-consistent %s to copy it anyway as it is at that moment "
+    "(crash-consistent, recorded in the image's report), or unmount it first.";
+
+std::string Advice(const std::string& part) {
+  std::string a = kAdvice;
+  return a.replace(a.find("%s"), 2, part);
+}
+
+}  // namespace
+
+std::vector<std::string> ConsistencyGroup::mount_points() const {
+  std::vector<std::string> out;
+  for (const MountUse& m : members) out.push_back(m.mount_point);
+  return out;
+}
+
+std::string ConsistencyGroup::Describe() const {
+  std::string out;
+  for (const MountUse& m : members) {
+    out += (out.empty() ? "" : ", ") + m.mount_point + " (" + m.fs_type + " on " + m.device + ")";
+  }
+  return out;
+}
+
+Result<ConsistencyGroup> PlanConsistencyGroup(const BackupSubject& subject,
+                                              const std::vector<std::string>& allow,
+                                              bool check_holders) {
+  std::vector<bool> used(allow.size(), false);
+  auto allowed = [&](const std::string& device, const std::string& mount_point) {
+    bool hit = false;
+    for (size_t i = 0; i < allow.size(); ++i) {
+      if (Names(allow[i], device, mount_point)) used[i] = hit = true;
+    }
+    return hit;
+  };
+  // First what each PART names, so that a typo is reported as such before any refusal.
+  for (const MountUse& m : subject.use.mounts) {
+    if (m.read_write) allowed(m.device, m.mount_point);
+  }
+  if (check_holders) {
+    for (const std::string& holder : subject.use.holders) allowed("/dev/" + holder, "");
+  }
+  for (size_t i = 0; i < allow.size(); ++i) {
+    if (!used[i]) {
+      return Status(Code::kUsage, "--allow-crash-consistent " + allow[i] +
+                                      ": no read-write mounted filesystem or stacked device of " +
+                                      subject.path + " is that");
+    }
+  }
+  ConsistencyGroup group;
+  std::vector<MountUse> members;
+  for (const MountUse& m : subject.use.mounts) {
+    if (!m.read_write) continue;
+    // A filesystem mounted at several places (bind mounts) is one member: a second FIFREEZE
+    // of its superblock would fail with EBUSY.
+    bool seen = false;
+    for (const MountUse& other : members) seen = seen || other.device == m.device;
+    for (const std::string& c : group.crash_consistent)
+      seen = seen || c.rfind(m.device + " at ", 0) == 0;
+    if (seen) continue;
+    if (allowed(m.device, m.mount_point)) {
+      group.crash_consistent.push_back(m.device + " at " + m.mount_point);
+      continue;
+    }
+    if (!FilesystemTypeCanFreeze(m.fs_type)) {
+      return Status(Code::kSource,
+                    m.device + " (" + m.fs_type + ", mounted read-write at " + m.mount_point +
+                        ") cannot be frozen: the " + m.fs_type +
+                        " driver has no freeze support, so it cannot join the consistency "
+                        "group of " +
+                        subject.path + "." + Advice(m.device));
+    }
+    members.push_back(m);
+  }
+  if (check_holders) {
+    for (const std::string& holder : subject.use.holders) {
+      std::string node = "/dev/" + holder;
+      if (allowed(node, "")) {
+        group.crash_consistent.push_back(node);
+        continue;
+      }
+      return Status(Code::kSource,
+                    subject.path + " is held by " + node +
+                        " (device-mapper or md: an LVM logical volume, a RAID or crypt device on "
+                        "it), whose writes no freeze of " +
+                        subject.path +
+                        "'s filesystems covers. Back up the logical volume itself with "
+                        "--snapshot lvm, or deactivate it first." +
+                        Advice(node));
+    }
+  }
+  // Freeze order: deeper mount points first (OrderForFreeze), members matched back by path.
+  std::vector<std::string> points;
+  for (const MountUse& m : members) points.push_back(m.mount_point);
+  for (const std::string& p : OrderForFreeze(points)) {
+    for (MountUse& m : members) {
+      if (m.mount_point == p && !m.mount_point.empty()) {
+        group.members.push_back(m);
+        m.mount_point.clear();  // taken
+        break;
+      }
+    }
+  }
+  return group;
+}
+
+}  // namespace hotsnap
