@@ -9,6 +9,7 @@
 
 #include "agent/events.h"
 #include "agent/progress.h"
+#include "agent/used_map.h"
 #include "io/image_scanner.h"
 
 namespace hotsnap {
@@ -157,6 +158,9 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
     j["used_bytes"] = meta.used_bytes;
     j["used_map"] = meta.used_map;
     j["used_ratio"] = meta.device_bytes ? double(meta.used_bytes) / meta.device_bytes : 0;
+    if (!meta.partition_table.empty()) {
+      j["partition_table"] = EncodePartitionTable(meta.partition_table);
+    }
     j["image_bytes"] = image_bytes;
     j["compression_ratio"] = ratio;
     j["image_hash"] = trailer.image_hash.Hex();
@@ -187,6 +191,13 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
   out += "filesystem:     " + (meta.fs_type.empty() ? std::string("(none found)") : meta.fs_type) + "\n";
   if (!meta.fs_uuid.empty()) out += "fs UUID:        " + meta.fs_uuid + "\n";
   if (!meta.fs_label.empty()) out += "fs label:       " + meta.fs_label + "\n";
+  if (!meta.partition_table.empty()) {
+    const ImagePartitionTable& table = meta.partition_table;
+    out += "partitions:     " + table.type + " table" +
+           (table.uuid.empty() ? std::string() : " " + table.uuid) + ", " +
+           std::to_string(table.partitions.size()) + " partitions\n";
+    out += FormatPartitionLines(table, "  ");
+  }
   out += "host:           " + meta.host + "\n";
   out += "created:        " + meta.created_utc + "\n";
   out += "snapshot mode:  " + meta.snapshot_mode + "\n";

@@ -561,8 +561,7 @@ Result<TrackedResult> TrackedCopy::Run() {
     options_.pipeline.progress->SetTotal(map.used_bytes());
   }
 
-  meta_->used_bytes = map.used_bytes();
-  meta_->used_map = DescribeMap(map);
+  RecordMap(map, meta_);
   meta_->layout = Layout::kTracked;
   HOTSNAP_RETURN_IF_ERROR(writer_->Begin(*meta_));
   HOTSNAP_RETURN_IF_ERROR(PreCopy(&map));

@@ -29,8 +29,7 @@ Result<CopyResult> CopyDevice(const SourceDevice& device, std::optional<UsedBloc
   }
   const UsedBlockMap& used = **map;
   if (t->pipeline.progress != nullptr) t->pipeline.progress->SetTotal(used.used_bytes());
-  t->meta->used_bytes = used.used_bytes();
-  t->meta->used_map = DescribeMap(used);
+  RecordMap(used, t->meta);
   EmitPhase("read");
   HOTSNAP_RETURN_IF_ERROR(t->writer->Begin(*t->meta));
   PipelineOptions p = t->pipeline;

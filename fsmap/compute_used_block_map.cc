@@ -27,11 +27,13 @@ std::string LookUp(blkid_probe probe, const char* name) {
   return value;
 }
 
-Result<Probe> ProbeFilesystem(int fd, const std::string& device_name, uint64_t device_bytes) {
+Result<Probe> ProbeFilesystem(int fd, const std::string& device_name, uint64_t base_bytes,
+                              uint64_t device_bytes) {
   std::unique_ptr<blkid_struct_probe, ProbeDeleter> owner(blkid_new_probe());
   blkid_probe probe = owner.get();
   if (probe == nullptr) return Status(Code::kInternal, "blkid_new_probe failed");
-  if (blkid_probe_set_device(probe, fd, 0, static_cast<blkid_loff_t>(device_bytes)) != 0) {
+  if (blkid_probe_set_device(probe, fd, static_cast<blkid_loff_t>(base_bytes),
+                             static_cast<blkid_loff_t>(device_bytes)) != 0) {
     return Status(Code::kSource, "libblkid cannot probe " + device_name);
   }
   blkid_probe_enable_superblocks(probe, 1);
@@ -58,16 +60,22 @@ Result<Probe> ProbeFilesystem(int fd, const std::string& device_name, uint64_t d
 
 Result<UsedBlockMap> ComputeUsedBlockMap(int fd, const std::string& device_name,
                                          uint64_t device_bytes, std::string* notice) {
+  return ComputeUsedBlockMapAt(fd, device_name, 0, device_bytes, notice);
+}
+
+Result<UsedBlockMap> ComputeUsedBlockMapAt(int fd, const std::string& device_name,
+                                           uint64_t base_bytes, uint64_t device_bytes,
+                                           std::string* notice) {
   notice->clear();
-  Result<Probe> probe = ProbeFilesystem(fd, device_name, device_bytes);
+  Result<Probe> probe = ProbeFilesystem(fd, device_name, base_bytes, device_bytes);
   if (!probe.ok()) return probe.status();
   const std::string& type = probe->type;
   if (type == "ext2" || type == "ext3" || type == "ext4") {
     // libext2fs opens by name; this names the very file the caller opened.
     std::string path = "/proc/self/fd/" + std::to_string(fd);
-    return ExtUsedBlockMap(path, device_name, type, device_bytes, notice);
+    return ExtUsedBlockMap(path, device_name, type, base_bytes, device_bytes, notice);
   }
-  if (type == "xfs") return XfsUsedBlockMap(fd, device_name, device_bytes, notice);
+  if (type == "xfs") return XfsUsedBlockMap(fd, device_name, base_bytes, device_bytes, notice);
 
   std::string why = !type.empty() ? type + " filesystem on " + device_name
                                   : probe->reason;

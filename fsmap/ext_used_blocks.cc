@@ -127,11 +127,13 @@ Status AddBitmapRuns(ext2_filsys fs, UsedBlockMapBuilder* builder) {
 }  // namespace
 
 Result<UsedBlockMap> ExtUsedBlockMap(const std::string& open_path, const std::string& device_name,
-                                     const std::string& fs_type, uint64_t device_bytes,
-                                     std::string* notice) {
-  // Read-only (no EXT2_FLAG_RW): libext2fs then never writes, and skips MMP updates.
+                                     const std::string& fs_type, uint64_t base_bytes,
+                                     uint64_t device_bytes, std::string* notice) {
+  // Read-only (no EXT2_FLAG_RW): libext2fs then never writes, and skips MMP updates. The
+  // unix I/O manager's "offset=" option adds base_bytes to every read.
   ext2_filsys raw = nullptr;
-  errcode_t err = ext2fs_open2(open_path.c_str(), nullptr, EXT2_FLAG_64BITS, 0, 0,
+  std::string io_options = "offset=" + std::to_string(base_bytes);
+  errcode_t err = ext2fs_open2(open_path.c_str(), io_options.c_str(), EXT2_FLAG_64BITS, 0, 0,
                                unix_io_manager, &raw);
   ExtFsPtr fs(raw);
   if (err == EXT2_ET_UNSUPP_FEATURE || err == EXT2_ET_RO_UNSUPP_FEATURE) {

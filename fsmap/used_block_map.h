@@ -37,6 +37,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,7 @@ struct ByteExtent {
 std::ostream& operator<<(std::ostream& os, const ByteExtent& extent);
 
 class UsedBlockMapBuilder;
+struct DiskLayout;  // fsmap/disk_map.h
 
 // Movable and copyable value; immutable once built.
 class UsedBlockMap {
@@ -81,12 +83,17 @@ class UsedBlockMap {
   // True if no byte of [offset_bytes, offset_bytes+length_bytes) is used.
   bool NoneUsed(uint64_t offset_bytes, uint64_t length_bytes) const;
 
+  // The map of a whole partitioned disk (ComputeDiskMap) keeps the table and what each
+  // partition's own map found; nullptr for the map of one filesystem or an all-blocks map.
+  const DiskLayout* disk_layout() const { return disk_layout_.get(); }
+
   // Introspection for tests and diagnostics.
   bool uses_bitmap() const { return uses_bitmap_; }
   size_t memory_bytes() const;
 
  private:
   friend class UsedBlockMapBuilder;
+  friend UsedBlockMap AttachDiskLayout(UsedBlockMap map, std::shared_ptr<const DiskLayout> disk);
   UsedBlockMap() = default;
 
   void BitmapUsedIn(uint64_t offset_bytes, uint64_t end_bytes,
@@ -100,7 +107,11 @@ class UsedBlockMap {
   bool uses_bitmap_ = false;
   std::vector<ByteExtent> extents_;  // when !uses_bitmap_: sorted, coalesced, within device
   std::vector<uint64_t> bitmap_;     // when uses_bitmap_: bit b = block b used
+  std::shared_ptr<const DiskLayout> disk_layout_;  // shared: the layout never changes
 };
+
+// Returns `map` with its disk_layout() set to `disk` (for ComputeDiskMap).
+UsedBlockMap AttachDiskLayout(UsedBlockMap map, std::shared_ptr<const DiskLayout> disk);
 
 // Detects the filesystem on the open descriptor `fd` (a block device or an image file of
 // `device_bytes` bytes) with libblkid and builds its used-block map. The descriptor is only
@@ -118,6 +129,13 @@ class UsedBlockMap {
 // read-only, or frozen. `device_name` is used only in messages.
 Result<UsedBlockMap> ComputeUsedBlockMap(int fd, const std::string& device_name,
                                          uint64_t device_bytes, std::string* notice);
+
+// The same for a filesystem that starts at byte `base_bytes` of `fd` and spans `device_bytes`
+// (a partition of a whole disk read through the disk's descriptor). The map is in bytes from
+// `base_bytes`; nothing outside [base_bytes, base_bytes + device_bytes) is read.
+Result<UsedBlockMap> ComputeUsedBlockMapAt(int fd, const std::string& device_name,
+                                           uint64_t base_bytes, uint64_t device_bytes,
+                                           std::string* notice);
 
 }  // namespace hotsnap
 

@@ -159,8 +159,13 @@ class AgFreeMerger {
 
 class XfsReader {
  public:
-  XfsReader(int fd, const std::string& device_name, uint64_t device_bytes, const Superblock& sb)
-      : fd_(fd), device_name_(device_name), device_bytes_(device_bytes), sb_(sb) {}
+  XfsReader(int fd, const std::string& device_name, uint64_t base_bytes, uint64_t device_bytes,
+            const Superblock& sb)
+      : fd_(fd),
+        device_name_(device_name),
+        base_bytes_(base_bytes),
+        device_bytes_(device_bytes),
+        sb_(sb) {}
 
   Status MapAg(uint32_t agno, UsedBlockMapBuilder* builder);
 
@@ -181,6 +186,7 @@ class XfsReader {
 
   int fd_;
   const std::string& device_name_;
+  uint64_t base_bytes_;  // where the filesystem starts in fd_
   uint64_t device_bytes_;
   Superblock sb_;
 };
@@ -194,7 +200,8 @@ Status XfsReader::Read(uint64_t offset, size_t length, uint8_t* buf, uint32_t ag
   }
   size_t done = 0;
   while (done < length) {
-    ssize_t n = pread(fd_, buf + done, length - done, static_cast<off_t>(offset + done));
+    ssize_t n =
+        pread(fd_, buf + done, length - done, static_cast<off_t>(base_bytes_ + offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       return Status::FromErrno(Code::kSource, errno,
@@ -370,8 +377,8 @@ Status XfsReader::MapAg(uint32_t agno, UsedBlockMapBuilder* builder) {
 
 // Why the log may hold changes the AGFs lack ("" if it does not). An external log is on
 // another device hotsnap does not read, so it cannot be judged.
-Result<std::string> LogDirtyReason(int fd, const std::string& device_name, uint64_t device_bytes,
-                                   const Superblock& sb) {
+Result<std::string> LogDirtyReason(int fd, const std::string& device_name, uint64_t base_bytes,
+                                   uint64_t device_bytes, const Superblock& sb) {
   if (sb.log_start == 0) return std::string("external log, not inspected");
   uint64_t agno = sb.log_start >> sb.ag_block_log;
   uint64_t agbno = sb.log_start & ((uint64_t{1} << sb.ag_block_log) - 1);
@@ -379,23 +386,23 @@ Result<std::string> LogDirtyReason(int fd, const std::string& device_name, uint6
     return "log start block " + std::to_string(sb.log_start) + " lies outside the AGs";
   }
   XfsLogLocation log;
-  log.start_byte = (agno * sb.ag_blocks + agbno) * sb.block_bytes;
+  log.start_byte = base_bytes + (agno * sb.ag_blocks + agbno) * sb.block_bytes;
   log.length_bb = uint64_t{sb.log_blocks} * sb.block_bytes / 512;
   log.fs_uuid = sb.uuid;
-  return XfsLogDirtyReason(fd, device_name, device_bytes, log);
+  return XfsLogDirtyReason(fd, device_name, base_bytes + device_bytes, log);
 }
 
 }  // namespace
 
-Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uint64_t device_bytes,
-                                     std::string* notice) {
+Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uint64_t base_bytes,
+                                     uint64_t device_bytes, std::string* notice) {
   std::array<uint8_t, 512> raw{};
   if (device_bytes < raw.size()) {
     return Status(Code::kSource, "xfs on " + device_name + ": device too small for a superblock");
   }
   ssize_t n;
   do {
-    n = pread(fd, raw.data(), raw.size(), 0);
+    n = pread(fd, raw.data(), raw.size(), static_cast<off_t>(base_bytes));
   } while (n < 0 && errno == EINTR);
   if (n < 0)
     return Status::FromErrno(Code::kSource, errno, "reading xfs superblock of " + device_name);
@@ -424,7 +431,7 @@ Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uin
   }
 
   // The AGFs are current only if nothing in the log awaits replay (see the kernel note).
-  auto log_dirty = LogDirtyReason(fd, device_name, device_bytes, sb);
+  auto log_dirty = LogDirtyReason(fd, device_name, base_bytes, device_bytes, sb);
   if (!log_dirty.ok()) return log_dirty.status();
   if (!log_dirty->empty()) {
     *notice =
@@ -433,7 +440,7 @@ Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uin
   }
 
   UsedBlockMapBuilder builder("xfs", device_bytes, sb.block_bytes);
-  XfsReader reader(fd, device_name, device_bytes, sb);
+  XfsReader reader(fd, device_name, base_bytes, device_bytes, sb);
   for (uint32_t agno = 0; agno < sb.ag_count; ++agno) {
     HOTSNAP_RETURN_IF_ERROR(reader.MapAg(agno, &builder));
   }

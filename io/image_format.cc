@@ -202,6 +202,7 @@ std::string EncodeMetadataFrame(const ImageMetadata& meta) {
   j["used_bytes"] = meta.used_bytes;
   j["used_map"] = meta.used_map;
   j["layout"] = meta.layout == Layout::kTracked ? "tracked" : "plain";
+  if (!meta.partition_table.empty()) j["partition_table"] = EncodePartitionTable(meta.partition_table);
   // Invalid UTF-8 in a label or path must not abort the backup: replace it.
   std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   std::string payload(kMetadataTag, sizeof(kMetadataTag));
@@ -256,6 +257,11 @@ Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload) {
       meta.layout = Layout::kTracked;
     } else if (layout != "plain") {
       return Status(Code::kUnsupported, "metadata frame: unknown layout '" + layout + "'");
+    }
+    if (auto pt = j.find("partition_table"); pt != j.end()) {
+      auto table = DecodePartitionTable(*pt, meta.device_bytes);
+      if (!table.ok()) return table.status();
+      meta.partition_table = std::move(table.value());
     }
   } catch (const std::exception& e) {
     return Corrupt(std::string("metadata frame: JSON: ") + e.what());

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "io/image_partitions.h"
 
 namespace hotsnap {
 
@@ -110,6 +111,9 @@ struct ImageMetadata {
   uint64_t used_bytes = 0;  // bytes the filesystem uses (= device_bytes when all are read)
   std::string used_map;     // how used blocks were found: "all blocks", "ext4 bitmap", ...
   Layout layout = Layout::kPlain;
+  // The partition table of a whole-disk image; empty() for the image of one filesystem (and
+  // for every image written before whole disks were mapped: the field is then absent).
+  ImagePartitionTable partition_table;
   // Number of chunks the device divides into.
   uint64_t chunk_count() const { return (device_bytes + chunk_bytes - 1) / chunk_bytes; }
   // Uncompressed size of chunk `index` in bytes (the last one may be short).

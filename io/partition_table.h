@@ -25,6 +25,10 @@ struct Partition {
   std::string name;            // gpt: the partition name; dos: ""
   bool extended = false;       // a dos extended partition: a container of logical partitions
   FilesystemProbe filesystem;  // what is inside; never probed in an extended partition
+  // The kernel's device node of this partition ("/dev/loop3p2"), or "" when it has none (an
+  // image file, a loop device without partition scanning). Set by ProbeSourcePartitions
+  // (snapshot/disk_partitions.h); ProbePartitionTable leaves it "".
+  std::string device_node;
 };
 
 struct PartitionTable {

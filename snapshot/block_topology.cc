@@ -136,6 +136,25 @@ std::vector<BlockDevice> ListPartitions(const BlockDevice& disk) {
   return partitions;
 }
 
+std::vector<KernelPartition> ListKernelPartitions(const BlockDevice& disk) {
+  // sysfs "start" and "size" are in 512-byte sectors whatever the logical sector size.
+  constexpr uint64_t kSysfsSectorBytes = 512;
+  std::vector<KernelPartition> out;
+  for (BlockDevice& device : ListPartitions(disk)) {
+    auto number = ReadAttribute(device.sys_dir + "/partition");
+    auto start = ReadAttribute(device.sys_dir + "/start");
+    auto size = ReadAttribute(device.sys_dir + "/size");
+    if (!number || !start || !size) continue;
+    auto n = ParseUnsigned(*number);
+    auto st = ParseUnsigned(*start);
+    auto sz = ParseUnsigned(*size);
+    if (!n || !st || !sz || *n > 1u << 20) continue;
+    out.push_back(KernelPartition{std::move(device), static_cast<int>(*n),
+                                  *st * kSysfsSectorBytes, *sz * kSysfsSectorBytes});
+  }
+  return out;
+}
+
 std::vector<std::string> ListHolders(const BlockDevice& device) {
   std::vector<std::string> holders;
   std::error_code ec;

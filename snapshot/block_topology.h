@@ -36,6 +36,18 @@ Result<BlockDevice> FindBlockDevice(dev_t dev, Code failure_code);
 // The partitions of a whole disk (empty for a partition or an unpartitioned disk).
 std::vector<BlockDevice> ListPartitions(const BlockDevice& disk);
 
+// A partition as the kernel sees it, from <sys_dir>/partition, start and size.
+struct KernelPartition {
+  BlockDevice device;        // e.g. loop3p2; its node is /dev/<name>
+  int number = 0;            // the "partition" attribute
+  uint64_t start_bytes = 0;  // from the start of the disk (sysfs counts 512-byte sectors)
+  uint64_t size_bytes = 0;
+};
+
+// ListPartitions with each partition's number and byte range; a partition whose attributes
+// cannot be read is left out.
+std::vector<KernelPartition> ListKernelPartitions(const BlockDevice& disk);
+
 // Entries of <sys_dir>/holders, e.g. {"dm-0"}.
 std::vector<std::string> ListHolders(const BlockDevice& device);
 
