@@ -362,5 +362,53 @@ TEST(DiskMapTest, GptDiskImageRestoresTableHeadersAndFilesystems) {
   }
 }
 
+TEST(DiskMapTest, GptImageOnLargerDiskGetsItsBackupTableAtTheEnd) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  const uint64_t small_bytes = 160 * kMiB;
+  const uint64_t large_bytes = 224 * kMiB;
+  LoopDevice disk(dir.path(), small_bytes, "source.img");
+  std::vector<PartSpec> parts = {{2048, 196608, "L", "ext4"}, {198656, 65536, "S", "swap"}};
+  BuildDisk(dir.path(), disk.device(), "gpt", parts);
+  std::string image = dir.File("disk.zst");
+  CommandResult b = Shell(Hotsnap("backup " + Quote(disk.device()) + " -o " + Quote(image)));
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+
+  LoopDevice target(dir.path(), large_bytes, "target.img");
+  CommandResult r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(target.device())));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("moved the GPT backup header and entries of " + target.device()),
+            std::string::npos)
+      << r.err;
+
+  // sgdisk finds nothing wrong: the backup header is in the last sector, its entries before
+  // it, and both headers' CRCs hold.
+  CommandResult v = Shell("sgdisk -v " + Quote(target.device()));
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("No problems found"), std::string::npos) << v.out;
+  std::string backup = ReadRange(target.device(), large_bytes - kSector, kSector);
+  EXPECT_EQ(backup.substr(0, 8), "EFI PART") << "no backup header in the last sector";
+  // The kernel gets both partitions: a fresh partition-scanned loop device over the file
+  // (partx -a adds them with BLKPG where the host kernel has no GPT parser, reading the
+  // table with libblkid, which rejects a GPT whose headers disagree).
+  CommandResult attach = RunOk("losetup -f --show -P " + Quote(target.backing_file()));
+  std::string scanned = attach.out.substr(0, attach.out.find('\n'));
+  ASSERT_FALSE(scanned.empty());
+  if (access((scanned + "p1").c_str(), F_OK) != 0) Shell("partx -a " + Quote(scanned));
+  bool both = testing::WaitUntil(
+      [&] {
+        return access((scanned + "p1").c_str(), F_OK) == 0 &&
+               access((scanned + "p2").c_str(), F_OK) == 0;
+      },
+      5);
+  std::string blkid = Shell("blkid -p -o value -s TYPE " + Quote(scanned + "p1")).out;
+  std::string sizes = Shell("partx -g -o NR,START,SECTORS " + Quote(scanned)).out;
+  RunOk("losetup -d " + Quote(scanned));
+  EXPECT_TRUE(both) << "the kernel found no " << scanned << "p1/p2";
+  EXPECT_EQ(blkid, "ext4\n");
+  EXPECT_NE(sizes.find("1   2048  196608"), std::string::npos) << sizes;
+  EXPECT_NE(sizes.find("2 198656   65536"), std::string::npos) << sizes;
+}
+
 }  // namespace
 }  // namespace hotsnap
