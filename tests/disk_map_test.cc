@@ -295,6 +295,15 @@ TEST(DiskMapTest, GptDiskImageRestoresTableHeadersAndFilesystems) {
   LoopDevice disk(dir.path(), kGptDiskBytes, "source.img");
   std::vector<FsUse> uses = BuildDisk(dir.path(), disk.device(), "gpt", GptParts());
 
+  // The dry run lists each partition with its filesystem, map and used bytes.
+  CommandResult dry = Shell(Hotsnap("backup " + Quote(disk.device()) + " -o " +
+                                    Quote(dir.File("dry.zst")) + " --dry-run"));
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  for (const char* want : {"from gpt partitions: p1 vfat all blocks 33.0 MiB, p2 ext4 bitmap ",
+                           ", p3 xfs bnobt ", ", p4 swap header 4.0 KiB"}) {
+    EXPECT_NE(dry.out.find(want), std::string::npos) << want << " not in\n" << dry.out;
+  }
+
   std::string image = dir.File("disk.zst");
   std::string events = dir.File("events.jsonl");
   CommandResult b = Shell(Hotsnap("backup " + Quote(disk.device()) + " -o " + Quote(image) +
