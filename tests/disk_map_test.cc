@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/used_map.h"
 #include "base/unique_fd.h"
 #include "io/partition_table.h"
 #include "tests/partitioned_disk.h"
@@ -417,6 +418,80 @@ TEST(DiskMapTest, GptImageOnLargerDiskGetsItsBackupTableAtTheEnd) {
   EXPECT_EQ(blkid, "ext4\n");
   EXPECT_NE(sizes.find("1   2048  196608"), std::string::npos) << sizes;
   EXPECT_NE(sizes.find("2 198656   65536"), std::string::npos) << sizes;
+}
+
+// The partitions of a live disk are mounted from the kernel's partition devices, and what a
+// freeze flushes goes through those devices' caches; the disk map reads through the disk.
+// The disk's own cache is made stale first (the whole disk read before the writes), so a
+// map that trusted it would miss the blocks written since.
+TEST(DiskMapTest, FrozenPartitionsMountedFromTheirOwnDevicesMapThroughTheDisk) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  const uint64_t disk_bytes = 512 * kMiB;
+  testing::PartitionedLoopDevice disk(dir.path(), disk_bytes,
+                                      {{1 * kMiB, 160 * kMiB}, {161 * kMiB, 320 * kMiB}});
+  ASSERT_FALSE(disk.device().empty());
+  RunOk("mkfs.ext4 -q -F " + Quote(disk.partition(1)));
+  RunOk("mkfs.xfs -q -f " + Quote(disk.partition(2)));
+  MountPoint ext4(disk.partition(1), dir.File("ext4"));
+  MountPoint xfs(disk.partition(2), dir.File("xfs"));
+  RunOk("cat " + Quote(disk.device()) + " > /dev/null");  // the disk's cache: pre-write state
+  for (const MountPoint* m : {&ext4, &xfs}) {
+    RunOk("head -c 40M /dev/urandom > " + Quote(m->path() + "/new.bin") + " && mkdir -p " +
+          Quote(m->path() + "/d") + " && for i in $(seq 1 50); do echo $i > " +
+          Quote(m->path() + "/d") + "/f$i; done");
+  }
+  testing::ThawOnExit thaw_ext4(ext4.path());
+  testing::ThawOnExit thaw_xfs(xfs.path());
+  RunOk("fsfreeze -f " + Quote(ext4.path()) + " && fsfreeze -f " + Quote(xfs.path()));
+  // The reference: the frozen disk as it is on the medium (O_DIRECT, past every cache).
+  std::string reference = dir.File("frozen.img");
+  RunOk("dd if=" + Quote(disk.device()) + " of=" + Quote(reference) +
+        " bs=4M iflag=direct status=none");
+
+  SourceDevice source;
+  source.path = disk.device();
+  source.size_bytes = disk_bytes;
+  auto map = MapUsedBlocks(source, /*all_blocks=*/false, /*announce=*/false);
+  RunOk("fsfreeze -u " + Quote(ext4.path()) + " && fsfreeze -u " + Quote(xfs.path()));
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  const DiskLayout* layout = map->disk_layout();
+  ASSERT_NE(layout, nullptr);
+  ASSERT_EQ(layout->partitions.size(), 2u);
+  EXPECT_EQ(layout->partitions[0].method, "ext4 bitmap") << layout->partitions[0].notice;
+  EXPECT_EQ(layout->partitions[1].method, "xfs bnobt") << layout->partitions[1].notice;
+
+  // Every block the frozen filesystems use, by their own tools on the reference, is mapped.
+  struct Part {
+    uint64_t start, bytes;
+    const char* fs;
+  } parts[] = {{1 * kMiB, 160 * kMiB, "ext4"}, {161 * kMiB, 320 * kMiB, "xfs"}};
+  for (const Part& p : parts) {
+    std::string copy = dir.File(std::string(p.fs) + ".img");
+    RunOk("dd if=" + Quote(reference) + " of=" + Quote(copy) +
+          " bs=1M iflag=skip_bytes,count_bytes skip=" + std::to_string(p.start) +
+          " count=" + std::to_string(p.bytes) + " status=none");
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    uint64_t used = 0;
+    if (std::string(p.fs) == "xfs") {
+      ranges = UsedRangesOf(copy, "xfs");
+    } else {
+      // See MakePartition: ext4's own map, compared against dumpe2fs by fsmap_ext_test.
+      UniqueFd fd(::open(copy.c_str(), O_RDONLY | O_CLOEXEC));
+      std::string notice;
+      auto own = ComputeUsedBlockMap(fd.get(), copy, p.bytes, &notice);
+      ASSERT_TRUE(own.ok() && !own->all_blocks()) << notice;
+      std::vector<ByteExtent> extents;
+      own->UsedIn(0, p.bytes, &extents);
+      for (const ByteExtent& e : extents) ranges.emplace_back(e.offset_bytes, e.end_bytes());
+    }
+    for (auto [first, end] : ranges) {
+      used += end - first;
+      EXPECT_TRUE(map->AllUsed(p.start + first, end - first))
+          << p.fs << " [" << first << ", " << end << ") used when frozen, missing from the map";
+    }
+    EXPECT_GT(used, 40 * kMiB) << p.fs << ": the new file is not in the frozen filesystem";
+  }
 }
 
 }  // namespace
