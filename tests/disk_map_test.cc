@@ -332,6 +332,29 @@ TEST(DiskMapTest, GptDiskImageRestoresTableHeadersAndFilesystems) {
   EXPECT_EQ(j["partition_table"]["partitions"][2]["start_bytes"], GptParts()[2].start());
   EXPECT_EQ(j["partition_table"]["partitions"][3]["used_bytes"], kSwapHeaderBytes);
 
+  // mount: a disk image needs --partition N; each of ext4 and xfs then mounts alone and
+  // holds the source partition's files; umount leaves nothing behind.
+  RunOk("mkdir -p " + Quote(dir.File("m")));
+  CommandResult whole = Shell(Hotsnap("mount " + Quote(image) + " " + Quote(dir.File("m"))));
+  EXPECT_NE(whole.exit_code, 0);
+  EXPECT_NE(whole.err.find("is the image of a whole gpt disk; mount one partition with "
+                           "--partition N (p1 vfat, p2 ext4, p3 xfs)"),
+            std::string::npos)
+      << whole.err;
+  for (int i : {1, 2}) {
+    std::string src = ExtractPartition(dir.path(), disk.device(), GptParts()[i], "src.img");
+    MountPoint a(src, dir.File("a"), i == 2 ? "ro,loop,nouuid" : "ro,loop");
+    CommandResult m = Shell(Hotsnap("mount " + Quote(image) + " " + Quote(dir.File("m")) +
+                                    " --partition " + std::to_string(i + 1)));
+    ASSERT_EQ(m.exit_code, 0) << m.err;
+    std::string got = TreeHashes(dir.File("m"));
+    CommandResult u = Shell(Hotsnap("umount " + Quote(dir.File("m"))));
+    EXPECT_EQ(u.exit_code, 0) << u.err;
+    EXPECT_EQ(got, TreeHashes(a.path())) << "partition " << i + 1;
+    EXPECT_NE(got.find("./random.bin"), std::string::npos) << got;
+  }
+  EXPECT_EQ(Shell("losetup -j " + Quote(image)).out, "");
+
   LoopDevice target(dir.path(), kGptDiskBytes, "target.img");
   CommandResult r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(target.device())));
   ASSERT_EQ(r.exit_code, 0) << r.err;
