@@ -16,6 +16,7 @@
 #include "base/crash_point.h"
 #include "base/log.h"
 #include "io/block_writer.h"
+#include "io/gpt_backup.h"
 #include "io/image_scanner.h"
 #include "io/partition_table.h"
 #include "io/sink.h"
@@ -247,6 +248,15 @@ Result<RestoreReport> RunRestore(const RestoreOptions& options) {
   EmitPhase("publish");
   // The last writes can fail here, after every chunk was queued.
   if (Status s = visitor.Finish(); !s.ok()) return failed(s);
+  // A whole-disk GPT image on a larger disk: its backup table goes to the disk's new end.
+  if (report.meta.partition_table.type == "gpt" && !visitor.target_is_file()) {
+    auto moved = MoveGptBackupToEnd(options.target);
+    if (!moved.ok()) return failed(moved.status());
+    if (*moved) {
+      Notice("moved the GPT backup header and entries of " + options.target +
+             " to the end of the larger target (as sgdisk -e does)");
+    }
+  }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;
 }

@@ -59,8 +59,10 @@ Status RunMountCommand(const std::vector<std::string>& args) {
       ("foreground,f", "serve in this process until Ctrl-C/SIGTERM (which unmounts), instead of in "
        "a background server")
       ("cache-chunks", po::value<size_t>(&o.cache_chunks)->default_value(16),
-       "decoded chunks kept in memory (each is one chunk, 4 MiB)");
-  auto p = Parse(args, "hotsnap mount IMAGE MOUNTPOINT [--foreground]",
+       "decoded chunks kept in memory (each is one chunk, 4 MiB)")
+      ("partition", po::value<int>(&o.partition)->default_value(0),
+       "with the image of a whole disk: mount partition N (as 'hotsnap info' numbers them) alone");
+  auto p = Parse(args, "hotsnap mount IMAGE MOUNTPOINT [--foreground] [--partition N]",
                  std::string("Mount the filesystem stored in IMAGE read-only at MOUNTPOINT, without restoring\n"
                              "it: the image is served as a file through FUSE (decoding only the chunks read),\n"
                              "attached to a read-only loop device, and mounted with the options that keep\n"

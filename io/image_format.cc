@@ -202,7 +202,8 @@ std::string EncodeMetadataFrame(const ImageMetadata& meta) {
   j["used_bytes"] = meta.used_bytes;
   j["used_map"] = meta.used_map;
   j["layout"] = meta.layout == Layout::kTracked ? "tracked" : "plain";
-  if (!meta.partition_table.empty()) j["partition_table"] = EncodePartitionTable(meta.partition_table);
+  if (!meta.partition_table.empty())
+    j["partition_table"] = EncodePartitionTable(meta.partition_table);
   // Invalid UTF-8 in a label or path must not abort the backup: replace it.
   std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   std::string payload(kMetadataTag, sizeof(kMetadataTag));

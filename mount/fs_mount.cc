@@ -14,6 +14,8 @@ Result<ReadOnlyMount> ReadOnlyMountFor(const std::string& fs_type) {
   if (fs_type == "ext2" || fs_type == "ext3" || fs_type == "ext4") return ReadOnlyMount{"ext4", "noload"};
   // nouuid: the source filesystem may be mounted on this host right now, with the same UUID.
   if (fs_type == "xfs") return ReadOnlyMount{"xfs", "norecovery,nouuid"};
+  // FAT has no journal: a read-only mount writes nothing.
+  if (fs_type == "vfat") return ReadOnlyMount{"vfat", ""};
   if (fs_type.empty()) {
     return Status(Code::kUnsupported, "the image's metadata names no filesystem (libblkid found none "
                                       "at backup time); nothing to mount");

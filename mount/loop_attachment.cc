@@ -34,12 +34,14 @@ std::string BaseName(const std::string& device) {
 // Configures the loop device `loop_fd` onto `file_fd` in one step (LOOP_CONFIGURE).
 // EINVAL or ENOTTY: the kernel lacks LOOP_CONFIGURE, or refuses one of `flags`.
 int ConfigureAtOnce(int loop_fd, int file_fd, const std::string& file, uint32_t block_bytes,
-                    uint32_t flags) {
+                    uint32_t flags, const LoopTuning& tuning) {
   struct loop_config config;
   std::memset(&config, 0, sizeof(config));
   config.fd = static_cast<uint32_t>(file_fd);
   config.block_size = block_bytes;
   config.info.lo_flags = flags;
+  config.info.lo_offset = tuning.offset_bytes;
+  config.info.lo_sizelimit = tuning.size_limit_bytes;
   std::strncpy(reinterpret_cast<char*>(config.info.lo_file_name), file.c_str(), LO_NAME_SIZE - 1);
   return ::ioctl(loop_fd, LOOP_CONFIGURE, &config) == 0 ? 0 : errno;
 }
@@ -47,13 +49,15 @@ int ConfigureAtOnce(int loop_fd, int file_fd, const std::string& file, uint32_t 
 // Configures the loop device `loop_fd` onto `file_fd`, read-only and autoclear, with direct
 // I/O if `direct_io` and the kernel can do it on that file (it is an optimisation: without
 // it the device still works, through the backing file's page cache).
-Status Configure(int loop_fd, int file_fd, const std::string& file, uint32_t block_bytes, bool direct_io) {
+Status Configure(int loop_fd, int file_fd, const std::string& file, uint32_t block_bytes,
+                 const LoopTuning& tuning) {
+  const bool direct_io = tuning.direct_io;
   const uint32_t flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
   int err = ConfigureAtOnce(loop_fd, file_fd, file, block_bytes,
-                            flags | (direct_io ? LO_FLAGS_DIRECT_IO : 0));
+                            flags | (direct_io ? LO_FLAGS_DIRECT_IO : 0), tuning);
   // Some kernels refuse direct I/O they cannot do instead of ignoring the flag.
   if (direct_io && (err == EINVAL || err == ENOTTY)) {
-    err = ConfigureAtOnce(loop_fd, file_fd, file, block_bytes, flags);
+    err = ConfigureAtOnce(loop_fd, file_fd, file, block_bytes, flags, tuning);
   }
   if (err == 0) return Status::Ok();
   if (err != EINVAL && err != ENOTTY) return Status::FromErrno(Code::kTarget, err, "LOOP_CONFIGURE");
@@ -62,6 +66,8 @@ Status Configure(int loop_fd, int file_fd, const std::string& file, uint32_t blo
   struct loop_info64 info;
   std::memset(&info, 0, sizeof(info));
   info.lo_flags = LO_FLAGS_AUTOCLEAR;
+  info.lo_offset = tuning.offset_bytes;
+  info.lo_sizelimit = tuning.size_limit_bytes;
   std::strncpy(reinterpret_cast<char*>(info.lo_file_name), file.c_str(), LO_NAME_SIZE - 1);
   if (::ioctl(loop_fd, LOOP_SET_STATUS64, &info) != 0) {
     err = errno;
@@ -106,7 +112,7 @@ Result<LoopAttachment> LoopAttachment::Attach(const std::string& file, uint32_t 
     std::string device = "/dev/loop" + std::to_string(n);
     UniqueFd loop_fd(::open(device.c_str(), O_RDWR | O_CLOEXEC));
     if (!loop_fd.valid()) return Status::FromErrno(Code::kTarget, errno, "opening " + device);
-    Status s = Configure(loop_fd.get(), file_fd.get(), file, block_bytes, tuning.direct_io);
+    Status s = Configure(loop_fd.get(), file_fd.get(), file, block_bytes, tuning);
     if (!s.ok()) {
       if (s.err() == EBUSY) continue;
       return s.Wrap("attaching " + file + " to " + device);

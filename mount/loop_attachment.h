@@ -32,6 +32,10 @@ struct LoopTuning {
   // filesystem on it uses for its files. 16 MiB keeps four 4 MiB chunks in flight during a
   // sequential read, so their decoding overlaps; random reads do not trigger it.
   uint64_t readahead_bytes = 16ull << 20;
+  // The window of the file the device shows, in bytes (lo_offset, lo_sizelimit): one
+  // partition of a whole-disk image. 0 and 0: the whole file.
+  uint64_t offset_bytes = 0;
+  uint64_t size_limit_bytes = 0;
 };
 
 class LoopAttachment {

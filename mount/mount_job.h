@@ -30,6 +30,10 @@ struct MountOptions {
   std::string mount_point;  // an existing directory that is not a mount point
   bool foreground = false;  // serve in this process until a signal, instead of forking
   size_t cache_chunks = 16;
+  // An image of a whole disk: the number of the partition to mount alone at mount_point,
+  // through a loop device showing only its byte range. 0 for the image of one filesystem
+  // (a disk image then refuses, listing its mountable partitions).
+  int partition = 0;
   // Called once the filesystem is mounted, in the process the user started.
   std::function<void(const MountRecord&)> on_ready;
 };

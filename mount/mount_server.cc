@@ -104,6 +104,34 @@ int WaitForStop() {
   return signo;
 }
 
+// The filesystem to mount: the image's own, or with a whole-disk image the partition
+// `o.partition`, whose byte range *tuning then limits the loop device to.
+Result<std::string> FilesystemToMount(const MountOptions& o, const ImageMetadata& meta,
+                                      LoopTuning* tuning) {
+  const ImagePartitionTable& table = meta.partition_table;
+  if (table.empty()) {
+    if (o.partition == 0) return meta.fs_type;
+    return Status(Code::kUsage, o.image + " is not the image of a partitioned disk; mount it "
+                                          "without --partition");
+  }
+  std::string mountable;
+  for (const ImagePartition& p : table.partitions) {
+    if (p.number == o.partition && !p.extended) {
+      tuning->offset_bytes = p.start_bytes;
+      tuning->size_limit_bytes = p.size_bytes;
+      return p.fs_type;
+    }
+    if (ReadOnlyMountFor(p.fs_type).ok()) {
+      mountable += (mountable.empty() ? "" : ", ") + ("p" + std::to_string(p.number)) + " " +
+                   p.fs_type;
+    }
+  }
+  std::string what = o.partition == 0 ? " is the image of a whole " + table.type + " disk"
+                                      : " has no partition " + std::to_string(o.partition);
+  return Status(Code::kUsage, o.image + what + "; mount one partition with --partition N (" +
+                                  (mountable.empty() ? "none is mountable" : mountable) + ")");
+}
+
 // The server: builds the mount step by step, calls `ready` once the filesystem is
 // mounted, serves until told to stop, and undoes everything. On failure everything built
 // so far is undone before it returns. Runs in the forked process or, with --foreground,
@@ -126,11 +154,14 @@ Status ServeUntilStopped(const MountOptions& o, MountRecord* record, const std::
   auto reader = ImageRandomReader::Open(o.image, reader_options);
   if (!reader.ok()) return reader.status();
   const ImageMetadata meta = (*reader)->meta();
-  auto how = ReadOnlyMountFor(meta.fs_type);
+  LoopTuning tuning;
+  auto fs_type = FilesystemToMount(o, meta, &tuning);
+  if (!fs_type.ok()) return fs_type.status();
+  auto how = ReadOnlyMountFor(*fs_type);
   if (!how.ok()) return how.status();
   char image_path[PATH_MAX];
   if (::realpath(o.image.c_str(), image_path) != nullptr) record->image = image_path;
-  record->fs_type = meta.fs_type;
+  record->fs_type = *fs_type;
   record->pid = ::getpid();
   record->pid_start_ticks = ProcessStartTicks(record->pid);
 
@@ -147,7 +178,7 @@ Status ServeUntilStopped(const MountOptions& o, MountRecord* record, const std::
   if (!server.ok()) return server.status();
 
   // 4. A read-only loop device over that file.
-  auto loop = LoopAttachment::Attach(record->device_file, meta.logical_sector_bytes);
+  auto loop = LoopAttachment::Attach(record->device_file, meta.logical_sector_bytes, tuning);
   if (!loop.ok()) return loop.status();
   if (!loop->direct_io()) {
     Notice(loop->device() + " reads through the page cache (this kernel cannot do direct I/O on a FUSE "

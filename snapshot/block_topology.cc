@@ -149,8 +149,8 @@ std::vector<KernelPartition> ListKernelPartitions(const BlockDevice& disk) {
     auto st = ParseUnsigned(*start);
     auto sz = ParseUnsigned(*size);
     if (!n || !st || !sz || *n > 1u << 20) continue;
-    out.push_back(KernelPartition{std::move(device), static_cast<int>(*n),
-                                  *st * kSysfsSectorBytes, *sz * kSysfsSectorBytes});
+    out.push_back(KernelPartition{std::move(device), static_cast<int>(*n), *st * kSysfsSectorBytes,
+                                  *sz * kSysfsSectorBytes});
   }
   return out;
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/used_map.h"
 #include "base/unique_fd.h"
 #include "io/partition_table.h"
 #include "tests/partitioned_disk.h"
@@ -295,6 +296,15 @@ TEST(DiskMapTest, GptDiskImageRestoresTableHeadersAndFilesystems) {
   LoopDevice disk(dir.path(), kGptDiskBytes, "source.img");
   std::vector<FsUse> uses = BuildDisk(dir.path(), disk.device(), "gpt", GptParts());
 
+  // The dry run lists each partition with its filesystem, map and used bytes.
+  CommandResult dry = Shell(Hotsnap("backup " + Quote(disk.device()) + " -o " +
+                                    Quote(dir.File("dry.zst")) + " --dry-run"));
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  for (const char* want : {"from gpt partitions: p1 vfat all blocks 33.0 MiB, p2 ext4 bitmap ",
+                           ", p3 xfs bnobt ", ", p4 swap header 4.0 KiB"}) {
+    EXPECT_NE(dry.out.find(want), std::string::npos) << want << " not in\n" << dry.out;
+  }
+
   std::string image = dir.File("disk.zst");
   std::string events = dir.File("events.jsonl");
   CommandResult b = Shell(Hotsnap("backup " + Quote(disk.device()) + " -o " + Quote(image) +
@@ -321,6 +331,29 @@ TEST(DiskMapTest, GptDiskImageRestoresTableHeadersAndFilesystems) {
   EXPECT_EQ(j["partition_table"]["partitions"][2]["fs_type"], "xfs");
   EXPECT_EQ(j["partition_table"]["partitions"][2]["start_bytes"], GptParts()[2].start());
   EXPECT_EQ(j["partition_table"]["partitions"][3]["used_bytes"], kSwapHeaderBytes);
+
+  // mount: a disk image needs --partition N; each of ext4 and xfs then mounts alone and
+  // holds the source partition's files; umount leaves nothing behind.
+  RunOk("mkdir -p " + Quote(dir.File("m")));
+  CommandResult whole = Shell(Hotsnap("mount " + Quote(image) + " " + Quote(dir.File("m"))));
+  EXPECT_NE(whole.exit_code, 0);
+  EXPECT_NE(whole.err.find("is the image of a whole gpt disk; mount one partition with "
+                           "--partition N (p1 vfat, p2 ext4, p3 xfs)"),
+            std::string::npos)
+      << whole.err;
+  for (int i : {1, 2}) {
+    std::string src = ExtractPartition(dir.path(), disk.device(), GptParts()[i], "src.img");
+    MountPoint a(src, dir.File("a"), i == 2 ? "ro,loop,nouuid" : "ro,loop");
+    CommandResult m = Shell(Hotsnap("mount " + Quote(image) + " " + Quote(dir.File("m")) +
+                                    " --partition " + std::to_string(i + 1)));
+    ASSERT_EQ(m.exit_code, 0) << m.err;
+    std::string got = TreeHashes(dir.File("m"));
+    CommandResult u = Shell(Hotsnap("umount " + Quote(dir.File("m"))));
+    EXPECT_EQ(u.exit_code, 0) << u.err;
+    EXPECT_EQ(got, TreeHashes(a.path())) << "partition " << i + 1;
+    EXPECT_NE(got.find("./random.bin"), std::string::npos) << got;
+  }
+  EXPECT_EQ(Shell("losetup -j " + Quote(image)).out, "");
 
   LoopDevice target(dir.path(), kGptDiskBytes, "target.img");
   CommandResult r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(target.device())));
@@ -359,6 +392,128 @@ TEST(DiskMapTest, GptDiskImageRestoresTableHeadersAndFilesystems) {
     std::string want = TreeHashes(a.path());
     EXPECT_NE(want.find("./random.bin"), std::string::npos) << want;
     EXPECT_EQ(TreeHashes(c.path()), want) << "partition " << i + 1;
+  }
+}
+
+TEST(DiskMapTest, GptImageOnLargerDiskGetsItsBackupTableAtTheEnd) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  const uint64_t small_bytes = 160 * kMiB;
+  const uint64_t large_bytes = 224 * kMiB;
+  LoopDevice disk(dir.path(), small_bytes, "source.img");
+  std::vector<PartSpec> parts = {{2048, 196608, "L", "ext4"}, {198656, 65536, "S", "swap"}};
+  BuildDisk(dir.path(), disk.device(), "gpt", parts);
+  std::string image = dir.File("disk.zst");
+  CommandResult b = Shell(Hotsnap("backup " + Quote(disk.device()) + " -o " + Quote(image)));
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+
+  LoopDevice target(dir.path(), large_bytes, "target.img");
+  CommandResult r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(target.device())));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("moved the GPT backup header and entries of " + target.device()),
+            std::string::npos)
+      << r.err;
+
+  // sgdisk finds nothing wrong: the backup header is in the last sector, its entries before
+  // it, and both headers' CRCs hold.
+  CommandResult v = Shell("sgdisk -v " + Quote(target.device()));
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("No problems found"), std::string::npos) << v.out;
+  std::string backup = ReadRange(target.device(), large_bytes - kSector, kSector);
+  EXPECT_EQ(backup.substr(0, 8), "EFI PART") << "no backup header in the last sector";
+  // The kernel gets both partitions: a fresh partition-scanned loop device over the file
+  // (partx -a adds them with BLKPG where the host kernel has no GPT parser, reading the
+  // table with libblkid, which rejects a GPT whose headers disagree).
+  CommandResult attach = RunOk("losetup -f --show -P " + Quote(target.backing_file()));
+  std::string scanned = attach.out.substr(0, attach.out.find('\n'));
+  ASSERT_FALSE(scanned.empty());
+  if (access((scanned + "p1").c_str(), F_OK) != 0) Shell("partx -a " + Quote(scanned));
+  bool both = testing::WaitUntil(
+      [&] {
+        return access((scanned + "p1").c_str(), F_OK) == 0 &&
+               access((scanned + "p2").c_str(), F_OK) == 0;
+      },
+      5);
+  std::string blkid = Shell("blkid -p -o value -s TYPE " + Quote(scanned + "p1")).out;
+  std::string sizes = Shell("partx -g -o NR,START,SECTORS " + Quote(scanned)).out;
+  RunOk("losetup -d " + Quote(scanned));
+  EXPECT_TRUE(both) << "the kernel found no " << scanned << "p1/p2";
+  EXPECT_EQ(blkid, "ext4\n");
+  EXPECT_NE(sizes.find("1   2048  196608"), std::string::npos) << sizes;
+  EXPECT_NE(sizes.find("2 198656   65536"), std::string::npos) << sizes;
+}
+
+// The partitions of a live disk are mounted from the kernel's partition devices, and what a
+// freeze flushes goes through those devices' caches; the disk map reads through the disk.
+// The disk's own cache is made stale first (the whole disk read before the writes), so a
+// map that trusted it would miss the blocks written since.
+TEST(DiskMapTest, FrozenPartitionsMountedFromTheirOwnDevicesMapThroughTheDisk) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  const uint64_t disk_bytes = 512 * kMiB;
+  testing::PartitionedLoopDevice disk(dir.path(), disk_bytes,
+                                      {{1 * kMiB, 160 * kMiB}, {161 * kMiB, 320 * kMiB}});
+  ASSERT_FALSE(disk.device().empty());
+  RunOk("mkfs.ext4 -q -F " + Quote(disk.partition(1)));
+  RunOk("mkfs.xfs -q -f " + Quote(disk.partition(2)));
+  MountPoint ext4(disk.partition(1), dir.File("ext4"));
+  MountPoint xfs(disk.partition(2), dir.File("xfs"));
+  RunOk("cat " + Quote(disk.device()) + " > /dev/null");  // the disk's cache: pre-write state
+  for (const MountPoint* m : {&ext4, &xfs}) {
+    RunOk("head -c 40M /dev/urandom > " + Quote(m->path() + "/new.bin") + " && mkdir -p " +
+          Quote(m->path() + "/d") + " && for i in $(seq 1 50); do echo $i > " +
+          Quote(m->path() + "/d") + "/f$i; done");
+  }
+  testing::ThawOnExit thaw_ext4(ext4.path());
+  testing::ThawOnExit thaw_xfs(xfs.path());
+  RunOk("fsfreeze -f " + Quote(ext4.path()) + " && fsfreeze -f " + Quote(xfs.path()));
+  // The reference: the frozen disk as it is on the medium (O_DIRECT, past every cache).
+  std::string reference = dir.File("frozen.img");
+  RunOk("dd if=" + Quote(disk.device()) + " of=" + Quote(reference) +
+        " bs=4M iflag=direct status=none");
+
+  SourceDevice source;
+  source.path = disk.device();
+  source.size_bytes = disk_bytes;
+  auto map = MapUsedBlocks(source, /*all_blocks=*/false, /*announce=*/false);
+  RunOk("fsfreeze -u " + Quote(ext4.path()) + " && fsfreeze -u " + Quote(xfs.path()));
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  const DiskLayout* layout = map->disk_layout();
+  ASSERT_NE(layout, nullptr);
+  ASSERT_EQ(layout->partitions.size(), 2u);
+  EXPECT_EQ(layout->partitions[0].method, "ext4 bitmap") << layout->partitions[0].notice;
+  EXPECT_EQ(layout->partitions[1].method, "xfs bnobt") << layout->partitions[1].notice;
+
+  // Every block the frozen filesystems use, by their own tools on the reference, is mapped.
+  struct Part {
+    uint64_t start, bytes;
+    const char* fs;
+  } parts[] = {{1 * kMiB, 160 * kMiB, "ext4"}, {161 * kMiB, 320 * kMiB, "xfs"}};
+  for (const Part& p : parts) {
+    std::string copy = dir.File(std::string(p.fs) + ".img");
+    RunOk("dd if=" + Quote(reference) + " of=" + Quote(copy) +
+          " bs=1M iflag=skip_bytes,count_bytes skip=" + std::to_string(p.start) +
+          " count=" + std::to_string(p.bytes) + " status=none");
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    uint64_t used = 0;
+    if (std::string(p.fs) == "xfs") {
+      ranges = UsedRangesOf(copy, "xfs");
+    } else {
+      // See MakePartition: ext4's own map, compared against dumpe2fs by fsmap_ext_test.
+      UniqueFd fd(::open(copy.c_str(), O_RDONLY | O_CLOEXEC));
+      std::string notice;
+      auto own = ComputeUsedBlockMap(fd.get(), copy, p.bytes, &notice);
+      ASSERT_TRUE(own.ok() && !own->all_blocks()) << notice;
+      std::vector<ByteExtent> extents;
+      own->UsedIn(0, p.bytes, &extents);
+      for (const ByteExtent& e : extents) ranges.emplace_back(e.offset_bytes, e.end_bytes());
+    }
+    for (auto [first, end] : ranges) {
+      used += end - first;
+      EXPECT_TRUE(map->AllUsed(p.start + first, end - first))
+          << p.fs << " [" << first << ", " << end << ") used when frozen, missing from the map";
+    }
+    EXPECT_GT(used, 40 * kMiB) << p.fs << ": the new file is not in the frozen filesystem";
   }
 }
 
