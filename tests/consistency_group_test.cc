@@ -110,6 +110,20 @@ uint64_t Lines(const std::string& path) {
   return n;
 }
 
+// The "result" event among line-delimited JSON events.
+nlohmann::json LastResultEvent(const std::string& events) {
+  nlohmann::json found;
+  size_t at = 0;
+  while (at < events.size()) {
+    size_t end = events.find('\n', at);
+    if (end == std::string::npos) end = events.size();
+    auto j = nlohmann::json::parse(events.substr(at, end - at), nullptr, false);
+    if (j.is_object() && j.value("event", "") == "result") found = j;
+    at = end + 1;
+  }
+  return found;
+}
+
 class ConsistencyGroupTest : public ::testing::TestWithParam<std::string> {};
 
 // The hook starts a write to each member in a session of its own (so the hook's end kills
@@ -172,6 +186,7 @@ TEST_P(ConsistencyGroupTest, RestoredLogsOfBothFilesystemsAreFromOneMoment) {
   GroupDisk disk(dir.path());
   ThawOnExit thaw_ext4(disk.ext4()), thaw_xfs(disk.xfs());
   const std::string image = dir.File("disk.zst");
+  nlohmann::json result;
   {
     CrossWriter transfers(disk.ext4(), disk.xfs());
     LiveWriter busy(disk.xfs());  // XFS busy on its own as well
@@ -179,15 +194,28 @@ TEST_P(ConsistencyGroupTest, RestoredLogsOfBothFilesystemsAreFromOneMoment) {
         testing::WaitUntil([&] { return Lines(disk.ext4() + "/transfers.log") >= 50; }, 60));
     CommandResult r =
         Sh("timeout 600 " + Hotsnap("backup " + Quote(disk.device()) + " -o " + Quote(image) +
-                                    " --snapshot " + GetParam() + " --max-freeze 60 -q"));
+                                    " --snapshot " + GetParam() + " --max-freeze 60 --json"));
     ASSERT_EQ(r.exit_code, 0) << r.err;
+    result = LastResultEvent(r.err);
   }
+  ASSERT_TRUE(result.is_object()) << "no result event";
+  EXPECT_EQ(result["frozen"], nlohmann::json::array({disk.ext4(), disk.xfs()}));
   // Onto a disk of the same layout (its partition nodes cover the same byte ranges).
   const std::string target_dir = dir.File("target");
   RunOk("mkdir -p " + Quote(target_dir));
   PartitionedLoopDevice target(target_dir, kDiskBytes, kLayout);
   RunOk(Hotsnap("restore " + Quote(image) + " " + Quote(target.device()) + " --force -q"));
   RunOk("blockdev --flushbufs " + Quote(target.partition(1)) + " " + Quote(target.partition(2)));
+  // What the filesystems used at the copy's moment (the restored ones, by their own tools):
+  // the backup must read about that, not the whole disk. The unmounted NTFS partition is read
+  // whole, and the table's first MiB is kept. Tracked mode reads chunks again in rounds.
+  uint64_t used = kLayout[2].second + kMiB;
+  for (auto [first, end] : testing::UsedRangesOf(target.partition(1), "ext4")) used += end - first;
+  for (auto [first, end] : testing::UsedRangesOf(target.partition(2), "xfs")) used += end - first;
+  if (GetParam() == "freeze") {
+    EXPECT_LE(result["bytes_read"].get<uint64_t>(), used + used / 10)
+        << "read " << result["bytes_read"] << " bytes of a " << kDiskBytes << "-byte disk";
+  }
   CommandResult fsck = Sh("e2fsck -fn " + Quote(target.partition(1)));
   EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
   // XFS: replay its log (nouuid: the source is still mounted), then check.
