@@ -62,15 +62,8 @@ trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
 
 # --- The binary ---------------------------------------------------------------------------
-if [[ -n ${HOTSNAP_BIN:-} ]]; then
-  hotsnap=$HOTSNAP_BIN
-else
-  "$HOTSNAP_ROOT/scripts/setup.sh"
-  build_dir="${HOTSNAP_BUILD_DIR:-build}"
-  [[ $build_dir == /* ]] || build_dir="$HOTSNAP_ROOT/$build_dir"
-  hotsnap="$build_dir/hotsnap"
-fi
-[[ -x $hotsnap ]] || die "hotsnap binary not found: $hotsnap"
+hotsnap=""  # set by resolve_hotsnap_binary (scripts/lib.sh)
+resolve_hotsnap_binary
 "$hotsnap" mount --help >/dev/null 2>&1 || die "$hotsnap has no mount command"
 
 mkdir -p "$bench_dir"

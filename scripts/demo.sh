@@ -59,16 +59,8 @@ step() { log "== $*"; }
 
 # --- Setup: packages and build -------------------------------------------------------------
 step "setup (packages, build)"
-if [[ -n ${HOTSNAP_BIN:-} ]]; then
-  HOTSNAP_SKIP_BUILD=1 "$HOTSNAP_ROOT/scripts/setup.sh"
-  hotsnap=$HOTSNAP_BIN
-else
-  "$HOTSNAP_ROOT/scripts/setup.sh"
-  build_dir="${HOTSNAP_BUILD_DIR:-build}"
-  [[ $build_dir == /* ]] || build_dir="$HOTSNAP_ROOT/$build_dir"
-  hotsnap="$build_dir/hotsnap"
-fi
-[[ -x $hotsnap ]] || die "hotsnap binary not found: $hotsnap"
+hotsnap=""  # set by resolve_hotsnap_binary (scripts/lib.sh)
+resolve_hotsnap_binary
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/hotsnap-demo.XXXXXX")
 image="$work/demo.img.zst"

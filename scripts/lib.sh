@@ -25,6 +25,22 @@ trap_err_verbose() {
 }
 
 # Wall-clock seconds since the epoch with nanoseconds, for timing steps.
+# Sets `hotsnap` to the binary a script runs: $HOTSNAP_BIN if set (packages are still
+# installed, nothing is built), else build/hotsnap (or $HOTSNAP_BUILD_DIR/hotsnap) as
+# scripts/setup.sh installs and builds it. Dies if the binary is missing.
+resolve_hotsnap_binary() {
+  if [[ -n ${HOTSNAP_BIN:-} ]]; then
+    HOTSNAP_SKIP_BUILD=1 "$HOTSNAP_ROOT/scripts/setup.sh"
+    hotsnap=$HOTSNAP_BIN
+  else
+    "$HOTSNAP_ROOT/scripts/setup.sh"
+    local build_dir="${HOTSNAP_BUILD_DIR:-build}"
+    [[ $build_dir == /* ]] || build_dir="$HOTSNAP_ROOT/$build_dir"
+    hotsnap="$build_dir/hotsnap"
+  fi
+  [[ -x $hotsnap ]] || die "hotsnap binary not found: $hotsnap"
+}
+
 now() { date +%s.%N; }
 # elapsed START [END]: seconds between two now() values, 2 decimals.
 elapsed() { awk -v a="$1" -v b="${2:-$(now)}" 'BEGIN { printf "%.2f", b - a }'; }
