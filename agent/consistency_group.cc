@@ -2,8 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <set>
 
 #include "agent/copy_mode.h"
 #include "snapshot/freeze.h"
@@ -78,15 +80,11 @@ Result<ConsistencyGroup> PlanConsistencyGroup(const BackupSubject& subject,
   }
   ConsistencyGroup group;
   std::vector<MountUse> members;
+  std::set<std::string> devices;  // each read-write filesystem once
   for (const MountUse& m : subject.use.mounts) {
-    if (!m.read_write) continue;
     // A filesystem mounted at several places (bind mounts) is one member: a second FIFREEZE
     // of its superblock would fail with EBUSY.
-    bool seen = false;
-    for (const MountUse& other : members) seen = seen || other.device == m.device;
-    for (const std::string& c : group.crash_consistent)
-      seen = seen || c.rfind(m.device + " at ", 0) == 0;
-    if (seen) continue;
+    if (!m.read_write || !devices.insert(m.device).second) continue;
     if (allowed(m.device, m.mount_point)) {
       group.crash_consistent.push_back(m.device + " at " + m.mount_point);
       continue;
@@ -118,18 +116,11 @@ Result<ConsistencyGroup> PlanConsistencyGroup(const BackupSubject& subject,
                         Advice(node));
     }
   }
-  // Freeze order: deeper mount points first (OrderForFreeze), members matched back by path.
-  std::vector<std::string> points;
-  for (const MountUse& m : members) points.push_back(m.mount_point);
-  for (const std::string& p : OrderForFreeze(points)) {
-    for (MountUse& m : members) {
-      if (m.mount_point == p && !m.mount_point.empty()) {
-        group.members.push_back(m);
-        m.mount_point.clear();  // taken
-        break;
-      }
-    }
-  }
+  // Freeze order: deeper mount points first, the found order among equals.
+  std::stable_sort(members.begin(), members.end(), [](const MountUse& a, const MountUse& b) {
+    return MountPointDepth(a.mount_point) > MountPointDepth(b.mount_point);
+  });
+  group.members = std::move(members);
   return group;
 }
 

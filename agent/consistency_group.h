@@ -23,7 +23,7 @@ namespace hotsnap {
 struct BackupSubject;
 
 struct ConsistencyGroup {
-  std::vector<MountUse> members;  // frozen together, in freeze order (OrderForFreeze)
+  std::vector<MountUse> members;  // frozen together, in freeze order (MountPointDepth)
   // Left out on request, "DEVICE at MOUNTPOINT" (or the holder's name), for the report.
   std::vector<std::string> crash_consistent;
 

@@ -5,8 +5,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "base/log.h"
@@ -58,14 +58,16 @@ Result<FrozenFilesystem> FrozenFilesystem::Freeze(const std::vector<std::string>
     const std::string& mount_point = mount_points[i];
     Status failed;
     if (err == EBUSY) {
-      failed = Status(Code::kSource, "the filesystem at " + mount_point +
-                                         " is already frozen by someone else (FIFREEZE: EBUSY); "
-                                         "leaving that freeze alone",
+      failed = Status(Code::kSource,
+                      "the filesystem at " + mount_point +
+                          " is already frozen by someone else (FIFREEZE: EBUSY); "
+                          "leaving that freeze alone",
                       err);
     } else if (err == EOPNOTSUPP || err == ENOTTY || err == EINVAL) {
-      failed = Status(Code::kUnsupported, "the filesystem at " + mount_point +
-                                              " cannot be frozen (FIFREEZE: " + std::strerror(err) +
-                                              "); tmpfs, vfat and some others have no freeze support",
+      failed = Status(Code::kUnsupported,
+                      "the filesystem at " + mount_point +
+                          " cannot be frozen (FIFREEZE: " + std::strerror(err) +
+                          "); tmpfs, vfat and some others have no freeze support",
                       err);
     } else {
       failed = Status::FromErrno(Code::kSource, err, "freezing " + mount_point);
@@ -152,8 +154,7 @@ Status FrozenFilesystem::Thaw() {
     return Status(Code::kSource, failed.message() + "; the freeze watchdog thawed it instead", err);
   }
   return Status(Code::kSource,
-                failed.message() +
-                    "; the freeze watchdog could not thaw it either: " + failed_at +
+                failed.message() + "; the freeze watchdog could not thaw it either: " + failed_at +
                     " may still be frozen (fsfreeze -u " + failed_at + " thaws it)",
                 err);
 }
@@ -171,21 +172,14 @@ std::string JoinMountPoints(const std::vector<std::string>& mount_points) {
   return out;
 }
 
-std::vector<std::string> OrderForFreeze(std::vector<std::string> mount_points) {
-  // Deeper mount points first, which puts every member below another before it; a stable
-  // sort keeps the given order among members of one depth.
-  auto depth = [](const std::string& path) {
-    return path == "/" ? 0 : std::count(path.begin(), path.end(), '/');
-  };
-  std::stable_sort(mount_points.begin(), mount_points.end(),
-                   [&](const std::string& a, const std::string& b) { return depth(a) > depth(b); });
-  return mount_points;
+int MountPointDepth(const std::string& path) {
+  return path == "/" ? 0 : static_cast<int>(std::count(path.begin(), path.end(), '/'));
 }
 
 bool FilesystemTypeCanFreeze(const std::string& fs_type) {
-  static const char* const kFreezable[] = {"ext2", "ext3",  "ext4", "xfs",     "btrfs", "f2fs",
-                                           "jfs",  "gfs2",  "ocfs2", "nilfs2", "reiserfs",
-                                           "bcachefs"};
+  static const char* const kFreezable[] = {"ext2",  "ext3",   "ext4",     "xfs",
+                                           "btrfs", "f2fs",   "jfs",      "gfs2",
+                                           "ocfs2", "nilfs2", "reiserfs", "bcachefs"};
   for (const char* t : kFreezable) {
     if (fs_type == t) return true;
   }

@@ -31,7 +31,7 @@ Freezer* RealFreezer();
 class FrozenFilesystem {
  public:
   // Starts the watchdog (deadline `max_freeze`), then freezes the filesystems mounted at
-  // `mount_points` in that order (the group's dependency order, see OrderForFreeze); Thaw()
+  // `mount_points` in that order (the group's dependency order, see MountPointDepth); Thaw()
   // thaws them in the reverse order. EBUSY (someone else froze one) fails with kSource and
   // leaves that freeze alone; EOPNOTSUPP (tmpfs, vfat, ...) fails with kUnsupported naming
   // the filesystem. A member that fails to freeze thaws the ones frozen before it.
@@ -80,11 +80,12 @@ class FrozenFilesystem {
   std::chrono::milliseconds max_freeze_{0};
 };
 
-// The freeze order of a group (canonical mount point paths): deeper mount points first, so a
-// filesystem mounted below another member's mount point is frozen before it (a stacked
-// filesystem first: freezing what it lives on first could block its own freeze's
-// writeback); the given order among equals. Thawing goes the other way.
-std::vector<std::string> OrderForFreeze(std::vector<std::string> mount_points);
+// The freeze order of a group sorts its members by this, deepest first (stable: the found
+// order among equals): the number of components of a canonical mount point path ("/" is 0,
+// "/a/b" is 2). A filesystem mounted below another member's mount point is then frozen
+// before it (a stacked filesystem first: freezing what it lives on first could block its
+// own freeze's writeback). Thawing goes the other way.
+int MountPointDepth(const std::string& path);
 
 // "a, b, c": mount points for a message.
 std::string JoinMountPoints(const std::vector<std::string>& mount_points);

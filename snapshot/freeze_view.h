@@ -24,7 +24,7 @@ namespace hotsnap {
 
 struct FreezeViewOptions {
   std::string source;       // the block device being backed up
-  // Where the group's filesystems are mounted read-write, in freeze order (OrderForFreeze).
+  // Where the group's filesystems are mounted read-write, in freeze order (MountPointDepth).
   std::vector<std::string> mount_points;
   std::chrono::milliseconds max_freeze{10000};
   HookSet hooks;
