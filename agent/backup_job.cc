@@ -10,6 +10,7 @@
 #include "agent/events.h"
 #include "agent/privileges.h"
 #include "agent/progress.h"
+#include "base/process_identity.h"
 #include "io/image_writer.h"
 #include "io/sink.h"
 #include "io/source_device.h"
@@ -20,21 +21,6 @@ namespace hotsnap {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string NowUtc() {
-  char buf[32];
-  time_t now = ::time(nullptr);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string HostName() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "";
-  return buf;
-}
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -152,6 +138,7 @@ ImageMetadata NewMetadata(const BackupPlan& plan) {
   meta.snapshot_mode = SnapshotModeName(plan.mode->mode());
   meta.tool_version = HOTSNAP_VERSION;
   meta.level = plan.options.level;
+  meta.run_id = plan.options.run_id;
   return meta;
 }
 
@@ -172,6 +159,7 @@ Result<CopyResult> Copy(const BackupPlan& plan, ImageMetadata* meta, ImageWriter
   target.pipeline.allow_io_uring = o.allow_io_uring;
   target.pipeline.rate_limit_bytes_per_s = o.rate_limit_bytes_per_s;
   target.pipeline.progress = &progress;
+  target.pipeline.stop = o.stop;
 
   HOTSNAP_RETURN_IF_ERROR(mode.Prepare());
   auto copied = mode.Copy(&target);
@@ -236,6 +224,7 @@ Result<BackupPlan> PlanBackup(const BackupOptions& options) {
   m.cow_bytes = options.cow_bytes;
   m.all_blocks = options.all_blocks;
   m.allow_crash_consistent = options.allow_crash_consistent;
+  m.rendezvous = options.rendezvous;
   auto mode = ChooseCopyMode(options.snapshot, m, *plan.subject);
   if (!mode.ok()) return mode.status();
   plan.mode = std::move(mode.value());
@@ -261,7 +250,8 @@ Result<BackupReport> RunPlan(BackupPlan plan) {
   EmitPhase("publish");
   copied->report.seconds = SecondsSince(started);
   HOTSNAP_RETURN_IF_ERROR(writer.Finish(copied->report));
-  // 6. Publish.
+  // 6. Publish (a source of a set: once every source's copy is complete).
+  if (plan.options.before_publish) HOTSNAP_RETURN_IF_ERROR(plan.options.before_publish());
   HOTSNAP_RETURN_IF_ERROR((*sink)->Commit());
   return MakeReport(plan, **sink, meta, writer, *copied, SecondsSince(started));
 }

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +47,15 @@ struct BackupOptions {
   // Read-write mounted members (device or mount point) left out of the consistency group:
   // copied as they are, crash-consistent (agent/consistency_group.h).
   std::vector<std::string> allow_crash_consistent;
+  // Set by a backup of several sources (agent/backup_set.h), for each of its images: the
+  // freeze shared by all of them (not owned), the run id written into each image, and a
+  // check made after the copy and before publishing (the image is published only if every
+  // source's copy succeeded), and a check polled while copying that ends this copy early
+  // once another source's has failed.
+  FreezeRendezvous* rendezvous = nullptr;
+  std::string run_id;
+  std::function<Status()> before_publish;
+  std::function<Status()> stop;
 };
 
 struct BackupReport {

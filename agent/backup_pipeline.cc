@@ -304,6 +304,7 @@ Result<PipelineStats> ChunkPipeline::Impl::RunChunks() {
   std::vector<CompressJob*> finished;
   while (stats_.chunks < total) {
     if (Interrupted()) return Status(Code::kInterrupted, "interrupted during the backup");
+    if (options_->stop) HOTSNAP_RETURN_IF_ERROR(options_->stop());
     bool progressed = false;
     // Start chunks while there is memory and queue room.
     while (!free_.empty() && next_chunk < total && reader_->in_flight() < queue_depth_ &&

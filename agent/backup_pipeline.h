@@ -48,6 +48,9 @@ struct PipelineOptions {
   // Called before each chunk is started; a non-OK status aborts the run (e.g. a view that
   // became invalid or a freeze past its deadline).
   std::function<Status()> check;
+  // Polled throughout the run, like SIGINT; a non-OK status aborts it (another source of a
+  // backup set failed, so this copy is of no use). May be empty.
+  std::function<Status()> stop;
   // Advanced after each chunk is written, from the pipeline's thread; may be null.
   CopyProgress* progress = nullptr;
 };

@@ -39,6 +39,16 @@ std::string Advice(const std::string& part) {
 
 }  // namespace
 
+bool PartNamesMemberOf(const std::string& part, const DeviceUse& use) {
+  for (const MountUse& m : use.mounts) {
+    if (m.read_write && Names(part, m.device, m.mount_point)) return true;
+  }
+  for (const std::string& holder : use.holders) {
+    if (Names(part, "/dev/" + holder, "")) return true;
+  }
+  return false;
+}
+
 std::vector<std::string> ConsistencyGroup::mount_points() const {
   std::vector<std::string> out;
   for (const MountUse& m : members) out.push_back(m.mount_point);

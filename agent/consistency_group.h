@@ -36,6 +36,10 @@ struct ConsistencyGroup {
 // one that matches no read-write member or holder is a usage error (a typo must not silently
 // leave a filesystem unfrozen). `check_holders`: refuse devices stacked on the source (false
 // for the lvm modes, whose source is the LV and whose snapshot is a holder by design).
+// Whether the user's PART names one of `use`'s read-write mounted filesystems (by device or
+// mount point) or one of its holders.
+bool PartNamesMemberOf(const std::string& part, const DeviceUse& use);
+
 Result<ConsistencyGroup> PlanConsistencyGroup(
     const BackupSubject& subject, const std::vector<std::string>& allow_crash_consistent,
     bool check_holders);

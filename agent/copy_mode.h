@@ -32,6 +32,7 @@
 #include "io/image_writer.h"
 #include "io/source_device.h"
 #include "snapshot/device_use.h"
+#include "snapshot/freeze_rendezvous.h"
 #include "snapshot/hooks.h"
 
 namespace hotsnap {
@@ -55,6 +56,9 @@ struct ModeOptions {
   // --allow-crash-consistent: members left out of the consistency group (devices or mount
   // points; agent/consistency_group.h).
   std::vector<std::string> allow_crash_consistent;
+  // Several sources at one moment (agent/backup_set.h): the freeze and tracked modes freeze
+  // through it, together with the other sources' groups; their hooks run there. Not owned.
+  FreezeRendezvous* rendezvous = nullptr;
 };
 
 // What the mode is handed to copy into.

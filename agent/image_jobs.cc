@@ -149,6 +149,7 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
     j["fs_label"] = meta.fs_label;
     j["host"] = meta.host;
     j["created_utc"] = meta.created_utc;
+    if (!meta.run_id.empty()) j["run_id"] = meta.run_id;
     j["snapshot_mode"] = meta.snapshot_mode;
     j["tool_version"] = meta.tool_version;
     j["zstd_level"] = meta.level;
@@ -200,6 +201,7 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
   }
   out += "host:           " + meta.host + "\n";
   out += "created:        " + meta.created_utc + "\n";
+  if (!meta.run_id.empty()) out += "run id:         " + meta.run_id + " (one of a set: manifest.json)\n";
   out += "snapshot mode:  " + meta.snapshot_mode + "\n";
   out += "tool version:   " + meta.tool_version + "\n";
   out += "zstd level:     " + std::to_string(meta.level) + "\n";

@@ -199,8 +199,10 @@ class TrackedCopy {
 
  private:
   Result<UsedBlockMap> MapNow();
-  Result<std::unique_ptr<FreezeView>> Freeze(bool final_freeze);
-  Status EndFreeze(std::unique_ptr<FreezeView> view);
+  // Freezes the group; a final freeze of a copy in a rendezvous joins the other sources'
+  // instead, and is nullptr when they are not all at their consistency point yet.
+  Result<std::unique_ptr<HeldFreeze>> Freeze(bool final_freeze);
+  Status EndFreeze(std::unique_ptr<HeldFreeze> view);
   // Drains the tracker into written_; a loss marks everything written (or fails, if final).
   Status CollectWrites(bool final_freeze);
   uint64_t GranuleBytes() const { return meta_->chunk_bytes / kGranulesPerChunk; }
@@ -261,17 +263,24 @@ Result<UsedBlockMap> TrackedCopy::MapNow() {
   return MapUsedBlocks(source_, options_.all_blocks, result_.report.freeze_ms.empty());
 }
 
-Result<std::unique_ptr<FreezeView>> TrackedCopy::Freeze(bool final_freeze) {
+Result<std::unique_ptr<HeldFreeze>> TrackedCopy::Freeze(bool final_freeze) {
   EmitPhase(final_freeze ? "final-freeze" : "freeze");
+  if (final_freeze && options_.rendezvous != nullptr) {
+    auto share = options_.rendezvous->Join(options_.rendezvous_wait);
+    if (!share.ok()) return share.status();
+    return std::unique_ptr<HeldFreeze>(std::move(share.value()));
+  }
   FreezeViewOptions f;
   f.source = source_.path;
   f.mount_points = options_.mount_points;
   f.max_freeze = options_.max_freeze;
   if (final_freeze) f.hooks = options_.hooks;  // the consistency point is the final freeze
-  return FreezeView::Open(f);
+  auto view = FreezeView::Open(f);
+  if (!view.ok()) return view.status();
+  return std::unique_ptr<HeldFreeze>(std::move(view.value()));
 }
 
-Status TrackedCopy::EndFreeze(std::unique_ptr<FreezeView> view) {
+Status TrackedCopy::EndFreeze(std::unique_ptr<HeldFreeze> view) {
   Status s = view->Release();
   result_.report.freeze_ms.push_back(view->frozen_for().count());
   EmitFreezeWindow(JoinMountPoints(options_.mount_points), view->frozen_for().count() / 1000.0);
@@ -571,21 +580,29 @@ Result<TrackedResult> TrackedCopy::Run() {
   // (they run around it alone): the one after a round whose writes were few. Otherwise any
   // freeze becomes the final one as soon as it finds few writes, which saves a round; a
   // while-frozen hook then runs once that is known.
+  // So is a final freeze shared with other sources (a rendezvous): they all freeze at once.
   const HookSet& hooks = options_.hooks;
   const bool has_hooks = !hooks.pre_freeze.empty() || !hooks.post_thaw.empty();
+  const bool choose_final_first = has_hooks || options_.rendezvous != nullptr;
   uint32_t round = 0;
   uint64_t last_written = UINT64_MAX;
-  std::unique_ptr<FreezeView> frozen;
+  std::unique_ptr<HeldFreeze> frozen;
   std::vector<uint64_t> last;
   bool in_memory = false;
   for (;;) {
-    bool planned_final =
-        round >= options_.max_rounds || (has_hooks && last_written <= options_.final_round_bytes);
+    bool planned_final = round >= options_.max_rounds ||
+                         (choose_final_first && last_written <= options_.final_round_bytes);
     // Most of the round's writes are collected before freezing: less to do under it.
     uint64_t lost_before = result_.report.lost_events;
     HOTSNAP_RETURN_IF_ERROR(CollectWrites(planned_final));
     auto v = Freeze(planned_final);
     if (!v.ok()) return v.status();
+    if (*v == nullptr) {
+      // The other sources are still copying: another round of this one meanwhile.
+      planned_final = false;
+      v = Freeze(false);
+      if (!v.ok()) return v.status();
+    }
     frozen = std::move(v.value());
     HOTSNAP_RETURN_IF_ERROR(CollectWrites(planned_final));
     auto next = MapNow();
@@ -596,7 +613,8 @@ Result<TrackedResult> TrackedCopy::Run() {
     // whole chunks when the image cannot be read back.
     uint64_t capture_bytes = 0;
     auto plan = PlanCapture(chunks, written, map, *next, &capture_bytes);
-    bool final_freeze = planned_final || (!has_hooks && result_.report.lost_events == lost_before &&
+    bool final_freeze = planned_final || (!choose_final_first &&
+                                          result_.report.lost_events == lost_before &&
                                           capture_bytes <= options_.final_round_bytes);
     if (final_freeze) {
       in_memory = capture_bytes <= options_.capture_limit_bytes &&
@@ -645,7 +663,7 @@ Result<TrackedResult> TrackedCopy::Run() {
     Notice("the last round's writes touch " + HumanBytes(BytesOf(last)) +
            ", more than the final freeze holds in memory; copying them while frozen "
            "(at most --max-freeze)");
-    FreezeView* f = frozen.get();
+    HeldFreeze* f = frozen.get();
     p.check = [f] { return f->Check(); };
     p.rate_limit_bytes_per_s = 0;
   }

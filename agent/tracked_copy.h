@@ -46,6 +46,7 @@
 #include "io/image_format.h"
 #include "io/image_writer.h"
 #include "io/source_device.h"
+#include "snapshot/freeze_rendezvous.h"
 #include "snapshot/hooks.h"
 #include "snapshot/write_tracker.h"
 
@@ -74,6 +75,10 @@ struct TrackedOptions {
   // The most the final freeze reads into memory before thawing; past it, the last round is
   // copied under the freeze instead (bounded by max_freeze).
   uint64_t capture_limit_bytes = 128ull << 20;
+  // Several sources at one moment: the final freeze is the rendezvous' (shared by every
+  // source's copy, hooks run there), joined with this wait before another round is copied.
+  FreezeRendezvous* rendezvous = nullptr;
+  std::chrono::milliseconds rendezvous_wait{2000};
 };
 
 struct TrackedResult {

@@ -46,6 +46,7 @@ class TrackedMode : public CopyMode {
     o.hooks = options_.hooks;
     o.all_blocks = options_.all_blocks;
     o.pipeline = t->pipeline;
+    o.rendezvous = options_.rendezvous;
     // Test seam, like HOTSNAP_CRASH_AT: the tests' small filesystems rarely have enough writes
     // ahead of the pre-copy for a freeze between its parts; this lowers the bar.
     if (const char* env = std::getenv("HOTSNAP_TEST_MID_FREEZE_CHUNKS")) {

@@ -119,6 +119,13 @@ class FreezeMode : public CopyMode {
   std::vector<MountUse> frozen_mounts() const override { return group_.members; }
   Status Prepare() override {
     EmitPhase("snapshot");
+    if (options_.rendezvous != nullptr) {
+      // Several sources: the group of all of them is frozen at once, when every one is here.
+      auto share = options_.rendezvous->Join(std::nullopt);
+      if (!share.ok()) return share.status();
+      view_ = std::move(share.value());
+      return Status::Ok();
+    }
     FreezeViewOptions f;
     f.source = subject_->path;
     f.mount_points = group_.mount_points();
@@ -131,7 +138,7 @@ class FreezeMode : public CopyMode {
   }
   Result<CopyResult> Copy(CopyTarget* t) override {
     std::optional<UsedBlockMap> map;  // mapped under the freeze
-    FreezeView* view = view_.get();
+    HeldFreeze* view = view_.get();
     return CopyDevice(subject_->device, &map, options_.all_blocks, [view] { return view->Check(); },
                       t);
   }
@@ -151,7 +158,7 @@ class FreezeMode : public CopyMode {
   const BackupSubject* subject_ = nullptr;
   uint64_t planned_ = 0;
   std::string how_;
-  std::unique_ptr<FreezeView> view_;
+  std::unique_ptr<HeldFreeze> view_;
 };
 
 // --snapshot lvm / lvm-thin: reads an LVM snapshot; the origin stays writable.

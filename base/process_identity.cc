@@ -21,6 +21,21 @@ std::string ReadFirstLine(const std::string& path) {
 
 }  // namespace
 
+std::string NowUtc() {
+  char buf[32];
+  time_t now = ::time(nullptr);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string HostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "";
+  return buf;
+}
+
 uint64_t ProcessStartTicks(pid_t pid) {
   if (pid <= 0) return 0;
   std::string stat = ReadFirstLine("/proc/" + std::to_string(pid) + "/stat");

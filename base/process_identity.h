@@ -46,6 +46,12 @@ ProcessIdentity IdentityFrom(const nlohmann::json& object);
 // A fresh random run id: 12 lowercase hex digits.
 std::string NewRunId();
 
+// The current time in UTC, ISO 8601 to the second ("2026-12-03T05:40:00Z").
+std::string NowUtc();
+
+// This machine's host name, or "" if it cannot be read.
+std::string HostName();
+
 }  // namespace hotsnap
 
 #endif  // HOTSNAP_BASE_PROCESS_IDENTITY_H_

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "agent/backup_job.h"
+#include "agent/backup_set.h"
 #include "agent/compact_job.h"
 #include "agent/image_jobs.h"
 #include "agent/progress.h"
@@ -61,12 +62,72 @@ Result<uint64_t> ParseCowSize(const std::string& text) {
   return static_cast<uint64_t>(bytes);
 }
 
+// The lines a finished backup prints, and its result event.
+void ReportBackup(const BackupReport& r) {
+  EmitBackupResult(r);
+  char line[512];
+  std::snprintf(line, sizeof(line),
+                "backed up %s (%s%s, %s used) to %s: %s read, image %s (ratio %.2f), %llu of %llu chunks "
+                "zero, %.1f s, reader %s",
+                r.source.c_str(), HumanBytes(r.device_bytes).c_str(),
+                r.fs_type.empty() ? "" : (", " + r.fs_type).c_str(),
+                HumanBytes(r.used_bytes).c_str(), r.dest.c_str(),
+                HumanBytes(r.bytes_read).c_str(), HumanBytes(r.image_bytes).c_str(),
+                r.image_bytes ? double(r.device_bytes) / r.image_bytes : 0.0,
+                static_cast<unsigned long long>(r.zero_chunks),
+                static_cast<unsigned long long>(r.chunks), r.seconds, r.reader.c_str());
+  Notice(line);
+  if (!r.freeze_ms.empty()) {
+    std::string freezes;
+    for (int64_t ms : r.freeze_ms) freezes += (freezes.empty() ? "" : ", ") + std::to_string(ms);
+    std::string detail = "freezes (ms): " + freezes;
+    if (r.snapshot_mode == SnapshotMode::kTracked) {
+      detail += "; " + std::to_string(r.rounds) + " rounds re-copied " + HumanBytes(r.recopied_bytes) +
+                ", " + HumanBytes(r.final_capture_bytes) + " read under the final freeze";
+    }
+    Notice(detail);
+  }
+  for (const std::string& c : r.crash_consistent) {
+    Notice("not frozen (--allow-crash-consistent): " + c + "; its copy is crash-consistent");
+  }
+}
+
+// Several sources at one moment (agent/backup_set.h).
+Status RunBackupSetCommand(const BackupOptions& o, const std::vector<std::string>& sources,
+                           bool dry_run) {
+  BackupSetOptions set;
+  set.sources = sources;
+  set.dir = o.dest;
+  set.common = o;
+  set.common.progress = false;  // one line per copy would interleave on stderr
+  auto plan = PlanBackupSet(set);
+  if (!plan.ok()) return plan.status();
+  if (dry_run) {
+    for (const BackupPlan& p : plan->plans) PrintPlan(p);
+    std::printf("one moment for all %zu sources: run id %s, manifest %s\n", sources.size(),
+                plan->run_id.c_str(), plan->manifest_path.c_str());
+    std::printf("  frozen together: %s\n",
+                plan->frozen.empty() ? "nothing (no source is mounted read-write)"
+                                     : JoinMountPoints(plan->frozen).c_str());
+    std::fflush(stdout);
+    return Status::Ok();
+  }
+  auto r = RunBackupSet(std::move(plan).value());
+  if (!r.ok()) return r.status();
+  for (const BackupReport& image : r->images) ReportBackup(image);
+  Notice("one moment for all " + std::to_string(r->images.size()) + " sources (run id " +
+         r->run_id + "): the set is listed in " + r->manifest_path);
+  return Status::Ok();
+}
+
 Status RunBackupCommand(const std::vector<std::string>& args) {
   po::options_description d("backup options");
   BackupOptions o;
   std::string snapshot;
   d.add_options()
-      ("output,o", po::value<std::string>(&o.dest), "image path, or - for stdout (required)")
+      ("output,o", po::value<std::string>(&o.dest), "image path, or - for stdout (required); with "
+       "several sources, an existing directory: one image per source, DIR/NAME.zst, and "
+       "DIR/manifest.json")
       ("snapshot", po::value<std::string>(&snapshot)->default_value("auto"),
        "how to get a consistent view of every filesystem mounted read-write from SOURCE or its "
        "partitions (one consistency group, frozen together): auto (lvm or lvm-thin for a logical "
@@ -111,18 +172,24 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   AddSshOptions(&d, &o.ssh_options);
   AddRateLimitOption(&d);
   AddPriorityOptions(&d);
-  auto p = Parse(args, "hotsnap backup SOURCE -o DEST [options]",
+  auto p = Parse(args, "hotsnap backup SOURCE... -o DEST [options]",
                  "Back up SOURCE (a block device or a regular file) into a zstd image at DEST.\n"
                  "The image is written under a temporary name and renamed when complete.\n"
                  "DEST may be - (stdout) or ssh://[user@]host[:port]/path (the system ssh client;\n"
-                 "published on the remote host only after the whole image arrived).",
-                 d, {"SOURCE"});
+                 "published on the remote host only after the whole image arrived).\n"
+                 "Several sources (a database on one disk, its log on another) are backed up at\n"
+                 "one moment into the directory DEST: every filesystem of every source is in one\n"
+                 "consistency group, frozen together; each image records the run id, and\n"
+                 "DEST/manifest.json, written last, lists the set. Nothing is published unless\n"
+                 "every source's copy succeeded.",
+                 d, {"SOURCE..."});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
   if (o.dest.empty()) {
-    return Status(Code::kUsage, "missing -o DEST\nusage: hotsnap backup SOURCE -o DEST [options]");
+    return Status(Code::kUsage, "missing -o DEST\nusage: hotsnap backup SOURCE... -o DEST [options]");
   }
-  o.source = p->vm["SOURCE"].as<std::string>();
+  const auto sources = p->vm["SOURCE..."].as<std::vector<std::string>>();
+  o.source = sources.front();
   auto mode = ParseSnapshotMode(snapshot);
   if (!mode.ok()) return mode.status();
   o.snapshot = *mode;
@@ -162,6 +229,7 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   HOTSNAP_RETURN_IF_ERROR(SetUpEvents(p->vm, "backup", &events_on_stderr));
   if (events_on_stderr) o.progress = false;
   HOTSNAP_RETURN_IF_ERROR(ApplyPriorityOptions(p->vm));
+  if (sources.size() > 1) return RunBackupSetCommand(o, sources, p->vm.count("dry-run") > 0);
   // The dry run and the run share the plan: a dry run prints it instead of running it.
   auto plan = PlanBackup(o);
   if (!plan.ok()) return plan.status();
@@ -171,32 +239,7 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   }
   auto r = RunPlan(std::move(plan).value());
   if (!r.ok()) return r.status();
-  EmitBackupResult(*r);
-  char line[512];
-  std::snprintf(line, sizeof(line),
-                "backed up %s (%s%s, %s used) to %s: %s read, image %s (ratio %.2f), %llu of %llu chunks "
-                "zero, %.1f s, reader %s",
-                r->source.c_str(), HumanBytes(r->device_bytes).c_str(),
-                r->fs_type.empty() ? "" : (", " + r->fs_type).c_str(),
-                HumanBytes(r->used_bytes).c_str(), r->dest.c_str(),
-                HumanBytes(r->bytes_read).c_str(), HumanBytes(r->image_bytes).c_str(),
-                r->image_bytes ? double(r->device_bytes) / r->image_bytes : 0.0,
-                static_cast<unsigned long long>(r->zero_chunks),
-                static_cast<unsigned long long>(r->chunks), r->seconds, r->reader.c_str());
-  Notice(line);
-  if (!r->freeze_ms.empty()) {
-    std::string freezes;
-    for (int64_t ms : r->freeze_ms) freezes += (freezes.empty() ? "" : ", ") + std::to_string(ms);
-    std::string detail = "freezes (ms): " + freezes;
-    if (r->snapshot_mode == SnapshotMode::kTracked) {
-      detail += "; " + std::to_string(r->rounds) + " rounds re-copied " + HumanBytes(r->recopied_bytes) +
-                ", " + HumanBytes(r->final_capture_bytes) + " read under the final freeze";
-    }
-    Notice(detail);
-  }
-  for (const std::string& c : r->crash_consistent) {
-    Notice("not frozen (--allow-crash-consistent): " + c + "; its copy is crash-consistent");
-  }
+  ReportBackup(*r);
   return Status::Ok();
 }
 

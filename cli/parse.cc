@@ -13,8 +13,13 @@ Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& us
   po::options_description hidden;
   po::positional_options_description pos;
   for (const auto& name : positionals) {
-    hidden.add_options()(name.c_str(), po::value<std::string>());
-    pos.add(name.c_str(), 1);
+    bool many = name.size() > 3 && name.compare(name.size() - 3, 3, "...") == 0;
+    if (many) {
+      hidden.add_options()(name.c_str(), po::value<std::vector<std::string>>());
+    } else {
+      hidden.add_options()(name.c_str(), po::value<std::string>());
+    }
+    pos.add(name.c_str(), many ? -1 : 1);
   }
   po::options_description all;
   all.add(options).add(hidden);
@@ -31,7 +36,10 @@ Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& us
     return parsed;
   }
   for (const auto& name : positionals) {
-    if (!parsed.vm.count(name)) return Status(Code::kUsage, "missing " + name + "\nusage: " + usage);
+    if (!parsed.vm.count(name)) {
+      std::string shown = name.substr(0, name.find("..."));
+      return Status(Code::kUsage, "missing " + shown + "\nusage: " + usage);
+    }
   }
   return parsed;
 }

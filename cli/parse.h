@@ -16,7 +16,8 @@ struct Parsed {
 };
 
 // Parses `args` against `options` (plus --help) and the named positionals, which are all
-// required. On --help prints "usage: USAGE", the description and the options to stdout.
+// required. A last positional whose name ends in "..." takes every remaining argument (one at
+// least) as a std::vector<std::string>. On --help prints "usage: USAGE", the description and the options to stdout.
 // Errors are kUsage and end with the usage line.
 Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& usage,
                      const std::string& description,

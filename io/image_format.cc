@@ -204,6 +204,7 @@ std::string EncodeMetadataFrame(const ImageMetadata& meta) {
   j["layout"] = meta.layout == Layout::kTracked ? "tracked" : "plain";
   if (!meta.partition_table.empty())
     j["partition_table"] = EncodePartitionTable(meta.partition_table);
+  if (!meta.run_id.empty()) j["run_id"] = meta.run_id;
   // Invalid UTF-8 in a label or path must not abort the backup: replace it.
   std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   std::string payload(kMetadataTag, sizeof(kMetadataTag));
@@ -253,6 +254,7 @@ Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload) {
     meta.level = IntegerField<int>(j, "zstd_level", 0);
     meta.used_bytes = IntegerField<uint64_t>(j, "used_bytes", meta.device_bytes);
     meta.used_map = j.value("used_map", "all blocks");
+    meta.run_id = j.value("run_id", "");
     std::string layout = j.value("layout", "plain");
     if (layout == "tracked") {
       meta.layout = Layout::kTracked;

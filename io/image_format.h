@@ -114,6 +114,9 @@ struct ImageMetadata {
   // The partition table of a whole-disk image; empty() for the image of one filesystem (and
   // for every image written before whole disks were mapped: the field is then absent).
   ImagePartitionTable partition_table;
+  // The run that wrote this image, shared by every image of a backup of several sources at
+  // one moment (its manifest lists the set); empty for a backup of one source.
+  std::string run_id;
   // Number of chunks the device divides into.
   uint64_t chunk_count() const { return (device_bytes + chunk_bytes - 1) / chunk_bytes; }
   // Uncompressed size of chunk `index` in bytes (the last one may be short).

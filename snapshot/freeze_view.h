@@ -31,7 +31,17 @@ struct FreezeViewOptions {
   Freezer* freezer = RealFreezer();
 };
 
-class FreezeView : public ConsistentView {
+// A freeze a copy holds: its own (FreezeView) or its share of a group's freeze
+// (FreezeRendezvous::Share). Release() thaws (or gives the share back) and is idempotent.
+class HeldFreeze {
+ public:
+  virtual ~HeldFreeze() = default;
+  virtual Status Check() = 0;    // fails once the freeze is past its deadline
+  virtual Status Release() = 0;
+  virtual std::chrono::milliseconds frozen_for() const = 0;
+};
+
+class FreezeView : public ConsistentView, public HeldFreeze {
  public:
   // Runs pre-freeze, freezes, runs while-frozen. On failure everything already done is
   // undone (thaw, post-thaw) before returning.
@@ -43,7 +53,7 @@ class FreezeView : public ConsistentView {
   Status Check() override;
   // Thaws, flushes buffered log lines, runs post-thaw.
   Status Release() override;
-  std::chrono::milliseconds frozen_for() const { return frozen_.held(); }
+  std::chrono::milliseconds frozen_for() const override { return frozen_.held(); }
 
  private:
   explicit FreezeView(const FreezeViewOptions& options) : options_(options) {}
