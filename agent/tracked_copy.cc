@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -619,10 +620,12 @@ Result<TrackedResult> TrackedCopy::Run() {
     if (final_freeze) {
       in_memory = capture_bytes <= options_.capture_limit_bytes &&
                   (image_fd_ >= 0 || BytesOf(chunks) <= options_.capture_limit_bytes);
-      // An unplanned final freeze gives up if reading takes too long (a slow or busy disk):
-      // it thaws and copies another round instead, so no freeze outlasts the budget by much.
+      // An unplanned final freeze gives up if reading would take it past its budget (a slow
+      // or busy disk, a big last round): it thaws and copies another round instead, so no
+      // freeze outlasts the budget by much.
       auto deadline = planned_final ? std::chrono::steady_clock::time_point::max()
-                                    : std::chrono::steady_clock::now() + options_.capture_budget;
+                                    : std::chrono::steady_clock::now() +
+                                          options_.final_freeze_budget - frozen->frozen_for();
       bool captured = true;
       if (in_memory) {
         auto done = Capture(plan, deadline);

@@ -12,11 +12,11 @@
 //   4. rounds: freeze briefly, collect the granules written since the last freeze and the
 //      chunks whose used blocks changed, recompute the map, thaw, copy those chunks again;
 //   5. a freeze that finds few writes (at most final_round_bytes to read) stays on as the
-//      final one, unless reading them outlasts capture_budget (it then thaws and another
-//      round runs); with pre-freeze/post-thaw hooks, which run around the final freeze
-//      only, the final freeze is the one after a round that found few. Under it: collect
-//      the last written granules, recompute the map, read just those granules (and blocks
-//      that became used) into memory, run the while-frozen hook, thaw. Then each affected
+//      final one, unless reading them would take the freeze past final_freeze_budget (it
+//      then thaws and another round runs); with pre-freeze/post-thaw hooks, which run
+//      around the final freeze only, the final freeze is the one after a round that found
+//      few. Under it: collect the last written granules, recompute the map, read just those
+//      granules (and blocks that became used) into memory, run the while-frozen hook, thaw. Then each affected
 //      chunk is rebuilt from its newest frame, read back from the image being written, with
 //      the captured bytes laid over it, and appended as the last round. When the output
 //      cannot be read back (a pipe, ssh), whole chunks are captured instead, so that freeze
@@ -69,9 +69,11 @@ struct TrackedOptions {
   // many chunks not copied yet. Tests lower it through HOTSNAP_TEST_MID_FREEZE_CHUNKS (see
   // agent/backup_job.cc) to make such freezes happen on small filesystems.
   uint64_t mid_freeze_chunks = 8;
-  // How long a final freeze that was not planned may spend reading before it gives up,
-  // thaws, and lets another round run (a slow disk must not make a long freeze).
-  std::chrono::milliseconds capture_budget{50};
+  // How long a final freeze that was not planned may last, counted from the freeze (its
+  // FIFREEZE, the map and the reading of the last writes), before it gives up reading,
+  // thaws, and lets another round run: a slow disk or a big last round must not make a long
+  // freeze; the next round is shorter.
+  std::chrono::milliseconds final_freeze_budget{75};
   // The most the final freeze reads into memory before thawing; past it, the last round is
   // copied under the freeze instead (bounded by max_freeze).
   uint64_t capture_limit_bytes = 128ull << 20;

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "base/log.h"
+#include "snapshot/freeze_stacking.h"
 
 namespace hotsnap {
 namespace {
@@ -51,9 +53,30 @@ Result<FrozenFilesystem> FrozenFilesystem::Freeze(const std::vector<std::string>
   auto watchdog = FreezeWatchdog::Start(thaw_order, max_freeze);
   if (!watchdog.ok()) return watchdog.status();
   f.watchdog_ = std::move(watchdog.value());
+  // Members that rest on nothing of each other are frozen at once: the group's freeze then
+  // lasts as long as its slowest FIFREEZE, not the sum of them (snapshot/freeze_stacking.h).
+  const size_t n = mount_points.size();
+  const bool at_once = n > 1 && MayFreezeAtOnce(mount_points);
+  std::vector<int> errs(n, 0);
+  std::vector<char> frozen(n, 0);
   f.frozen_at_ = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < mount_points.size(); ++i) {
-    int err = freezer->Freeze(f.mount_fds_[i].get());
+  if (at_once) {
+    std::vector<std::thread> others;
+    for (size_t i = 1; i < n; ++i) {
+      others.emplace_back([&, i] { errs[i] = freezer->Freeze(f.mount_fds_[i].get()); });
+    }
+    errs[0] = freezer->Freeze(f.mount_fds_[0].get());
+    for (std::thread& t : others) t.join();
+    for (size_t i = 0; i < n; ++i) frozen[i] = errs[i] == 0;
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      errs[i] = freezer->Freeze(f.mount_fds_[i].get());
+      if (errs[i] != 0) break;
+      frozen[i] = 1;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    int err = errs[i];
     if (err == 0) continue;
     const std::string& mount_point = mount_points[i];
     Status failed;
@@ -72,11 +95,11 @@ Result<FrozenFilesystem> FrozenFilesystem::Freeze(const std::vector<std::string>
     } else {
       failed = Status::FromErrno(Code::kSource, err, "freezing " + mount_point);
     }
-    // Undo the members frozen before this one; the watchdog thaws them if we cannot. It
-    // must not touch the one that failed (EBUSY: someone else's freeze), so it is disarmed
-    // whenever our own thaws worked.
+    // Undo the members that froze; the watchdog thaws them if we cannot. It must not touch
+    // one that failed (EBUSY: someone else's freeze), so it is disarmed whenever our own
+    // thaws worked.
     std::string thaw_failed_at;
-    int thaw_err = f.ThawFirst(i, &thaw_failed_at);
+    int thaw_err = f.ThawMembers(frozen, &thaw_failed_at);
     if (thaw_err == 0) {
       f.watchdog_.Disarm();
     } else {
@@ -90,9 +113,10 @@ Result<FrozenFilesystem> FrozenFilesystem::Freeze(const std::vector<std::string>
   return f;
 }
 
-int FrozenFilesystem::ThawFirst(size_t count, std::string* failed_at) {
+int FrozenFilesystem::ThawMembers(const std::vector<char>& which, std::string* failed_at) {
   int first = 0;
-  for (size_t i = count; i-- > 0;) {
+  for (size_t i = which.size(); i-- > 0;) {
+    if (!which[i]) continue;
     int err = freezer_->Thaw(mount_fds_[i].get());
     if (err != 0 && first == 0) {
       first = err;
@@ -133,7 +157,7 @@ Status FrozenFilesystem::Thaw() {
   if (!frozen_) return Status::Ok();
   frozen_ = false;
   std::string failed_at;
-  int err = ThawFirst(mount_fds_.size(), &failed_at);
+  int err = ThawMembers(std::vector<char>(mount_fds_.size(), 1), &failed_at);
   thawed_at_ = std::chrono::steady_clock::now();
   // The watchdog is disarmed only after every thaw worked. Otherwise it is told to thaw now
   // (all of them: EINVAL for those already thawed is nothing): disarming it then would

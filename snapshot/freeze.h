@@ -31,10 +31,12 @@ Freezer* RealFreezer();
 class FrozenFilesystem {
  public:
   // Starts the watchdog (deadline `max_freeze`), then freezes the filesystems mounted at
-  // `mount_points` in that order (the group's dependency order, see MountPointDepth); Thaw()
-  // thaws them in the reverse order. EBUSY (someone else froze one) fails with kSource and
-  // leaves that freeze alone; EOPNOTSUPP (tmpfs, vfat, ...) fails with kUnsupported naming
-  // the filesystem. A member that fails to freeze thaws the ones frozen before it.
+  // `mount_points`: all at once when none rests on another (MayFreezeAtOnce, e.g. the
+  // partitions of a disk), else one after another in that order (the group's dependency
+  // order, see MountPointDepth); Thaw() thaws them in the reverse order. EBUSY (someone else
+  // froze one) fails with kSource and leaves that freeze alone; EOPNOTSUPP (tmpfs, vfat, ...)
+  // fails with kUnsupported naming the filesystem (the first in order that failed). A member
+  // that fails to freeze thaws the ones that froze. `freezer` must be thread-safe.
   static Result<FrozenFilesystem> Freeze(const std::vector<std::string>& mount_points,
                                          std::chrono::milliseconds max_freeze,
                                          Freezer* freezer = RealFreezer());
@@ -67,8 +69,9 @@ class FrozenFilesystem {
  private:
   // Thaw() for the destructor and move assignment, which cannot return its Status.
   void ThawOrLog();
-  // Thaws members [0, count) in reverse order; the first failure (errno) and who, or 0.
-  int ThawFirst(size_t count, std::string* failed_at);
+  // Thaws the members marked in `which`, in reverse order; the first failure (errno) and
+  // who, or 0.
+  int ThawMembers(const std::vector<char>& which, std::string* failed_at);
 
   std::vector<std::string> mount_points_{""};
   std::vector<UniqueFd> mount_fds_;
