@@ -52,13 +52,15 @@ Status RunCatCommand(const std::vector<std::string>& args) {
   return Status::Ok();
 }
 
-// "partition 2 (ext4) at /mnt/p2 via /dev/loop5" for each filesystem of a mount.
+// "partition 2 (ext4) at /mnt/p2 via /dev/loop5" (or "ext4 at /mnt via /dev/loop5") for each
+// filesystem of a mount.
 std::string DescribeParts(const MountRecord& r) {
   std::string text;
   for (const MountedPart& p : r.parts) {
     if (!text.empty()) text += ", ";
-    text += (p.partition == 0 ? "" : "partition " + std::to_string(p.partition) + " ") + "(" + p.fs_type + ") at " +
-            p.mount_point + " via " + p.loop_device;
+    std::string what = p.partition == 0 ? p.fs_type
+                                        : "partition " + std::to_string(p.partition) + " (" + p.fs_type + ")";
+    text += what + " at " + p.mount_point + " via " + p.loop_device;
   }
   return text;
 }

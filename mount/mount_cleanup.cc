@@ -87,7 +87,8 @@ Status CleanUpRecord(const MountRecord& r, std::vector<std::string>* done) {
   auto keep = [&first](Status s) {
     if (!s.ok() && first.ok()) first = s;
   };
-  std::vector<std::pair<std::string, std::string>> loops;  // (loop device, its recorded mount point)
+  // (loop device, the mount point recorded for it)
+  std::vector<std::pair<std::string, std::string>> loops;
   for (const MountedPart& p : r.parts) {
     if (!p.loop_device.empty()) loops.emplace_back(p.loop_device, p.mount_point);
   }
@@ -120,7 +121,9 @@ Status CleanUpRecord(const MountRecord& r, std::vector<std::string>* done) {
   if (first.ok()) {
     RemoveMountRecord(r);
     for (const MountedPart& p : r.parts) {
-      if (p.created_dir && !PathExists(p.mount_point)) done->push_back("removed directory " + p.mount_point);
+      if (p.created_dir && !PathExists(p.mount_point)) {
+        done->push_back("removed directory " + p.mount_point);
+      }
     }
     done->push_back("removed record of " + r.image + " at " + r.mount_point);
   }

@@ -3,12 +3,18 @@
 namespace hotsnap {
 namespace {
 
-std::string PartitionName(const ImagePartition& p) {
-  return "partition " + std::to_string(p.number) + (p.fs_type.empty() ? "" : " (" + p.fs_type + ")");
+// "partition 4 (swap at byte 473956352 of the disk)"; "partition 5 (at byte ...)" when empty.
+std::string DescribePartition(int number, const std::string& fs_type, uint64_t start_bytes) {
+  return "partition " + std::to_string(number) + " (" + (fs_type.empty() ? "" : fs_type + " ") +
+         "at byte " + std::to_string(start_bytes) + " of the disk)";
 }
 
-PlannedMount ForPartition(const ImagePartition& p, const ReadOnlyMount& how, const std::string& mount_point,
-                          bool own_directory) {
+std::string PartitionName(const ImagePartition& p) {
+  return DescribePartition(p.number, p.fs_type, p.start_bytes);
+}
+
+PlannedMount ForPartition(const ImagePartition& p, const ReadOnlyMount& how,
+                          const std::string& mount_point, bool own_directory) {
   PlannedMount m;
   m.partition = p.number;
   m.fs_type = p.fs_type;
@@ -21,8 +27,8 @@ PlannedMount ForPartition(const ImagePartition& p, const ReadOnlyMount& how, con
 }
 
 // --partition N: partition N alone at `dir`.
-Result<MountPlan> PlanOnePartition(const ImagePartitionTable& table, const std::string& image, int partition,
-                                   const std::string& dir) {
+Result<MountPlan> PlanOnePartition(const ImagePartitionTable& table, const std::string& image,
+                                   int partition, const std::string& dir) {
   std::string mountable;
   for (const ImagePartition& p : table.partitions) {
     if (p.number == partition && !p.extended) {
@@ -36,27 +42,32 @@ Result<MountPlan> PlanOnePartition(const ImagePartitionTable& table, const std::
       mountable += (mountable.empty() ? "" : ", ") + PartitionDirName(p.number) + " " + p.fs_type;
     }
   }
-  return Status(Code::kUsage, image + " has no partition " + std::to_string(partition) + " (" +
-                                  (mountable.empty() ? "none is mountable" : "mountable: " + mountable) + ")");
+  return Status(Code::kUsage,
+                image + " has no partition " + std::to_string(partition) + " (" +
+                    (mountable.empty() ? "none is mountable" : "mountable: " + mountable) + ")");
 }
 
 // No --partition: every mountable partition at dir/pN.
-Result<MountPlan> PlanWholeDisk(const ImagePartitionTable& table, const std::string& image, const std::string& dir) {
+Result<MountPlan> PlanWholeDisk(const ImagePartitionTable& table, const std::string& image,
+                                const std::string& dir) {
   MountPlan plan;
   for (const ImagePartition& p : table.partitions) {
     if (p.extended) continue;  // a container: its logical partitions are listed themselves
     if (p.fs_type.empty()) {
-      plan.skipped.push_back(PartitionName(p) + " is not mounted: it holds no filesystem libblkid "
-                                                "recognised at backup time");
+      plan.skipped.push_back(PartitionName(p) +
+                             " is not mounted: it holds no filesystem libblkid "
+                             "recognised at backup time");
       continue;
     }
     auto how = ReadOnlyMountFor(p.fs_type);
     if (!how.ok()) {
-      plan.skipped.push_back(PartitionName(p) + " is not mounted: hotsnap mounts ext2/3/4, xfs and vfat "
-                                                "partitions only");
+      plan.skipped.push_back(PartitionName(p) +
+                             " is not mounted: hotsnap mounts ext2/3/4, xfs and vfat "
+                             "partitions only");
       continue;
     }
-    plan.mounts.push_back(ForPartition(p, *how, dir + "/" + PartitionDirName(p.number), /*own_directory=*/true));
+    plan.mounts.push_back(
+        ForPartition(p, *how, dir + "/" + PartitionDirName(p.number), /*own_directory=*/true));
   }
   if (plan.mounts.empty()) {
     std::string why;
@@ -73,8 +84,7 @@ std::string PartitionDirName(int partition) { return "p" + std::to_string(partit
 
 std::string PlannedMount::Describe() const {
   if (partition == 0) return "the " + fs_type + " filesystem";
-  return "partition " + std::to_string(partition) + " (" + fs_type + " at byte " + std::to_string(offset_bytes) +
-         " of the disk)";
+  return DescribePartition(partition, fs_type, offset_bytes);
 }
 
 Result<MountPlan> PlanMounts(const ImageMetadata& meta, const std::string& image, int partition,
@@ -82,7 +92,9 @@ Result<MountPlan> PlanMounts(const ImageMetadata& meta, const std::string& image
   const ImagePartitionTable& table = meta.partition_table;
   if (table.empty()) {
     if (partition != 0) {
-      return Status(Code::kUsage, image + " is not the image of a partitioned disk; mount it without --partition");
+      return Status(
+          Code::kUsage,
+          image + " is not the image of a partitioned disk; mount it without --partition");
     }
     auto how = ReadOnlyMountFor(meta.fs_type);
     if (!how.ok()) return how.status();

@@ -25,9 +25,9 @@
 namespace hotsnap {
 
 struct PlannedMount {
-  int partition = 0;      // as `hotsnap info` numbers it; 0 for the image's own filesystem
-  std::string fs_type;    // libblkid's name, from the metadata: "ext4", "xfs", "vfat"
-  ReadOnlyMount how;      // ReadOnlyMountFor(fs_type)
+  int partition = 0;          // as `hotsnap info` numbers it; 0 for the image's own filesystem
+  std::string fs_type;        // libblkid's name, from the metadata: "ext4", "xfs", "vfat"
+  ReadOnlyMount how;          // ReadOnlyMountFor(fs_type)
   uint64_t offset_bytes = 0;  // the window of the device the loop device shows (0 and 0:
   uint64_t size_bytes = 0;    // the whole device)
   std::string mount_point;    // DIR, or DIR/pN
@@ -40,8 +40,9 @@ struct PlannedMount {
 };
 
 struct MountPlan {
-  std::vector<PlannedMount> mounts;    // at least one
-  std::vector<std::string> skipped;    // "partition 4 (swap) is not mounted: ..."
+  std::vector<PlannedMount> mounts;  // at least one
+  // "partition 4 (swap at byte N of the disk) is not mounted: <why>", in table order.
+  std::vector<std::string> skipped;
   bool whole_disk() const { return !mounts.empty() && mounts.front().own_directory; }
 };
 

@@ -100,7 +100,8 @@ int WaitForStop() {
 // (ENODEV: vfat on a kernel built without it), noting it in record->skipped. Any other
 // failure undoes every filesystem mounted so far and names the one that failed;
 // *leftovers then says whether some of that could not be undone (the record must stay).
-Result<MountSet> MountAll(const MountPlan& plan, uint32_t sector_bytes, MountRecord* record, bool* leftovers) {
+Result<MountSet> MountAll(const MountPlan& plan, uint32_t sector_bytes, MountRecord* record,
+                          bool* leftovers) {
   MountSet mounts;
   for (const PlannedMount& planned : plan.mounts) {
     record->parts.emplace_back();
@@ -115,8 +116,8 @@ Result<MountSet> MountAll(const MountPlan& plan, uint32_t sector_bytes, MountRec
     }
     record->parts.pop_back();
     if (plan.whole_disk() && m.status().err() == ENODEV) {
-      record->skipped.push_back(planned.Describe() + " is not mounted: this kernel has no " + planned.how.type +
-                                " driver (mount(2): No such device)");
+      record->skipped.push_back(planned.Describe() + " is not mounted: this kernel has no " +
+                                planned.how.type + " driver (mount(2): No such device)");
       HOTSNAP_RETURN_IF_ERROR(WriteMountRecord(*record));
       continue;
     }
@@ -127,8 +128,10 @@ Result<MountSet> MountAll(const MountPlan& plan, uint32_t sector_bytes, MountRec
       *leftovers = true;
       return failed.WithCleanup(undone);
     }
-    return Status(failed.code(), failed.message() + "; nothing of the mount is left (the partitions mounted "
-                                                    "before it were unmounted again)", failed.err());
+    return Status(failed.code(),
+                  failed.message() + "; nothing of the mount is left (the partitions mounted "
+                                     "before it were unmounted again)",
+                  failed.err());
   }
   if (mounts.size() == 0) {
     std::string why;

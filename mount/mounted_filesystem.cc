@@ -14,8 +14,10 @@ Result<MountDirectory> MountDirectory::Prepare(const std::string& path, bool cre
   d.path_ = path;
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
-    if (errno != ENOENT || !create) return Status::FromErrno(Code::kTarget, errno, "mount point " + path);
-    if (::mkdir(path.c_str(), 0755) != 0) return Status::FromErrno(Code::kTarget, errno, "creating " + path);
+    if (errno != ENOENT || !create)
+      return Status::FromErrno(Code::kTarget, errno, "mount point " + path);
+    if (::mkdir(path.c_str(), 0755) != 0)
+      return Status::FromErrno(Code::kTarget, errno, "creating " + path);
     d.created_ = true;
     return d;
   }
@@ -51,15 +53,16 @@ MountDirectory::~MountDirectory() {
 Status MountDirectory::Remove() {
   if (!created_) return Status::Ok();
   if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) {
-    return Status::FromErrno(Code::kTarget, errno, "removing the directory " + path_ + " made for the mount");
+    return Status::FromErrno(Code::kTarget, errno,
+                             "removing the directory " + path_ + " made for the mount");
   }
   created_ = false;
   return Status::Ok();
 }
 
-Result<MountedFilesystem> MountedFilesystem::Mount(const PlannedMount& plan, const std::string& device_file,
-                                                   uint32_t sector_bytes,
-                                                   const std::function<Status(const MountedPart&)>& record) {
+Result<MountedFilesystem> MountedFilesystem::Mount(
+    const PlannedMount& plan, const std::string& device_file, uint32_t sector_bytes,
+    const std::function<Status(const MountedPart&)>& record) {
   MountedFilesystem m;
   MountedPart part;
   part.partition = plan.partition;
@@ -81,7 +84,8 @@ Result<MountedFilesystem> MountedFilesystem::Mount(const PlannedMount& plan, con
   if (!loop.ok()) return loop.status();
   m.loop_ = std::move(loop.value());
   if (!m.loop_.direct_io()) {
-    Notice(m.loop_.device() + " reads through the page cache (this kernel cannot do direct I/O on a FUSE "
+    Notice(m.loop_.device() +
+           " reads through the page cache (this kernel cannot do direct I/O on a FUSE "
            "file): reads through the mount work, more slowly");
   }
   part.loop_device = m.loop_.device();
