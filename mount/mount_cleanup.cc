@@ -146,6 +146,15 @@ Status RunUmount(const std::string& path) {
   std::string mount_point = CanonicalOrAbsolute(path);
   auto record = ReadMountRecord(MountIdFor(mount_point));
   if (!record.ok()) {
+    // DIR/pN of a whole-disk mount: point at DIR.
+    auto parent = ReadMountRecord(MountIdFor(mount_point.substr(0, mount_point.rfind('/'))));
+    for (const MountedPart& p : parent.ok() ? parent->parts : std::vector<MountedPart>{}) {
+      if (p.mount_point == mount_point) {
+        return Status(Code::kUsage, mount_point + " is partition " + std::to_string(p.partition) +
+                                        " of the hotsnap mount at " + parent->mount_point + "; 'hotsnap umount " +
+                                        parent->mount_point + "' unmounts all of it");
+      }
+    }
     return Status(Code::kUsage, mount_point + " is not a hotsnap mount (no record in " + MountsDir() +
                                     "; 'hotsnap cleanup' removes leftovers of crashed mounts)");
   }

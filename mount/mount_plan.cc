@@ -54,16 +54,16 @@ Result<MountPlan> PlanWholeDisk(const ImagePartitionTable& table, const std::str
   for (const ImagePartition& p : table.partitions) {
     if (p.extended) continue;  // a container: its logical partitions are listed themselves
     if (p.fs_type.empty()) {
-      plan.skipped.push_back(PartitionName(p) +
-                             " is not mounted: it holds no filesystem libblkid "
-                             "recognised at backup time");
+      plan.skipped.push_back({p.number, PartitionName(p) +
+                                            " is not mounted: it holds no filesystem libblkid "
+                                            "recognised at backup time"});
       continue;
     }
     auto how = ReadOnlyMountFor(p.fs_type);
     if (!how.ok()) {
-      plan.skipped.push_back(PartitionName(p) +
-                             " is not mounted: hotsnap mounts ext2/3/4, xfs and vfat "
-                             "partitions only");
+      plan.skipped.push_back(
+          {p.number, PartitionName(p) + " is not mounted: hotsnap mounts ext2/3/4, xfs and vfat "
+                                        "partitions only"});
       continue;
     }
     plan.mounts.push_back(
@@ -71,7 +71,7 @@ Result<MountPlan> PlanWholeDisk(const ImagePartitionTable& table, const std::str
   }
   if (plan.mounts.empty()) {
     std::string why;
-    for (const std::string& s : plan.skipped) why += "; " + s;
+    for (const SkippedPartition& s : plan.skipped) why += "; " + s.notice;
     return Status(Code::kUnsupported, image + " is the image of a whole " + table.type +
                                           " disk with no partition hotsnap can mount" + why);
   }

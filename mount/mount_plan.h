@@ -39,10 +39,15 @@ struct PlannedMount {
   std::string Describe() const;
 };
 
+// A partition of a whole-disk image that is not mounted, and why.
+struct SkippedPartition {
+  int partition = 0;
+  std::string notice;  // "partition 4 (swap at byte N of the disk) is not mounted: <why>"
+};
+
 struct MountPlan {
-  std::vector<PlannedMount> mounts;  // at least one
-  // "partition 4 (swap at byte N of the disk) is not mounted: <why>", in table order.
-  std::vector<std::string> skipped;
+  std::vector<PlannedMount> mounts;       // at least one
+  std::vector<SkippedPartition> skipped;  // in table order
   bool whole_disk() const { return !mounts.empty() && mounts.front().own_directory; }
 };
 

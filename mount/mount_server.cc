@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -97,12 +98,14 @@ int WaitForStop() {
 
 // Mounts every filesystem of `plan`, recording each part before its kernel objects exist.
 // A whole-disk mount skips a partition whose filesystem this kernel has no driver for
-// (ENODEV: vfat on a kernel built without it), noting it in record->skipped. Any other
+// (ENODEV: vfat on a kernel built without it); record->skipped gets every skipped partition's
+// notice, in table order, and is written before it returns. Any other
 // failure undoes every filesystem mounted so far and names the one that failed;
 // *leftovers then says whether some of that could not be undone (the record must stay).
 Result<MountSet> MountAll(const MountPlan& plan, uint32_t sector_bytes, MountRecord* record,
                           bool* leftovers) {
   MountSet mounts;
+  std::vector<SkippedPartition> skipped = plan.skipped;
   for (const PlannedMount& planned : plan.mounts) {
     record->parts.emplace_back();
     auto update = [record](const MountedPart& part) {
@@ -116,9 +119,8 @@ Result<MountSet> MountAll(const MountPlan& plan, uint32_t sector_bytes, MountRec
     }
     record->parts.pop_back();
     if (plan.whole_disk() && m.status().err() == ENODEV) {
-      record->skipped.push_back(planned.Describe() + " is not mounted: this kernel has no " +
-                                planned.how.type + " driver (mount(2): No such device)");
-      HOTSNAP_RETURN_IF_ERROR(WriteMountRecord(*record));
+      skipped.push_back({planned.partition, planned.Describe() + " is not mounted: this kernel has no " +
+                                                planned.how.type + " driver (mount(2): No such device)"});
       continue;
     }
     Status failed = planned.partition == 0 ? m.status() : m.status().Wrap(planned.Describe());
@@ -133,11 +135,18 @@ Result<MountSet> MountAll(const MountPlan& plan, uint32_t sector_bytes, MountRec
                                      "before it were unmounted again)",
                   failed.err());
   }
+  // The notices in table order, for the user (the record carries them to the waiting parent).
+  std::stable_sort(skipped.begin(), skipped.end(),
+                   [](const SkippedPartition& a, const SkippedPartition& b) { return a.partition < b.partition; });
+  std::string why;
+  for (const SkippedPartition& s : skipped) {
+    record->skipped.push_back(s.notice);
+    why += "; " + s.notice;
+  }
   if (mounts.size() == 0) {
-    std::string why;
-    for (const std::string& s : record->skipped) why += "; " + s;
     return Status(Code::kUnsupported, record->image + ": no partition could be mounted" + why);
   }
+  HOTSNAP_RETURN_IF_ERROR(WriteMountRecord(*record));
   return mounts;
 }
 
@@ -168,7 +177,6 @@ Status ServeUntilStopped(const MountOptions& o, MountRecord* record, const std::
   if (!plan.ok()) return plan.status();
   char image_path[PATH_MAX];
   if (::realpath(o.image.c_str(), image_path) != nullptr) record->image = image_path;
-  record->skipped = plan->skipped;
   record->pid = ::getpid();
   record->pid_start_ticks = ProcessStartTicks(record->pid);
 

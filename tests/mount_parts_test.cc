@@ -91,9 +91,12 @@ TEST(MountPlanTest, WholeDiskMountsEachMountablePartitionAtItsNumber) {
                            "holds no filesystem";
   const std::string luks = "partition 7 (crypto_LUKS at byte " + std::to_string(633 * kMiB) +
                            " of the disk) is not mounted";
-  EXPECT_EQ(plan->skipped[0].rfind(swap, 0), 0u) << plan->skipped[0];
-  EXPECT_EQ(plan->skipped[1].rfind(none, 0), 0u) << plan->skipped[1];
-  EXPECT_EQ(plan->skipped[2].rfind(luks, 0), 0u) << plan->skipped[2];
+  EXPECT_EQ(plan->skipped[0].partition, 3);
+  EXPECT_EQ(plan->skipped[0].notice.rfind(swap, 0), 0u) << plan->skipped[0].notice;
+  EXPECT_EQ(plan->skipped[1].partition, 6);
+  EXPECT_EQ(plan->skipped[1].notice.rfind(none, 0), 0u) << plan->skipped[1].notice;
+  EXPECT_EQ(plan->skipped[2].partition, 7);
+  EXPECT_EQ(plan->skipped[2].notice.rfind(luks, 0), 0u) << plan->skipped[2].notice;
 }
 
 TEST(MountPlanTest, PartitionFlagMountsOnePartitionAtTheDirectoryItself) {
@@ -358,6 +361,8 @@ TEST_F(MountPartsTest, EveryPartitionMountsAtItsNumberAndUmountLeavesNothing) {
             "vfat driver"),
         std::string::npos)
         << r.err;
+    // The notices come in table order, the one found while mounting included.
+    EXPECT_LT(r.err.find("partition 1 (vfat"), r.err.find("partition 4 (swap")) << r.err;
   }
   EXPECT_NE(r.err.find("partition 2 (ext4) at " + m.Part(2) + " via /dev/loop"), std::string::npos)
       << r.err;
@@ -366,6 +371,13 @@ TEST_F(MountPartsTest, EveryPartitionMountsAtItsNumberAndUmountLeavesNothing) {
   EXPECT_EQ(LoopsOverOurFile(), loops);
   std::vector<std::string> made = ListDir(m.dir());
   EXPECT_EQ(made.size(), static_cast<size_t>(loops));
+  // umount of one partition's directory is refused, pointing at the whole mount.
+  r = Sh(env_ + Quote(HotsnapBinary()) + " umount " + Quote(m.Part(2)));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find(m.Part(2) + " is partition 2 of the hotsnap mount at " + m.dir()),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(RunOk("findmnt -no FSTYPE " + Quote(m.Part(2))).out, "ext4\n");
 
   r = m.Umount();
   EXPECT_EQ(r.exit_code, 0) << r.err;
