@@ -151,8 +151,9 @@ Status RunUmount(const std::string& path) {
     for (const MountedPart& p : parent.ok() ? parent->parts : std::vector<MountedPart>{}) {
       if (p.mount_point == mount_point) {
         return Status(Code::kUsage, mount_point + " is partition " + std::to_string(p.partition) +
-                                        " of the hotsnap mount at " + parent->mount_point + "; 'hotsnap umount " +
-                                        parent->mount_point + "' unmounts all of it");
+                                        " of the hotsnap mount at " + parent->mount_point +
+                                        "; 'hotsnap umount " + parent->mount_point +
+                                        "' unmounts all of it");
       }
     }
     return Status(Code::kUsage, mount_point + " is not a hotsnap mount (no record in " + MountsDir() +

@@ -119,8 +119,9 @@ Result<MountSet> MountAll(const MountPlan& plan, uint32_t sector_bytes, MountRec
     }
     record->parts.pop_back();
     if (plan.whole_disk() && m.status().err() == ENODEV) {
-      skipped.push_back({planned.partition, planned.Describe() + " is not mounted: this kernel has no " +
-                                                planned.how.type + " driver (mount(2): No such device)"});
+      skipped.push_back(
+          {planned.partition, planned.Describe() + " is not mounted: this kernel has no " +
+                                  planned.how.type + " driver (mount(2): No such device)"});
       continue;
     }
     Status failed = planned.partition == 0 ? m.status() : m.status().Wrap(planned.Describe());
@@ -137,7 +138,9 @@ Result<MountSet> MountAll(const MountPlan& plan, uint32_t sector_bytes, MountRec
   }
   // The notices in table order, for the user (the record carries them to the waiting parent).
   std::stable_sort(skipped.begin(), skipped.end(),
-                   [](const SkippedPartition& a, const SkippedPartition& b) { return a.partition < b.partition; });
+                   [](const SkippedPartition& a, const SkippedPartition& b) {
+                     return a.partition < b.partition;
+                   });
   std::string why;
   for (const SkippedPartition& s : skipped) {
     record->skipped.push_back(s.notice);
