@@ -52,6 +52,19 @@ Status RunCatCommand(const std::vector<std::string>& args) {
   return Status::Ok();
 }
 
+// "partition 2 (ext4) at /mnt/p2 via /dev/loop5" (or "ext4 at /mnt via /dev/loop5") for each
+// filesystem of a mount.
+std::string DescribeParts(const MountRecord& r) {
+  std::string text;
+  for (const MountedPart& p : r.parts) {
+    if (!text.empty()) text += ", ";
+    std::string what = p.partition == 0 ? p.fs_type
+                                        : "partition " + std::to_string(p.partition) + " (" + p.fs_type + ")";
+    text += what + " at " + p.mount_point + " via " + p.loop_device;
+  }
+  return text;
+}
+
 Status RunMountCommand(const std::vector<std::string>& args) {
   po::options_description d("mount options");
   MountOptions o;
@@ -61,13 +74,22 @@ Status RunMountCommand(const std::vector<std::string>& args) {
       ("cache-chunks", po::value<size_t>(&o.cache_chunks)->default_value(16),
        "decoded chunks kept in memory (each is one chunk, 4 MiB)")
       ("partition", po::value<int>(&o.partition)->default_value(0),
-       "with the image of a whole disk: mount partition N (as 'hotsnap info' numbers them) alone");
+       "with the image of a whole disk: mount partition N (as 'hotsnap info' numbers them) alone, at "
+       "MOUNTPOINT itself");
   auto p = Parse(args, "hotsnap mount IMAGE MOUNTPOINT [--foreground] [--partition N]",
                  std::string("Mount the filesystem stored in IMAGE read-only at MOUNTPOINT, without restoring\n"
                              "it: the image is served as a file through FUSE (decoding only the chunks read),\n"
                              "attached to a read-only loop device, and mounted with the options that keep\n"
                              "it from writing (ext2/3/4: ro,noload; xfs: ro,norecovery,nouuid; always\n"
                              "nosuid,nodev). A chunk that fails its hash gives EIO to the reads touching it.\n"
+                             "With the image of a whole disk (a partition table; 'hotsnap info' lists it), each\n"
+                             "partition holding ext2/3/4, xfs or vfat is mounted that way at MOUNTPOINT/pN (N as\n"
+                             "'hotsnap info' numbers it; the directory is made if missing and removed at unmount),\n"
+                             "through a loop device of its own over its byte range; the other partitions (swap,\n"
+                             "LUKS, LVM, none, or a filesystem this kernel has no driver for) are skipped with\n"
+                             "a notice saying why. If one partition fails to mount, those mounted before it are\n"
+                             "undone and the error names it (number, filesystem, byte offset); nothing is left.\n"
+                             "--partition N mounts partition N alone at MOUNTPOINT.\n"
                              "Undo with 'hotsnap umount MOUNTPOINT'; state is kept in /run/hotsnap/mounts.\n") +
                      kRandomAccessNote,
                  d, {"IMAGE", "MOUNTPOINT"});
@@ -77,8 +99,10 @@ Status RunMountCommand(const std::vector<std::string>& args) {
   o.mount_point = p->vm["MOUNTPOINT"].as<std::string>();
   o.foreground = p->vm.count("foreground") > 0;
   if (o.cache_chunks < 1 || o.cache_chunks > 1024) return Status(Code::kUsage, "--cache-chunks must be 1-1024");
+  if (o.partition < 0) return Status(Code::kUsage, "--partition must be a partition number, 1 or more");
   o.on_ready = [&o](const MountRecord& r) {
-    Notice("mounted " + r.image + " (" + r.fs_type + ") read-only at " + r.mount_point + " via " + r.loop_device +
+    for (const std::string& skipped : r.skipped) Notice(skipped);
+    Notice("mounted " + r.image + " read-only: " + DescribeParts(r) +
            (o.foreground ? "; Ctrl-C or 'hotsnap umount " + r.mount_point + "' unmounts"
                          : "; server pid " + std::to_string(r.pid) + "; 'hotsnap umount " + r.mount_point +
                                "' unmounts"));
@@ -91,8 +115,9 @@ Status RunMountCommand(const std::vector<std::string>& args) {
 Status RunUmountCommand(const std::vector<std::string>& args) {
   po::options_description d("umount options");
   auto p = Parse(args, "hotsnap umount MOUNTPOINT",
-                 "Undo 'hotsnap mount': unmount the filesystem (refused, with nothing changed, while\n"
-                 "a process uses it), detach the loop device, unmount the FUSE file, stop the server.",
+                 "Undo 'hotsnap mount': unmount the filesystem, or every MOUNTPOINT/pN of a whole-disk\n"
+                 "image (refused, with nothing changed, while a process uses one), detach the loop\n"
+                 "devices, remove the pN directories it made, unmount the FUSE file, stop the server.",
                  d, {"MOUNTPOINT"});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();

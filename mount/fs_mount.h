@@ -43,6 +43,9 @@ class FsMount {
   // Unmounts if `target` still carries a mount of `device`. With `lazy`, a busy mount is
   // detached (it goes away when its last user leaves) instead of failing.
   Status Unmount(bool lazy = false);
+  // Gives up ownership: the mount stays (for `hotsnap umount` putting back a mount that the
+  // server process owns).
+  void Release() { target_.clear(); }
 
  private:
   std::string device_;

@@ -2,6 +2,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,6 +26,36 @@ const std::string kFuseType = std::string("fuse.") + kFuseSubtype;
 
 bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
+bool PathExists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// Unmounts every part's filesystem (not lazily), or none: if one is busy, those unmounted
+// before it are mounted again from their loop devices (the server still holds them) and the
+// busy one's kTarget is returned.
+Status UnmountAllOrNone(const MountRecord& r) {
+  std::vector<const MountedPart*> unmounted;
+  for (const MountedPart& p : r.parts) {
+    if (p.loop_device.empty() || !IsMountedFrom(p.mount_point, p.loop_device)) continue;
+    Status s = UnmountIfSource(p.mount_point, p.loop_device, /*lazy=*/false);
+    if (s.ok()) {
+      unmounted.push_back(&p);
+      continue;
+    }
+    for (const MountedPart* back : unmounted) {
+      auto how = ReadOnlyMountFor(back->fs_type);
+      if (!how.ok()) return s.WithCleanup(how.status());
+      auto again = FsMount::Mount(back->loop_device, back->mount_point, *how);
+      if (!again.ok()) return s.WithCleanup(again.status().Wrap("mounting it again"));
+      // The mount stays: the server unmounts it at its teardown, as before.
+      again->Release();
+    }
+    return s;
+  }
+  return Status::Ok();
+}
+
 // The canonical form of a mount point the user names. A dead mount may not resolve
 // (ENOTCONN, EIO), so fall back to the absolute path as given.
 std::string CanonicalOrAbsolute(const std::string& path) {
@@ -47,22 +78,32 @@ Status UnmountFuse(const MountInfoEntry& m) {
   return Status::Ok();
 }
 
-// Undoes what a mount record describes, whose server is dead (or would not stop): the
-// filesystem (lazily if busy), the loop device, the FUSE mount, the record.
+// Undoes what a mount record describes, whose server is dead (or would not stop): each
+// part's filesystem (lazily if busy) and loop device — also a loop device over the FUSE file
+// that was attached but not yet recorded, with whatever is mounted from it —, the FUSE mount,
+// then the record and the directories the server made.
 Status CleanUpRecord(const MountRecord& r, std::vector<std::string>* done) {
   Status first;
   auto keep = [&first](Status s) {
     if (!s.ok() && first.ok()) first = s;
   };
-  std::vector<std::string> loops;
-  if (!r.loop_device.empty()) loops.push_back(r.loop_device);
-  for (const std::string& d : LoopDevicesBackedUnder(r.fuse_dir + "/")) {
-    if (d != r.loop_device) loops.push_back(d);
+  // (loop device, the mount point recorded for it)
+  std::vector<std::pair<std::string, std::string>> loops;
+  for (const MountedPart& p : r.parts) {
+    if (!p.loop_device.empty()) loops.emplace_back(p.loop_device, p.mount_point);
   }
-  for (const std::string& loop : loops) {
-    if (IsMountedFrom(r.mount_point, loop)) {
-      Status s = UnmountIfSource(r.mount_point, loop, /*lazy=*/true);
-      if (s.ok()) done->push_back("unmounted " + r.mount_point + " (" + loop + ")");
+  for (const std::string& d : LoopDevicesBackedUnder(r.fuse_dir + "/")) {
+    bool recorded = false;
+    for (const auto& [loop, unused] : loops) recorded = recorded || loop == d;
+    if (!recorded) loops.emplace_back(d, "");
+  }
+  for (const auto& [loop, mount_point] : loops) {
+    for (const MountInfoEntry& m : CurrentMounts()) {
+      if (m.source != loop) continue;
+      // Only where the record says, or (an unrecorded loop device over our own file) anywhere.
+      if (!mount_point.empty() && m.mount_point != mount_point) continue;
+      Status s = UnmountIfSource(m.mount_point, loop, /*lazy=*/true);
+      if (s.ok()) done->push_back("unmounted " + m.mount_point + " (" + loop + ")");
       keep(s);
     }
     if (LoopBackingFile(loop) == r.device_file) {
@@ -79,6 +120,11 @@ Status CleanUpRecord(const MountRecord& r, std::vector<std::string>* done) {
   }
   if (first.ok()) {
     RemoveMountRecord(r);
+    for (const MountedPart& p : r.parts) {
+      if (p.created_dir && !PathExists(p.mount_point)) {
+        done->push_back("removed directory " + p.mount_point);
+      }
+    }
     done->push_back("removed record of " + r.image + " at " + r.mount_point);
   }
   return first;
@@ -100,13 +146,21 @@ Status RunUmount(const std::string& path) {
   std::string mount_point = CanonicalOrAbsolute(path);
   auto record = ReadMountRecord(MountIdFor(mount_point));
   if (!record.ok()) {
+    // DIR/pN of a whole-disk mount: point at DIR.
+    auto parent = ReadMountRecord(MountIdFor(mount_point.substr(0, mount_point.rfind('/'))));
+    for (const MountedPart& p : parent.ok() ? parent->parts : std::vector<MountedPart>{}) {
+      if (p.mount_point == mount_point) {
+        return Status(Code::kUsage, mount_point + " is partition " + std::to_string(p.partition) +
+                                        " of the hotsnap mount at " + parent->mount_point +
+                                        "; 'hotsnap umount " + parent->mount_point +
+                                        "' unmounts all of it");
+      }
+    }
     return Status(Code::kUsage, mount_point + " is not a hotsnap mount (no record in " + MountsDir() +
                                     "; 'hotsnap cleanup' removes leftovers of crashed mounts)");
   }
-  // 1. The filesystem first, by us: a busy mount is refused here with nothing changed.
-  if (!record->loop_device.empty()) {
-    HOTSNAP_RETURN_IF_ERROR(UnmountIfSource(mount_point, record->loop_device, /*lazy=*/false));
-  }
+  // 1. The filesystems first, by us: a busy mount is refused here with nothing changed.
+  HOTSNAP_RETURN_IF_ERROR(UnmountAllOrNone(*record));
   // 2. The server detaches the loop device, unmounts FUSE and removes the record.
   if (ServerAlive(*record)) {
     ::kill(record->pid, SIGTERM);

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -17,8 +18,9 @@
 #include "io/image_random_reader.h"
 #include "mount/fs_mount.h"
 #include "mount/fuse_server.h"
-#include "mount/loop_attachment.h"
 #include "mount/mount_job.h"
+#include "mount/mount_plan.h"
+#include "mount/mounted_filesystem.h"
 
 namespace hotsnap {
 namespace {
@@ -42,9 +44,6 @@ Result<std::string> CanonicalMountPoint(const std::string& path) {
   struct stat st;
   if (::stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Status(Code::kTarget, "mount point " + path + " is not a directory");
-  }
-  if (IsMountPoint(resolved)) {
-    return Status(Code::kTarget, "mount point " + path + " already has a filesystem mounted on it");
   }
   return std::string(resolved);
 }
@@ -79,20 +78,13 @@ class RecordGuard {
 };
 
 // Undoes a mount in reverse order; every step is tried, the first failure is returned.
-Status TearDown(FsMount* fs, LoopAttachment* loop, FuseImageServer* server) {
-  Status first;
-  auto keep = [&first](Status s) {
-    if (!s.ok()) {
-      Error(s.message());
-      if (first.ok()) first = s;
-    }
-  };
-  // After `hotsnap umount` the filesystem is unmounted already. On other stop requests a
-  // process may still use it: detach it lazily; it disappears when they let go.
-  keep(fs->Unmount(/*lazy=*/true));
-  keep(loop->Detach());
-  keep(server->Stop(/*force=*/!first.ok()));
-  return first;
+Status TearDown(MountSet* mounts, FuseImageServer* server) {
+  // After `hotsnap umount` the filesystems are unmounted already. On other stop requests a
+  // process may still use one: it is detached lazily and disappears when they let go.
+  Status first = mounts->UndoAll();
+  Status fuse = server->Stop(/*force=*/!first.ok());
+  if (!fuse.ok()) Error(fuse.message());
+  return first.ok() ? fuse : first;
 }
 
 // Waits for a stop request: a signal, or the end of the FUSE session (SIGUSR1).
@@ -104,32 +96,61 @@ int WaitForStop() {
   return signo;
 }
 
-// The filesystem to mount: the image's own, or with a whole-disk image the partition
-// `o.partition`, whose byte range *tuning then limits the loop device to.
-Result<std::string> FilesystemToMount(const MountOptions& o, const ImageMetadata& meta,
-                                      LoopTuning* tuning) {
-  const ImagePartitionTable& table = meta.partition_table;
-  if (table.empty()) {
-    if (o.partition == 0) return meta.fs_type;
-    return Status(Code::kUsage, o.image + " is not the image of a partitioned disk; mount it "
-                                          "without --partition");
-  }
-  std::string mountable;
-  for (const ImagePartition& p : table.partitions) {
-    if (p.number == o.partition && !p.extended) {
-      tuning->offset_bytes = p.start_bytes;
-      tuning->size_limit_bytes = p.size_bytes;
-      return p.fs_type;
+// Mounts every filesystem of `plan`, recording each part before its kernel objects exist.
+// A whole-disk mount skips a partition whose filesystem this kernel has no driver for
+// (ENODEV: vfat on a kernel built without it); record->skipped gets every skipped partition's
+// notice, in table order, and is written before it returns. Any other
+// failure undoes every filesystem mounted so far and names the one that failed;
+// *leftovers then says whether some of that could not be undone (the record must stay).
+Result<MountSet> MountAll(const MountPlan& plan, uint32_t sector_bytes, MountRecord* record,
+                          bool* leftovers) {
+  MountSet mounts;
+  std::vector<SkippedPartition> skipped = plan.skipped;
+  for (const PlannedMount& planned : plan.mounts) {
+    record->parts.emplace_back();
+    auto update = [record](const MountedPart& part) {
+      record->parts.back() = part;
+      return WriteMountRecord(*record);
+    };
+    auto m = MountedFilesystem::Mount(planned, record->device_file, sector_bytes, update);
+    if (m.ok()) {
+      mounts.Add(std::move(m.value()));
+      continue;
     }
-    if (ReadOnlyMountFor(p.fs_type).ok()) {
-      mountable += (mountable.empty() ? "" : ", ") + ("p" + std::to_string(p.number)) + " " +
-                   p.fs_type;
+    record->parts.pop_back();
+    if (plan.whole_disk() && m.status().err() == ENODEV) {
+      skipped.push_back(
+          {planned.partition, planned.Describe() + " is not mounted: this kernel has no " +
+                                  planned.how.type + " driver (mount(2): No such device)"});
+      continue;
     }
+    Status failed = planned.partition == 0 ? m.status() : m.status().Wrap(planned.Describe());
+    if (!plan.whole_disk()) return failed;
+    Status undone = mounts.UndoAll();
+    if (!undone.ok()) {
+      *leftovers = true;
+      return failed.WithCleanup(undone);
+    }
+    return Status(failed.code(),
+                  failed.message() + "; nothing of the mount is left (the partitions mounted "
+                                     "before it were unmounted again)",
+                  failed.err());
   }
-  std::string what = o.partition == 0 ? " is the image of a whole " + table.type + " disk"
-                                      : " has no partition " + std::to_string(o.partition);
-  return Status(Code::kUsage, o.image + what + "; mount one partition with --partition N (" +
-                                  (mountable.empty() ? "none is mountable" : mountable) + ")");
+  // The notices in table order, for the user (the record carries them to the waiting parent).
+  std::stable_sort(skipped.begin(), skipped.end(),
+                   [](const SkippedPartition& a, const SkippedPartition& b) {
+                     return a.partition < b.partition;
+                   });
+  std::string why;
+  for (const SkippedPartition& s : skipped) {
+    record->skipped.push_back(s.notice);
+    why += "; " + s.notice;
+  }
+  if (mounts.size() == 0) {
+    return Status(Code::kUnsupported, record->image + ": no partition could be mounted" + why);
+  }
+  HOTSNAP_RETURN_IF_ERROR(WriteMountRecord(*record));
+  return mounts;
 }
 
 // The server: builds the mount step by step, calls `ready` once the filesystem is
@@ -137,13 +158,14 @@ Result<std::string> FilesystemToMount(const MountOptions& o, const ImageMetadata
 // so far is undone before it returns. Runs in the forked process or, with --foreground,
 // in the caller's.
 Status ServeUntilStopped(const MountOptions& o, MountRecord* record, const std::function<void()>& ready) {
-  // 1. The mount point: a directory, not mounted on, not already ours.
+  // 1. The mount point: a directory, not already ours (MountDirectory checks that nothing
+  //    is mounted on it, or on DIR/pN).
   auto mount_point = CanonicalMountPoint(o.mount_point);
   if (!mount_point.ok()) return mount_point.status();
   *record = NewMountRecord(o.image, *mount_point);
   HOTSNAP_RETURN_IF_ERROR(CheckNoRecord(*mount_point));
 
-  // 2. The image: its index, and how to mount its filesystem without writing.
+  // 2. The image: its index, and which filesystems to mount where, without writing.
   RandomReaderOptions reader_options;
   reader_options.cache_chunks = o.cache_chunks;
   // No read-ahead in the reader: the loop device's readahead (LoopTuning) already asks for
@@ -154,14 +176,10 @@ Status ServeUntilStopped(const MountOptions& o, MountRecord* record, const std::
   auto reader = ImageRandomReader::Open(o.image, reader_options);
   if (!reader.ok()) return reader.status();
   const ImageMetadata meta = (*reader)->meta();
-  LoopTuning tuning;
-  auto fs_type = FilesystemToMount(o, meta, &tuning);
-  if (!fs_type.ok()) return fs_type.status();
-  auto how = ReadOnlyMountFor(*fs_type);
-  if (!how.ok()) return how.status();
+  auto plan = PlanMounts(meta, o.image, o.partition, *mount_point);
+  if (!plan.ok()) return plan.status();
   char image_path[PATH_MAX];
   if (::realpath(o.image.c_str(), image_path) != nullptr) record->image = image_path;
-  record->fs_type = *fs_type;
   record->pid = ::getpid();
   record->pid_start_ticks = ProcessStartTicks(record->pid);
 
@@ -177,27 +195,22 @@ Status ServeUntilStopped(const MountOptions& o, MountRecord* record, const std::
                                        record->fuse_dir, [self] { ::kill(self, SIGUSR1); });
   if (!server.ok()) return server.status();
 
-  // 4. A read-only loop device over that file.
-  auto loop = LoopAttachment::Attach(record->device_file, meta.logical_sector_bytes, tuning);
-  if (!loop.ok()) return loop.status();
-  if (!loop->direct_io()) {
-    Notice(loop->device() + " reads through the page cache (this kernel cannot do direct I/O on a FUSE "
-           "file): reads through the mount work, more slowly");
+  // 4. Each filesystem: its directory, a read-only loop device over its byte range of that
+  //    file, and the read-only mount without journal or log recovery.
+  bool leftovers = false;
+  auto mounts = MountAll(*plan, meta.logical_sector_bytes, record, &leftovers);
+  if (!mounts.ok()) {
+    if (leftovers) record_guard.Keep();
+    return mounts.status();
   }
-  record->loop_device = loop->device();
-  HOTSNAP_RETURN_IF_ERROR(WriteMountRecord(*record));
 
-  // 5. The filesystem, read-only, without journal or log recovery.
-  auto fs = FsMount::Mount(loop->device(), *mount_point, *how);
-  if (!fs.ok()) return fs.status();
-
-  // 6. Ready: the caller may return to the user.
+  // 5. Ready: the caller may return to the user.
   ready();
 
-  // 7. Serve until a stop request, then undo 5 → 3.
+  // 6. Serve until a stop request, then undo 4 → 3.
   int signo = WaitForStop();
   if (signo == SIGUSR1) Notice("the FUSE filesystem at " + record->fuse_dir + " went away; unmounting");
-  Status s = TearDown(&fs.value(), &loop.value(), server->get());
+  Status s = TearDown(&mounts.value(), server->get());
   if (!s.ok()) record_guard.Keep();
   return s;
 }

@@ -62,10 +62,19 @@ Status WriteMountRecord(const MountRecord& r) {
   j["id"] = r.id;
   j["image"] = r.image;
   j["mount_point"] = r.mount_point;
-  j["fs_type"] = r.fs_type;
   j["fuse_dir"] = r.fuse_dir;
   j["device_file"] = r.device_file;
-  j["loop_device"] = r.loop_device;
+  j["parts"] = nlohmann::ordered_json::array();
+  for (const MountedPart& p : r.parts) {
+    nlohmann::ordered_json part;
+    part["partition"] = p.partition;
+    part["fs_type"] = p.fs_type;
+    part["mount_point"] = p.mount_point;
+    part["loop_device"] = p.loop_device;
+    part["created_dir"] = p.created_dir;
+    j["parts"].push_back(std::move(part));
+  }
+  j["skipped"] = r.skipped;
   j["pid"] = r.pid;
   j["pid_start_ticks"] = r.pid_start_ticks;
   j["log_file"] = r.log_file;
@@ -96,10 +105,27 @@ Result<MountRecord> ReadMountRecord(const std::string& id) {
     r.id = j.at("id").get<std::string>();
     r.image = j.at("image").get<std::string>();
     r.mount_point = j.at("mount_point").get<std::string>();
-    r.fs_type = j.at("fs_type").get<std::string>();
     r.fuse_dir = j.at("fuse_dir").get<std::string>();
     r.device_file = j.at("device_file").get<std::string>();
-    r.loop_device = j.at("loop_device").get<std::string>();
+    if (j.contains("parts")) {
+      for (const nlohmann::json& part : j.at("parts")) {
+        MountedPart p;
+        p.partition = part.at("partition").get<int>();
+        p.fs_type = part.at("fs_type").get<std::string>();
+        p.mount_point = part.at("mount_point").get<std::string>();
+        p.loop_device = part.at("loop_device").get<std::string>();
+        p.created_dir = part.at("created_dir").get<bool>();
+        r.parts.push_back(std::move(p));
+      }
+      r.skipped = j.at("skipped").get<std::vector<std::string>>();
+    } else {
+      // A record of a server from before whole-disk mounts: one filesystem at the mount point.
+      MountedPart p;
+      p.fs_type = j.at("fs_type").get<std::string>();
+      p.mount_point = r.mount_point;
+      p.loop_device = j.at("loop_device").get<std::string>();
+      r.parts.push_back(std::move(p));
+    }
     r.pid = j.at("pid").get<pid_t>();
     r.pid_start_ticks = j.at("pid_start_ticks").get<uint64_t>();
     r.log_file = j.at("log_file").get<std::string>();
@@ -132,6 +158,9 @@ std::vector<MountRecord> ListMountRecords(std::vector<std::string>* problems) {
 }
 
 void RemoveMountRecord(const MountRecord& r) {
+  for (const MountedPart& p : r.parts) {
+    if (p.created_dir) ::rmdir(p.mount_point.c_str());  // only if empty: never a user's files
+  }
   ::rmdir(r.fuse_dir.c_str());
   ::unlink(r.log_file.c_str());
   ::unlink(RecordPath(r.id).c_str());

@@ -21,14 +21,29 @@
 
 namespace hotsnap {
 
+// One filesystem of a mount: the image's own at the mount point, or (whole-disk image) one
+// partition's, at the mount point or at MOUNTPOINT/pN.
+struct MountedPart {
+  int partition = 0;        // as `hotsnap info` numbers it; 0: the image's own filesystem
+  std::string fs_type;      // from the image metadata
+  std::string mount_point;  // canonical path
+  std::string loop_device;  // "" until attached
+  // The server made mount_point (MOUNTPOINT/pN) and removes it after unmounting; recorded
+  // right after the mkdir, so a crash between the two leaves an empty directory behind.
+  bool created_dir = false;
+};
+
 struct MountRecord {
   std::string id;
   std::string image;        // image file, as given
-  std::string mount_point;  // canonical path
-  std::string fs_type;      // from the image metadata
+  std::string mount_point;  // canonical path, as given to `hotsnap mount` (the record's key)
   std::string fuse_dir;     // RunDir()/mounts/ID
   std::string device_file;  // fuse_dir + "/device"
-  std::string loop_device;  // "" until attached
+  // In mount order; a part is recorded before its loop device is attached and again once it
+  // is, so `hotsnap cleanup` knows every kernel object a crashed server had made.
+  std::vector<MountedPart> parts;
+  // Partitions of a whole-disk image that were not mounted, with the reason (for the user).
+  std::vector<std::string> skipped;
   pid_t pid = 0;            // the server process
   uint64_t pid_start_ticks = 0;  // its start time (/proc/PID/stat field 22): guards pid reuse
   std::string log_file;
@@ -45,7 +60,8 @@ Status WriteMountRecord(const MountRecord& record);
 Result<MountRecord> ReadMountRecord(const std::string& id);
 // Every readable record; unreadable ones are reported in `problems`.
 std::vector<MountRecord> ListMountRecords(std::vector<std::string>* problems);
-// Removes the record, its log and its (empty) FUSE directory. Missing files are fine.
+// Removes the record, its log, its (empty) FUSE directory and the (empty) directories the
+// server created for its parts. Missing files are fine.
 void RemoveMountRecord(const MountRecord& record);
 
 // Whether the recorded server still runs: its pid with the recorded start time
