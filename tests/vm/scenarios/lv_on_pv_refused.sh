@@ -4,7 +4,8 @@
 # suggesting --snapshot lvm and --allow-crash-consistent; --dry-run says the same; nothing is
 # published, nothing stays frozen, no snapshot is made. --allow-crash-consistent with the LV
 # copies the disk and the image's report lists it; naming the PV partition instead is a usage
-# error. The suggested route, --snapshot lvm of the LV itself, works.
+# error. The suggested routes work: --snapshot lvm of the LV itself; deactivating the LV
+# (unmounting it is not enough: the holder stays).
 . /scenarios/lib.sh
 
 DISK_FILE=/tmp/lvdisk.img
@@ -71,7 +72,8 @@ refused_both_ways() {
   rc=$?
   cat /tmp/run.err
   [ "$rc" = 3 ] || fail "backup --snapshot $mode exited $rc, expected 3"
-  expect_in /tmp/run.err "held by $LVDM" "the refusal does not name the LV's device $LVDM"
+  expect_in /tmp/run.err "held by $LVDM (/dev/mapper/$VG-lv), stacked on $P2 " \
+    "the refusal does not name the LV ($LVDM, /dev/mapper/$VG-lv) and the PV partition $P2"
   expect_in /tmp/run.err "--snapshot lvm" "the refusal does not suggest --snapshot lvm"
   expect_in /tmp/run.err "--allow-crash-consistent $LVDM" \
     "the refusal does not suggest --allow-crash-consistent $LVDM"
@@ -122,9 +124,10 @@ cat /tmp/run.err
 [ "$rc" = 0 ] || fail "backup with --allow-crash-consistent /dev/$VG/lv exited $rc"
 hotsnap info --json /tmp/out/disk.zst > /tmp/info.json || fail "info --json"
 cat /tmp/info.json
-tr -d ' \n' < /tmp/info.json | grep -q "\"crash_consistent\":\[\"$LVDM\"\]" ||
-  fail "info --json does not list $LVDM (alone) in crash_consistent"
-hotsnap info /tmp/out/disk.zst | grep -q "not frozen: *$LVDM" || fail "info does not say $LVDM was not frozen"
+tr -d ' \n' < /tmp/info.json | grep -q "\"crash_consistent\":\[\"$LVDM(/dev/mapper/$VG-lv)\"\]" ||
+  fail "info --json does not list $LVDM (/dev/mapper/$VG-lv), alone, in crash_consistent"
+hotsnap info /tmp/out/disk.zst | grep -q "not frozen: *$LVDM (/dev/mapper/$VG-lv)" ||
+  fail "info does not say $LVDM was not frozen"
 hotsnap verify /tmp/out/disk.zst || fail "verify the disk image"
 writable /mnt/lvp1
 [ "$(lvs_of_vg)" = "$LVS_BEFORE" ] || fail "LVs of $VG changed: '$(lvs_of_vg)'"
@@ -152,4 +155,21 @@ hotsnap restore /tmp/out/lv.zst /tmp/lv-restored.img --no-progress || fail "rest
 e2fsck -fn /tmp/lv-restored.img || fail "the restored LV filesystem is not fsck-clean"
 [ "$(lvs_of_vg)" = "$LVS_BEFORE" ] || fail "LVs of $VG left after the lvm backup: '$(lvs_of_vg)'"
 expect_no_leftovers
+
+step "the other suggestion: unmounting the LV is not enough, deactivating it is"
+umount /mnt/lvlv || fail "umount /mnt/lvlv"
+hotsnap backup "$DISK" -o /tmp/out/disk.zst --level 1 --no-progress 2> /tmp/run.err
+rc=$?
+cat /tmp/run.err
+[ "$rc" = 3 ] || fail "backup with the LV unmounted but active exited $rc, expected 3"
+expect_in /tmp/run.err "held by $LVDM" "the refusal does not name $LVDM"
+expect_in /tmp/run.err "deactivate it" "the refusal does not suggest deactivating the LV"
+expect_no_image /tmp/out/disk.zst
+vgchange -q -an "$VG" > /dev/null || fail "vgchange -an $VG"
+[ -z "$(ls /sys/class/block/"${P2#/dev/}"/holders)" ] || fail "$P2 is still held"
+hotsnap backup "$DISK" -o /tmp/out/disk.zst --level 1 --no-progress ||
+  fail "backup of $DISK with $VG deactivated"
+hotsnap info --json /tmp/out/disk.zst | tr -d ' \n' | grep -q '"crash_consistent":\[\]' ||
+  fail "the image of the disk without holders lists crash-consistent members"
+hotsnap verify /tmp/out/disk.zst || fail "verify"
 echo "OK"
