@@ -63,34 +63,38 @@ LVS_BEFORE=$(lvs_of_vg)
 [ "$LVS_BEFORE" = "lv " ] || fail "unexpected LVs in $VG: '$LVS_BEFORE'"
 
 mkdir -p /tmp/out
-# refused_both_ways MODE: the run and the dry run of MODE refuse alike.
-refused_both_ways() {
-  mode=$1
-  img=/tmp/out/disk-$mode.zst
-  step "--snapshot $mode: refused"
-  hotsnap backup "$DISK" -o "$img" --snapshot "$mode" --level 1 --no-progress 2> /tmp/run.err
+# both_ways RC IMG ARGS...: `hotsnap backup ARGS -o IMG` and its --dry-run both exit RC with
+# the same error message (the run's stderr stays in /tmp/run.err), and publish nothing.
+both_ways() {
+  want=$1 img=$2
+  shift 2
+  hotsnap backup "$@" -o "$img" --level 1 --no-progress 2> /tmp/run.err
   rc=$?
   cat /tmp/run.err
-  [ "$rc" = 3 ] || fail "backup --snapshot $mode exited $rc, expected 3"
+  [ "$rc" = "$want" ] || fail "backup $* exited $rc, expected $want"
+  expect_no_image "$img"
+  hotsnap backup "$@" -o "$img" --level 1 --no-progress --dry-run > /tmp/dry.out 2> /tmp/dry.err
+  rc=$?
+  [ "$rc" = "$want" ] ||
+    { cat /tmp/dry.out /tmp/dry.err; fail "the dry run of backup $* exited $rc, expected $want"; }
+  run_msg=$(grep "^hotsnap: error:" /tmp/run.err)
+  dry_msg=$(grep "^hotsnap: error:" /tmp/dry.err)
+  [ -n "$run_msg" ] && [ "$run_msg" = "$dry_msg" ] ||
+    fail "the dry run's refusal differs from the run's: run '$run_msg', dry run '$dry_msg'"
+  expect_no_image "$img"
+  echo "(--dry-run: exit $rc, the same message)"
+}
+
+# refused_both_ways MODE: a backup of the disk in MODE, and its dry run, refuse naming the LV.
+refused_both_ways() {
+  mode=$1
+  step "--snapshot $mode: refused, by the dry run alike"
+  both_ways 3 "/tmp/out/disk-$mode.zst" "$DISK" --snapshot "$mode"
   expect_in /tmp/run.err "held by $LVDM (/dev/mapper/$VG-lv), stacked on $P2 " \
     "the refusal does not name the LV ($LVDM, /dev/mapper/$VG-lv) and the PV partition $P2"
   expect_in /tmp/run.err "--snapshot lvm" "the refusal does not suggest --snapshot lvm"
   expect_in /tmp/run.err "--allow-crash-consistent $LVDM" \
     "the refusal does not suggest --allow-crash-consistent $LVDM"
-  expect_no_image "$img"
-
-  step "--snapshot $mode --dry-run: the same refusal"
-  hotsnap backup "$DISK" -o "$img" --snapshot "$mode" --level 1 --no-progress --dry-run \
-    > /tmp/dry.out 2> /tmp/dry.err
-  rc=$?
-  cat /tmp/dry.out /tmp/dry.err
-  [ "$rc" = 3 ] || fail "dry run of --snapshot $mode exited $rc, expected 3"
-  run_msg=$(grep "held by" /tmp/run.err)
-  dry_msg=$(grep "held by" /tmp/dry.err)
-  [ -n "$dry_msg" ] && [ "$run_msg" = "$dry_msg" ] ||
-    fail "the dry run's refusal differs from the run's: run '$run_msg', dry run '$dry_msg'"
-  expect_no_image "$img"
-
   writable /mnt/lvp1
   writable /mnt/lvlv
   [ "$(lvs_of_vg)" = "$LVS_BEFORE" ] || fail "LVs of $VG changed: '$(lvs_of_vg)'"
@@ -99,14 +103,9 @@ refused_both_ways() {
 for mode in auto freeze tracked; do refused_both_ways "$mode"; done
 
 step "--allow-crash-consistent with the PV partition: a usage error (the member is the LV)"
-hotsnap backup "$DISK" -o /tmp/out/disk.zst --allow-crash-consistent "$P2" --level 1 \
-  --no-progress 2> /tmp/run.err
-rc=$?
-cat /tmp/run.err
-[ "$rc" = 2 ] || fail "--allow-crash-consistent $P2 exited $rc, expected 2"
+both_ways 2 /tmp/out/disk.zst "$DISK" --allow-crash-consistent "$P2"
 expect_in /tmp/run.err "no read-write mounted filesystem or stacked device" \
   "the usage error does not say that $P2 names no member"
-expect_no_image /tmp/out/disk.zst
 
 step "--allow-crash-consistent /dev/$VG/lv: the disk is copied, the LV crash-consistent"
 writer_start /mnt/lvlv
@@ -158,13 +157,9 @@ expect_no_leftovers
 
 step "the other suggestion: unmounting the LV is not enough, deactivating it is"
 umount /mnt/lvlv || fail "umount /mnt/lvlv"
-hotsnap backup "$DISK" -o /tmp/out/disk.zst --level 1 --no-progress 2> /tmp/run.err
-rc=$?
-cat /tmp/run.err
-[ "$rc" = 3 ] || fail "backup with the LV unmounted but active exited $rc, expected 3"
+both_ways 3 /tmp/out/disk.zst "$DISK"
 expect_in /tmp/run.err "held by $LVDM" "the refusal does not name $LVDM"
 expect_in /tmp/run.err "deactivate it" "the refusal does not suggest deactivating the LV"
-expect_no_image /tmp/out/disk.zst
 vgchange -q -an "$VG" > /dev/null || fail "vgchange -an $VG"
 [ -z "$(ls /sys/class/block/"${P2#/dev/}"/holders)" ] || fail "$P2 is still held"
 hotsnap backup "$DISK" -o /tmp/out/disk.zst --level 1 --no-progress ||
