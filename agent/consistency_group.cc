@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <set>
 
@@ -28,13 +30,36 @@ bool Names(const std::string& part, const std::string& device, const std::string
   return !mount_point.empty() && Canonical(part) == Canonical(mount_point);
 }
 
-const char kAdvice[] =
-    " Pass --allow-crash-consistent %s to copy it anyway as it is at that moment "
-    "(crash-consistent, recorded in the image's report), or unmount it first.";
+// " Pass --allow-crash-consistent PART ..., or ALTERNATIVE first."
+std::string Advice(const std::string& part, const std::string& alternative) {
+  return " Pass --allow-crash-consistent " + part +
+         " to copy it anyway as it is at that moment (crash-consistent, recorded in the "
+         "image's report), or " +
+         alternative + " first.";
+}
 
-std::string Advice(const std::string& part) {
-  std::string a = kAdvice;
-  return a.replace(a.find("%s"), 2, part);
+// A holder ("dm-0") as people know it: " (/dev/mapper/vg-lv)" from its device-mapper name in
+// sysfs, "" for md or when sysfs does not say.
+std::string HolderAlias(const std::string& holder) {
+  std::ifstream in("/sys/class/block/" + holder + "/dm/name");
+  std::string name;
+  if (!std::getline(in, name) || name.empty()) return "";
+  return " (/dev/mapper/" + name + ")";
+}
+
+// What `holder` is stacked on, ", stacked on /dev/loop0p2", from its sysfs slaves.
+std::string HolderSlaves(const std::string& holder) {
+  std::vector<std::string> slaves;
+  std::error_code ec;
+  for (const auto& entry :
+       std::filesystem::directory_iterator("/sys/class/block/" + holder + "/slaves", ec)) {
+    slaves.push_back("/dev/" + entry.path().filename().string());
+  }
+  if (slaves.empty()) return "";
+  std::sort(slaves.begin(), slaves.end());
+  std::string out = ", stacked on ";
+  for (size_t i = 0; i < slaves.size(); ++i) out += (i ? " and " : "") + slaves[i];
+  return out;
 }
 
 }  // namespace
@@ -105,25 +130,28 @@ Result<ConsistencyGroup> PlanConsistencyGroup(const BackupSubject& subject,
                         ") cannot be frozen: the " + m.fs_type +
                         " driver has no freeze support, so it cannot join the consistency "
                         "group of " +
-                        subject.path + "." + Advice(m.device));
+                        subject.path + "." + Advice(m.device, "unmount it"));
     }
     members.push_back(m);
   }
   if (check_holders) {
     for (const std::string& holder : subject.use.holders) {
       std::string node = "/dev/" + holder;
+      std::string alias = HolderAlias(holder);
       if (allowed(node, "")) {
-        group.crash_consistent.push_back(node);
+        group.crash_consistent.push_back(node + alias);
         continue;
       }
+      // Unmounting what is mounted from the holder would not help: the holder stays, and so
+      // does this refusal, until it is deactivated (or removed).
       return Status(Code::kSource,
-                    subject.path + " is held by " + node +
+                    subject.path + " is held by " + node + alias + HolderSlaves(holder) +
                         " (device-mapper or md: an LVM logical volume, a RAID or crypt device on "
                         "it), whose writes no freeze of " +
                         subject.path +
                         "'s filesystems covers. Back up the logical volume itself with "
-                        "--snapshot lvm, or deactivate it first." +
-                        Advice(node));
+                        "--snapshot lvm." +
+                        Advice(node, "deactivate it (an LV: lvchange -an)"));
     }
   }
   // Freeze order: deeper mount points first, the found order among equals.

@@ -24,7 +24,8 @@ struct BackupSubject;
 
 struct ConsistencyGroup {
   std::vector<MountUse> members;  // frozen together, in freeze order (MountPointDepth)
-  // Left out on request, "DEVICE at MOUNTPOINT" (or the holder's name), for the report.
+  // Left out on request, for the report: "DEVICE at MOUNTPOINT", or a holder's node and its
+  // device-mapper name, "/dev/dm-0 (/dev/mapper/vg-lv)".
   std::vector<std::string> crash_consistent;
 
   std::vector<std::string> mount_points() const;

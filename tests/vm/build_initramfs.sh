@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the initramfs the VM tests boot: busybox, lvm2, thin-provisioning-tools, e2fsprogs,
-# zstd, the NFS server and client tools and the hotsnap binary with their shared libraries
+# sfdisk, zstd, the NFS server and client tools and the hotsnap binary with their shared libraries
 # (found with ldd), the kernel modules for virtio, 9p, ext4, device-mapper (snapshot, thin,
 # delay), nfsd and the NFSv4 client in dependency order, the guest scripts
 # (tests/vm/guest) and the scenarios (tests/vm/scenarios).
@@ -61,6 +61,8 @@ for cmd in thin_check thin_repair thin_dump thin_restore; do ln -sf pdata_tools 
 copy_binary /usr/sbin/mke2fs
 ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
 copy_binary /usr/sbin/e2fsck
+# sfdisk (package fdisk): a partitioned loop disk for the lv_on_pv_refused scenario.
+copy_binary /usr/sbin/sfdisk
 [[ -f /etc/mke2fs.conf ]] && copy_file /etc/mke2fs.conf
 copy_binary "$(command -v zstd)" /usr/bin/zstd
 # NFS server and client userland (nfs-kernel-server, nfs-common) for the publish_nfs scenario.

@@ -60,7 +60,7 @@ pick_kernel() {
 command -v qemu-system-x86_64 >/dev/null || unavailable "qemu-system-x86_64 not found (package qemu-system-x86)"
 kver=$(pick_kernel)
 [[ -n $kver ]] || unavailable "no kernel with modules in /boot and /lib/modules (package linux-image-amd64)"
-for tool in busybox lvm pdata_tools mke2fs e2fsck zstd cpio rpc.nfsd rpc.mountd exportfs mount.nfs; do
+for tool in busybox lvm pdata_tools mke2fs e2fsck sfdisk zstd cpio rpc.nfsd rpc.mountd exportfs mount.nfs; do
   command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin:/sbin command -v "$tool" >/dev/null ||
     unavailable "$tool not found (see scripts/packages.txt)"
 done
