@@ -200,6 +200,8 @@ class TrackedCopy {
 
  private:
   Result<UsedBlockMap> MapNow();
+  static constexpr std::chrono::milliseconds kMaxRendezvousWait{16000};
+  std::chrono::milliseconds rendezvous_wait_{0};  // set by Run()
   // Freezes the group; a final freeze of a copy in a rendezvous joins the other sources'
   // instead, and is nullptr when they are not all at their consistency point yet.
   Result<std::unique_ptr<HeldFreeze>> Freeze(bool final_freeze);
@@ -267,8 +269,11 @@ Result<UsedBlockMap> TrackedCopy::MapNow() {
 Result<std::unique_ptr<HeldFreeze>> TrackedCopy::Freeze(bool final_freeze) {
   EmitPhase(final_freeze ? "final-freeze" : "freeze");
   if (final_freeze && options_.rendezvous != nullptr) {
-    auto share = options_.rendezvous->Join(options_.rendezvous_wait);
+    auto share = options_.rendezvous->Join(rendezvous_wait_);
     if (!share.ok()) return share.status();
+    // The others are still far from theirs: wait longer next time, so that waiting costs
+    // fewer freezes of this source (each timeout is followed by a round and its freeze).
+    if (*share == nullptr) rendezvous_wait_ = std::min(rendezvous_wait_ * 2, kMaxRendezvousWait);
     return std::unique_ptr<HeldFreeze>(std::move(share.value()));
   }
   FreezeViewOptions f;
@@ -557,6 +562,7 @@ Status TrackedCopy::Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap
 
 Result<TrackedResult> TrackedCopy::Run() {
   written_.assign(meta_->chunk_count(), 0);
+  rendezvous_wait_ = options_.rendezvous_wait;
 
   // The clean starting point: every write recorded so far finished before the freeze
   // returned, so the pre-copy will read its result.

@@ -78,7 +78,8 @@ struct TrackedOptions {
   // copied under the freeze instead (bounded by max_freeze).
   uint64_t capture_limit_bytes = 128ull << 20;
   // Several sources at one moment: the final freeze is the rendezvous' (shared by every
-  // source's copy, hooks run there), joined with this wait before another round is copied.
+  // source's copy, hooks run there), joined with this wait before another round is copied;
+  // the wait doubles after each one that ended without the others (up to 16 s).
   FreezeRendezvous* rendezvous = nullptr;
   std::chrono::milliseconds rendezvous_wait{2000};
 };
