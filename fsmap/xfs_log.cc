@@ -45,6 +45,19 @@ constexpr uint32_t kTransMagic = 0x5452414e;  // XFS_TRANS_HEADER_MAGIC "TRAN"
 constexpr size_t kTransHeaderBytes = 16;
 constexpr uint16_t kItemBuf = 0x123c;      // XFS_LI_BUF; struct xfs_buf_log_format follows
 constexpr size_t kBufFormatMinBytes = 16;  // blf_type, blf_size, blf_flags, blf_len, blf_blkno
+// XFS_LI_INODE; struct xfs_inode_log_format (64-bit layout) follows: ilf_size (2, regions
+// including this one), ilf_ino (16), ilf_blkno (40, 512-byte units from the filesystem's
+// start: the inode cluster), ilf_boffset (52, the inode's byte offset in that cluster).
+constexpr uint16_t kItemInode = 0x123b;
+constexpr size_t kInodeFormatBytes = 56;
+
+// The on-disk inode (struct xfs_dinode), big-endian: magic "IN", di_version 3 carries di_lsn,
+// the LSN of the last change the inode holds (stamped when it is written back), and di_ino.
+constexpr uint16_t kDinodeMagic = 0x494e;
+constexpr size_t kDinodeVersionOff = 4;
+constexpr size_t kDinodeLsnOff = 112;
+constexpr size_t kDinodeInoOff = 152;
+constexpr size_t kDinodeHeadBytes = 160;
 
 // Blocks the kernel may write out of order at the head: 8 in-core logs of up to 256 KiB
 // (XLOG_MAX_ICLOGS << XLOG_MAX_RECORD_BSHIFT), in basic blocks.
@@ -68,7 +81,14 @@ struct Record {
   uint64_t tail_block = 0;
   uint32_t tail_cycle = 0;
   bool unmount = false;  // a lone unmount operation
-  std::string change;    // "" if it logs only the superblock (or nothing)
+  std::string change;    // "" if it logs only the superblock and inodes (or nothing)
+  // Inodes it logs, where the log format says they are on disk.
+  struct LoggedInode {
+    uint64_t ino = 0;
+    uint64_t cluster_bb = 0;    // ilf_blkno: 512-byte units from the filesystem's start
+    uint32_t offset_bytes = 0;  // ilf_boffset: in the cluster
+  };
+  std::vector<LoggedInode> inodes;
 };
 
 class LogReader {
@@ -105,6 +125,32 @@ class LogReader {
 
   Result<std::string> FindHead(uint64_t* head, uint32_t* head_cycle) const;
   Result<std::string> ParseRecord(uint64_t block, Record* rec) const;
+
+  // "" if every inode `rec` logs is on disk with a v3 di_lsn at or past the record's LSN
+  // (written back with this change or a later one: replay changes nothing, as the kernel's
+  // LSN check in xlog_recover_inode_commit_pass2 knows), else which one is not.
+  Result<std::string> InodesWrittenBack(const Record& rec) const {
+    const uint64_t lsn = uint64_t{rec.cycle} << 32 | rec.block;
+    for (const Record::LoggedInode& inode : rec.inodes) {
+      const std::string what = "the record at log block " + std::to_string(rec.block) +
+                               " logs inode " + std::to_string(inode.ino);
+      if (inode.cluster_bb >= loc_.fs_bytes / kBbBytes ||
+          loc_.fs_bytes - inode.cluster_bb * kBbBytes <
+              uint64_t{inode.offset_bytes} + kDinodeHeadBytes) {
+        return what + ", which lies outside the filesystem";
+      }
+      const uint64_t offset = inode.cluster_bb * kBbBytes + inode.offset_bytes;
+      uint8_t dinode[kDinodeHeadBytes];
+      HOTSNAP_RETURN_IF_ERROR(PreadAll(loc_.fs_start_byte + offset, sizeof(dinode), dinode));
+      if (xfs_ondisk::Be16(dinode) != kDinodeMagic || dinode[kDinodeVersionOff] != 3 ||
+          Be64(dinode + kDinodeInoOff) != inode.ino) {
+        return what + ", not that v3 inode on disk";
+      }
+      uint64_t on_disk = Be64(dinode + kDinodeLsnOff);
+      if (on_disk == UINT64_MAX || on_disk < lsn) return what + ", not yet written in place";
+    }
+    return std::string();
+  }
 
  private:
   Status PreadAll(uint64_t offset, uint64_t length, uint8_t* buf) const {
@@ -271,6 +317,14 @@ Result<std::string> LogReader::ParseRecord(uint64_t block, Record* rec) const {
       regions_left = regions > 0 ? regions - 1u : 0u;
       continue;
     }
+    if (type == kItemInode && op_len == kInodeFormatBytes) {
+      // The core and forks follow as regions; whether the inode was written back since is
+      // for the caller to check (it needs the inode itself).
+      uint16_t regions = Le16(payload + 2);
+      regions_left = regions > 0 ? regions - 1u : 0u;
+      rec->inodes.push_back({Le64(payload + 16), Le64(payload + 40), Le32(payload + 52)});
+      continue;
+    }
     char text[64];
     snprintf(text, sizeof text, "a change of log item type 0x%04x", type);
     rec->change = text;
@@ -314,7 +368,10 @@ Result<std::string> XfsLogDirtyReason(int fd, const std::string& device_name, ui
   if (rec.unmount) return std::string();  // cleanly unmounted or remounted read-only
 
   // Replay would start at the tail: every record from there to the head must change nothing
-  // but the superblock, which the free-space records do not depend on.
+  // but the superblock, which the free-space records do not depend on, and inodes already
+  // written in place. A freeze that follows another one soon covers the log with a single
+  // superblock record whose tail is the last record of real changes (6.18), all of them
+  // written back by then.
   uint64_t pos = rec.tail_block;
   uint64_t distance = (head + log.length() - pos) % log.length();
   uint64_t walked = 0;
@@ -330,6 +387,8 @@ Result<std::string> XfsLogDirtyReason(int fd, const std::string& device_name, ui
       return "the record at log block " + std::to_string(pos) + " holds " + r.change +
              " not yet written in place";
     }
+    problem = log.InodesWrittenBack(r);
+    if (!problem.ok() || !problem->empty()) return problem;
     walked += (r.end + log.length() - pos) % log.length();
     if (walked > distance || r.end == pos) {
       return "records from the tail at block " + std::to_string(rec.tail_block) +

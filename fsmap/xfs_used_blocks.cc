@@ -389,6 +389,8 @@ Result<std::string> LogDirtyReason(int fd, const std::string& device_name, uint6
   log.start_byte = base_bytes + (agno * sb.ag_blocks + agbno) * sb.block_bytes;
   log.length_bb = uint64_t{sb.log_blocks} * sb.block_bytes / 512;
   log.fs_uuid = sb.uuid;
+  log.fs_start_byte = base_bytes;
+  log.fs_bytes = device_bytes;
   return XfsLogDirtyReason(fd, device_name, base_bytes + device_bytes, log);
 }
 

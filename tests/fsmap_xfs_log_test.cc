@@ -146,5 +146,43 @@ TEST(FsmapXfsLog, CleanFrozenAndReadOnlyLogsStillMapUsedBlocks) {
   EXPECT_LT(clean->used_bytes(), 128 * kMiB);
 }
 
+// A freeze soon after another one, with writes between, covers the log with one superblock
+// record whose tail is the record of those writes (inode changes, written back by the freeze):
+// what tracked mode's second and later freezes see. The used blocks are still mapped. An
+// inode change not written back (the filesystem shut down right after it) is still dirty.
+TEST(FsmapXfsLog, InodesWrittenBackByASecondFreezeStillMapUsedBlocks) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  LoopDevice loop(dir.path(), 512 * kMiB);
+  RunOk("mkfs.xfs -q -f " + Quote(loop.device()));
+  std::string notice;
+  {
+    MountPoint m(loop.device(), dir.File("mnt"));
+    const std::string log = Quote(m.path() + "/log");
+    RunOk("xfs_io -f -c 'pwrite -q -S 0x61 0 16m' -c fsync " + Quote(m.path() + "/a"));
+    for (int round = 0; round < 3; ++round) {
+      SCOPED_TRACE("freeze " + std::to_string(round + 1));
+      RunOk("for i in $(seq 1 20); do echo $i | dd of=" + log +
+            " oflag=append conv=notrunc,fsync status=none; done");
+      RunOk("fsfreeze -f " + Quote(m.path()));
+      ThawOnExit thaw(m.path());
+      auto frozen = MapDevice(loop.device(), &notice);
+      ASSERT_TRUE(frozen.ok()) << frozen.status().message();
+      EXPECT_FALSE(frozen->all_blocks()) << "frozen xfs fell back: " << notice;
+      EXPECT_LT(frozen->used_bytes(), 128 * kMiB);
+      EXPECT_GE(frozen->used_bytes(), 16 * kMiB);
+    }
+    // Everything written back by a freeze; then one inode change (chmod) committed to the log
+    // and the filesystem shut down (the log flushed first) before the inode is written back.
+    RunOk("fsfreeze -f " + Quote(m.path()) + " && fsfreeze -u " + Quote(m.path()));
+    RunOk("chmod 0600 " + log + " && xfs_io -x -c 'shutdown -f' " + log);
+    m.Unmount();
+  }
+  auto shut = MapDevice(loop.device(), &notice);
+  ASSERT_TRUE(shut.ok()) << shut.status().message();
+  EXPECT_TRUE(shut->all_blocks()) << "an inode change only in the log was taken as written back";
+  EXPECT_NE(notice.find("not yet written in place"), std::string::npos) << notice;
+}
+
 }  // namespace
 }  // namespace hotsnap
