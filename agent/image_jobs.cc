@@ -172,6 +172,7 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
     j["final_capture_bytes"] = report.final_capture_bytes;
     j["lost_write_records"] = report.lost_events;
     j["consistent_used_bytes"] = report.used_bytes;
+    if (!report.used_map.empty()) j["consistent_used_map"] = report.used_map;
     j["backup_seconds"] = report.seconds;
     j["crash_consistent"] = report.crash_consistent;
     j["verified"] = verified;
@@ -188,6 +189,11 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
                 meta.device_bytes ? 100.0 * meta.used_bytes / meta.device_bytes : 0.0);
   out += "used:           " + HumanBytes(meta.used_bytes) + " (" + std::to_string(meta.used_bytes) +
          " bytes, " + used_pct + " of the device, from " + meta.used_map + ")\n";
+  if (!report.used_map.empty()) {
+    out += "used at the end: " + HumanBytes(report.used_bytes) + " (" +
+           std::to_string(report.used_bytes) + " bytes, at the final freeze, from " +
+           report.used_map + ")\n";
+  }
   out += "sector size:    " + std::to_string(meta.logical_sector_bytes) + " bytes\n";
   out += "filesystem:     " + (meta.fs_type.empty() ? std::string("(none found)") : meta.fs_type) + "\n";
   if (!meta.fs_uuid.empty()) out += "fs UUID:        " + meta.fs_uuid + "\n";

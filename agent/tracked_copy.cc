@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "agent/events.h"
 #include "agent/progress.h"
@@ -202,6 +203,7 @@ class TrackedCopy {
   Result<UsedBlockMap> MapNow();
   static constexpr std::chrono::milliseconds kMaxRendezvousWait{16000};
   std::chrono::milliseconds rendezvous_wait_{0};  // set by Run()
+  std::set<std::string> announced_;  // the maps' notices printed so far
   // Freezes the group; a final freeze of a copy in a rendezvous joins the other sources'
   // instead, and is nullptr when they are not all at their consistency point yet.
   Result<std::unique_ptr<HeldFreeze>> Freeze(bool final_freeze);
@@ -262,8 +264,8 @@ class TrackedCopy {
 };
 
 Result<UsedBlockMap> TrackedCopy::MapNow() {
-  // Announce a fallback only at the first map, not at every round.
-  return MapUsedBlocks(source_, options_.all_blocks, result_.report.freeze_ms.empty());
+  // Each fallback is announced once, at the first map that finds it, not at every round.
+  return MapUsedBlocks(source_, options_.all_blocks, true, &announced_);
 }
 
 Result<std::unique_ptr<HeldFreeze>> TrackedCopy::Freeze(bool final_freeze) {
@@ -682,6 +684,9 @@ Result<TrackedResult> TrackedCopy::Run() {
 
   result_.report.rounds = round;
   result_.report.used_bytes = map.used_bytes();
+  if (std::string final_map = DescribeMap(map); final_map != meta_->used_map) {
+    result_.report.used_map = final_map;
+  }
   return result_;
 }
 

@@ -12,7 +12,11 @@
 
 namespace hotsnap {
 
-Result<UsedBlockMap> MapUsedBlocks(const SourceDevice& source, bool all_blocks, bool announce) {
+Result<UsedBlockMap> MapUsedBlocks(const SourceDevice& source, bool all_blocks, bool announce,
+                                   std::set<std::string>* shown) {
+  auto say = [&](const std::string& notice) {
+    if (announce && (shown == nullptr || shown->insert(notice).second)) Notice(notice);
+  };
   if (all_blocks) return UsedBlockMap::AllBlocks(source.size_bytes);
   // Buffered: the map's small metadata reads need no O_DIRECT alignment.
   UniqueFd fd(::open(source.path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -30,9 +34,7 @@ Result<UsedBlockMap> MapUsedBlocks(const SourceDevice& source, bool all_blocks, 
           "reading the partitions' free-space records (use --all-blocks "
           "to read every block instead)");
     }
-    if (announce) {
-      for (const std::string& notice : map->disk_layout()->notices) Notice(notice);
-    }
+    for (const std::string& notice : map->disk_layout()->notices) say(notice);
     return map;
   }
   std::string notice;
@@ -42,7 +44,7 @@ Result<UsedBlockMap> MapUsedBlocks(const SourceDevice& source, bool all_blocks, 
         "reading the filesystem's free-space records (use --all-blocks to "
         "read every block instead)");
   }
-  if (announce && !notice.empty()) Notice(notice);
+  if (!notice.empty()) say(notice);
   return map;
 }
 

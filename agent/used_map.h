@@ -2,6 +2,7 @@
 #ifndef HOTSNAP_AGENT_USED_MAP_H_
 #define HOTSNAP_AGENT_USED_MAP_H_
 
+#include <set>
 #include <string>
 
 #include "base/status.h"
@@ -17,8 +18,10 @@ namespace hotsnap {
 // the freeze; stale pages from an earlier read must not hide that). A source holding a GPT
 // or DOS partition table gets the whole-disk map of fsmap/disk_map.h (each partition mapped
 // on its own; the result's disk_layout() says how). Fallback notices are printed when
-// `announce`.
-Result<UsedBlockMap> MapUsedBlocks(const SourceDevice& source, bool all_blocks, bool announce);
+// `announce`; with `shown`, only those not in it, which are added (a copy that maps at every
+// freeze says once what each map changed, e.g. a partition read whole from the third freeze).
+Result<UsedBlockMap> MapUsedBlocks(const SourceDevice& source, bool all_blocks, bool announce,
+                                   std::set<std::string>* shown = nullptr);
 
 // "all blocks", "xfs bnobt", "ext4 bitmap", or for a disk "gpt partitions: p1 vfat all
 // blocks 32.0 MiB, p2 ext4 bitmap 9.1 MiB, ...": how the map was made, for the metadata and

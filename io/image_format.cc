@@ -413,6 +413,7 @@ std::string EncodeReportFrame(const RunReport& r) {
   j["recopied_bytes"] = r.recopied_bytes;
   j["final_capture_bytes"] = r.final_capture_bytes;
   j["used_bytes"] = r.used_bytes;
+  if (!r.used_map.empty()) j["used_map"] = r.used_map;
   j["lost_events"] = r.lost_events;
   if (!r.crash_consistent.empty()) j["crash_consistent"] = r.crash_consistent;
   j["seconds"] = r.seconds;
@@ -444,6 +445,10 @@ Result<RunReport> DecodeReportPayload(std::span<const uint8_t> payload) {
     r.recopied_bytes = IntegerField<uint64_t>(j, "recopied_bytes", 0);
     r.final_capture_bytes = IntegerField<uint64_t>(j, "final_capture_bytes", 0);
     r.used_bytes = IntegerField<uint64_t>(j, "used_bytes", 0);
+    if (j.contains("used_map")) {
+      if (!j.at("used_map").is_string()) return Corrupt("report frame: used_map is not a string");
+      r.used_map = j.at("used_map").get<std::string>();
+    }
     r.lost_events = IntegerField<uint64_t>(j, "lost_events", 0);
     if (j.contains("crash_consistent")) {
       for (const auto& member : j.at("crash_consistent")) {

@@ -153,6 +153,10 @@ struct RunReport {
   uint64_t recopied_bytes = 0;     // tracked mode: device bytes copied again
   uint64_t final_capture_bytes = 0;  // tracked mode: device bytes read under the final freeze
   uint64_t used_bytes = 0;         // bytes in use at the consistency point
+  // How the map at the consistency point was made, when it differs from the metadata's
+  // used_map (made before the copy; tracked mode maps again at each freeze, and a partition
+  // can fall back to all blocks there). "" otherwise.
+  std::string used_map;
   uint64_t lost_events = 0;        // tracked mode: write records the kernel dropped
   // Filesystems mounted read-write from the source that were left out of the consistency
   // group on request (--allow-crash-consistent): "DEVICE at MOUNTPOINT" each. Their contents

@@ -472,3 +472,33 @@ TEST(SeekTableTest, FrameRejectsMismatchesWithoutAllocating) {
 
 }  // namespace
 }  // namespace hotsnap
+
+namespace hotsnap {
+namespace {
+
+// The report's used_map (the map at the consistency point, when it was made otherwise than
+// the metadata says) is written only when set, and read back as written.
+TEST(ReportFrameTest, UsedMapIsWrittenOnlyWhenSetAndRoundTrips) {
+  RunReport plain;
+  plain.used_bytes = 4096;
+  std::string frame = EncodeReportFrame(plain);
+  EXPECT_EQ(frame.find("used_map"), std::string::npos);
+  auto decoded = DecodeReportPayload(std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(frame.data()) + kSkippableHeaderBytes,
+      frame.size() - kSkippableHeaderBytes));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().message();
+  EXPECT_EQ(decoded->used_map, "");
+
+  RunReport changed = plain;
+  changed.used_map = "gpt partitions: p2 ext4 bitmap 9.1 MiB, p3 xfs all blocks 1.0 GiB";
+  frame = EncodeReportFrame(changed);
+  decoded = DecodeReportPayload(std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(frame.data()) + kSkippableHeaderBytes,
+      frame.size() - kSkippableHeaderBytes));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().message();
+  EXPECT_EQ(decoded->used_map, changed.used_map);
+  EXPECT_EQ(decoded->used_bytes, 4096u);
+}
+
+}  // namespace
+}  // namespace hotsnap
