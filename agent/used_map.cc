@@ -25,7 +25,8 @@ Result<UsedBlockMap> MapUsedBlocks(const SourceDevice& source, bool all_blocks, 
   // A whole disk: each partition mapped on its own, at its offset in the disk. A partition's
   // filesystem mounted from the kernel's partition device writes through that device's cache,
   // which a freeze flushes to the disk; the disk's own cache was dropped just above.
-  auto table = ProbePartitionTable(source.path, Code::kSource);
+  // The partitions' filesystems are probed by ComputeDiskMap, each in its mapping thread.
+  auto table = ProbePartitionTable(source.path, Code::kSource, /*filesystems=*/false);
   if (!table.ok()) return table.status();
   if (IsMappableTable(*table)) {
     auto map = ComputeDiskMap(fd.get(), source.path, source.size_bytes, *table);

@@ -128,7 +128,10 @@ Result<UsedBlockMap> ComputeDiskMap(int fd, const std::string& device_name, uint
     std::string why = untrusted.empty() ? "no gpt or dos partition table" : untrusted;
     layout->notices.push_back("the " + table.type + " partition table of " + device_name +
                               " is not usable (" + why + "); reading every block");
-    for (const Partition& p : table.partitions) {
+    for (Partition p : table.partitions) {
+      if (!table.filesystems_probed && !p.extended) {
+        p.filesystem = ProbeFilesystemAt(fd, p.start_bytes, p.size_bytes);
+      }
       layout->partitions.push_back(
           MappedPartition{p, p.filesystem.type, "all blocks", p.size_bytes, ""});
     }
@@ -144,6 +147,8 @@ Result<UsedBlockMap> ComputeDiskMap(int fd, const std::string& device_name, uint
     for (size_t i = 0; i < leaves.size(); ++i) {
       results[i].partition = *leaves[i];
       if (i + 1 == leaves.size()) {
+        if (!table.filesystems_probed) results[i].partition.filesystem = ProbeFilesystemAt(
+            fd, leaves[i]->start_bytes, leaves[i]->size_bytes);
         maps[i] = MapPartition(fd, device_name, &results[i]);
         continue;
       }
@@ -154,6 +159,8 @@ Result<UsedBlockMap> ComputeDiskMap(int fd, const std::string& device_name, uint
           maps[i] = Status::FromErrno(Code::kSource, errno, "reopening " + device_name);
           return;
         }
+        if (!table.filesystems_probed) results[i].partition.filesystem = ProbeFilesystemAt(
+            own.get(), leaves[i]->start_bytes, leaves[i]->size_bytes);
         maps[i] = MapPartition(own.get(), device_name, &results[i]);
       });
     }

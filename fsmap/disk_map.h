@@ -53,6 +53,9 @@ struct DiskLayout {
 // Maps the disk open as `fd` (only read with pread, or reopened read-only through
 // /proc/self/fd by libext2fs), of `disk_bytes` bytes, whose table `table` (from
 // ProbePartitionTable, type "gpt" or "dos") describes it. The result's disk_layout() is set.
+// Partitions are mapped in parallel, one thread each; a table probed without its filesystems
+// (filesystems_probed false: what a map under a freeze does, to keep the freeze short) has
+// each partition's filesystem probed in its thread first.
 // The filesystems must not change while this runs (unmounted, read-only, or frozen).
 // `device_name` is used in messages ("/dev/sda p2"). Corrupt ext/xfs metadata in a partition
 // is a kSource error naming the partition.

@@ -21,7 +21,7 @@ std::string Lookup(blkid_probe pr, const char* name) {
   return value;
 }
 
-Partition EntryOf(blkid_partition par, int fd, bool is_gpt) {
+Partition EntryOf(blkid_partition par, int fd, bool is_gpt, bool filesystems) {
   Partition p;
   p.number = blkid_partition_get_partno(par);
   p.start_bytes = static_cast<uint64_t>(blkid_partition_get_start(par)) * kBlkidSectorBytes;
@@ -38,13 +38,13 @@ Partition EntryOf(blkid_partition par, int fd, bool is_gpt) {
   if (const char* name = blkid_partition_get_name(par); name != nullptr) p.name = name;
   p.extended = blkid_partition_is_extended(par) != 0;
   // An extended partition's first sector is an EBR, not a filesystem.
-  if (!p.extended) p.filesystem = ProbeFilesystemAt(fd, p.start_bytes, p.size_bytes);
+  if (!p.extended && filesystems) p.filesystem = ProbeFilesystemAt(fd, p.start_bytes, p.size_bytes);
   return p;
 }
 
 }  // namespace
 
-Result<PartitionTable> ProbePartitionTable(const std::string& path, Code code) {
+Result<PartitionTable> ProbePartitionTable(const std::string& path, Code code, bool filesystems) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno(code, errno, "opening " + path + " to probe it");
   BlkidProbe pr(blkid_new_probe());
@@ -56,6 +56,7 @@ Result<PartitionTable> ProbePartitionTable(const std::string& path, Code code) {
   blkid_probe_enable_partitions(pr.get(), 1);
   blkid_probe_set_partitions_flags(pr.get(), BLKID_PARTS_ENTRY_DETAILS);
   PartitionTable table;
+  table.filesystems_probed = filesystems;
   int rc = blkid_do_safeprobe(pr.get());
   if (rc == -2) {
     table.ambiguous = true;
@@ -71,7 +72,7 @@ Result<PartitionTable> ProbePartitionTable(const std::string& path, Code code) {
   int count = blkid_partlist_numof_partitions(list);
   for (int i = 0; i < count; ++i) {
     blkid_partition par = blkid_partlist_get_partition(list, i);
-    if (par != nullptr) table.partitions.push_back(EntryOf(par, fd.get(), table.type == "gpt"));
+    if (par != nullptr) table.partitions.push_back(EntryOf(par, fd.get(), table.type == "gpt", filesystems));
   }
   return table;
 }

@@ -40,6 +40,9 @@ struct PartitionTable {
   // is "" and partitions is empty. Treat the device as occupied.
   bool ambiguous = false;
   std::vector<Partition> partitions;  // in table order
+  // False when probed without the partitions' filesystems (every filesystem left empty):
+  // whoever reads the partitions probes them (fsmap/disk_map.h does, one thread each).
+  bool filesystems_probed = true;
 
   // True when the device holds no partition table signature at all.
   bool none() const { return type.empty() && !ambiguous; }
@@ -48,8 +51,10 @@ struct PartitionTable {
 // Probes `path` (a block device or a regular file) read-only through its own buffered
 // descriptor. Fails, with `code` and a message naming the path, only when the path cannot be
 // opened or libblkid cannot read it; a device without a table is a PartitionTable whose
-// none() is true.
-Result<PartitionTable> ProbePartitionTable(const std::string& path, Code code);
+// none() is true. Without `filesystems`, only the table is read (no superblock probe of each
+// partition): what a map made under a freeze needs first.
+Result<PartitionTable> ProbePartitionTable(const std::string& path, Code code,
+                                           bool filesystems = true);
 
 // "a dos partition table with 2 partitions (p1: ext4 (UUID ...), p2: swap)", "a gpt
 // partition table with no partitions", "partition table signatures of more than one kind",
