@@ -17,6 +17,9 @@
 #   BENCH_DIR    scratch directory (default: /var/tmp/hotsnap-bench), about 3 GiB
 #   HOTSNAP_BIN  hotsnap binary to measure (default: build/hotsnap, built by scripts/setup.sh)
 #
+# The last line is the floor: the kernel's own freeze and thaw of both filesystems (fsfreeze),
+# with the same writer, timed from outside: what any freeze window costs on this machine.
+#
 # Rows: `whole disk` is `hotsnap backup DISK --snapshot none` (unmounted); `p1 + p2` the sum of
 # `hotsnap backup DISKp1` and `... DISKp2`, each `--snapshot none`; `live whole disk` the same
 # disk with both filesystems mounted (tracked mode: both frozen together at each freeze) and the
@@ -142,6 +145,27 @@ for ((round = 1; round <= runs; round++)); do
   rm -f "$out"
 done
 
+# --- The floor: the kernel's own freeze of both filesystems, with the writer ------------------
+# fsfreeze -f of both at once, then -u of both, timed from outside: what a freeze window costs
+# before hotsnap does anything in it (the journal commit and flushes FIFREEZE waits for).
+log "bare freezes of both filesystems (fsfreeze), the writer running"
+fio --name=writer --filename="$scratch/p1/bench-writer/target" --rw=randwrite --bs=2M \
+  --size=256M --rate=$((rate * 1000000)) --sync=dsync --ioengine=psync --norandommap \
+  --randrepeat=0 --refill_buffers --time_based --runtime=3600 > /dev/null 2>&1 &
+writer_pid=$!
+sleep 3
+bare=()
+for ((i = 0; i < 10; i++)); do
+  t0=$(date +%s%N)
+  fsfreeze -f "$scratch/p1" & f1=$!
+  fsfreeze -f "$scratch/p2" & f2=$!
+  wait "$f1" "$f2"
+  fsfreeze -u "$scratch/p2"; fsfreeze -u "$scratch/p1"
+  bare+=($(( ($(date +%s%N) - t0) / 1000000 )))
+  sleep 0.3
+done
+kill "$writer_pid"; wait "$writer_pid" 2>/dev/null || true; writer_pid=""
+
 # --- Report -----------------------------------------------------------------------------------
 w=$(median "${whole[@]}") p=$(median "${parts[@]}")
 ratio=$(awk -v a="$w" -v b="$p" 'BEGIN { printf "%.2f", a / b }')
@@ -156,4 +180,6 @@ printf '%-28s %8s   %s\n' "live whole disk, writer" "$(median "${live[@]}")" "${
 printf '\n  whole disk / (p1 + p2)   %sx  (target <= 1.1x: %s)\n' "$ratio" "$(verdict "$ratio" 1.1)"
 printf '  live freezes (ms)        %s\n' "${freezes[*]}"
 printf '  longest freeze           %s ms  (target <= 100 ms: %s)\n' "$longest" "$(verdict "$longest" 100)"
+printf '  bare fsfreeze -f/-u of both, writer running (ms): %s  (median %s, max %s)\n' \
+  "${bare[*]}" "$(median "${bare[@]}")" "$(printf '%s\n' "${bare[@]}" | sort -n | tail -n 1)"
 exit 0
