@@ -4,6 +4,7 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -116,12 +117,15 @@ class FirstFailure {
   void Record(const Status& s) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (first_.ok()) first_ = s;
+    failed_.store(true, std::memory_order_release);
   }
   Status Get() {
     std::lock_guard<std::mutex> lock(mutex_);
     return first_;
   }
+  // Polled by every copy's pipeline loop: no lock until a failure was recorded.
   Status Echo() {
+    if (!failed_.load(std::memory_order_acquire)) return Status::Ok();
     std::lock_guard<std::mutex> lock(mutex_);
     if (first_.ok()) return Status::Ok();
     return Status(first_.code(), "another source of this backup failed: " + first_.message());
@@ -130,6 +134,7 @@ class FirstFailure {
  private:
   std::mutex mutex_;
   Status first_;
+  std::atomic<bool> failed_{false};
 };
 
 // The manifest, written as an image is: under a temporary name, published when complete.

@@ -48,23 +48,9 @@ CommandResult Sh(const std::string& command) { return testing::Run(command); }
 std::string NameOf(const std::string& device) { return device.substr(device.rfind('/') + 1); }
 
 // An ext4 on one loop device and an XFS on another, both mounted read-write.
-class TwoSources {
+class TwoSources : public testing::TwoLoopFilesystems {
  public:
-  explicit TwoSources(const std::string& dir)
-      : a_(dir, 160 * kMiB, "a.img"), b_(dir, 320 * kMiB, "b.img") {
-    testing::MakeFilesystem("ext4", a_.device());
-    testing::MakeFilesystem("xfs", b_.device());
-    ext4_.emplace(a_.device(), dir + "/ext4");
-    xfs_.emplace(b_.device(), dir + "/xfs");
-  }
-  const std::string& a() const { return a_.device(); }
-  const std::string& b() const { return b_.device(); }
-  std::string ext4() const { return ext4_->path(); }
-  std::string xfs() const { return xfs_->path(); }
-
- private:
-  LoopDevice a_, b_;
-  std::optional<MountPoint> ext4_, xfs_;
+  explicit TwoSources(const std::string& dir) : TwoLoopFilesystems(dir, 160 * kMiB, 320 * kMiB) {}
 };
 
 bool Writable(const std::string& dir) {

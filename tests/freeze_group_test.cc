@@ -16,13 +16,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/unique_fd.h"
 #include "snapshot/freeze.h"
 #include "snapshot/freeze_stacking.h"
+#include "tests/group_probes.h"
 #include "tests/test_util.h"
 
 namespace hotsnap {
@@ -82,21 +82,9 @@ class MeetingFreezer : public Freezer {
 };
 
 // An ext4 and an XFS on two loop devices whose backing files are on the test's directory.
-class TwoFilesystems {
+class TwoFilesystems : public testing::TwoLoopFilesystems {
  public:
-  explicit TwoFilesystems(const std::string& dir)
-      : a_(dir, 64 * kMiB, "a.img"), b_(dir, 320 * kMiB, "b.img") {
-    testing::MakeFilesystem("ext4", a_.device());
-    testing::MakeFilesystem("xfs", b_.device());
-    ext4_.emplace(a_.device(), dir + "/ext4");
-    xfs_.emplace(b_.device(), dir + "/xfs");
-  }
-  std::string ext4() const { return ext4_->path(); }
-  std::string xfs() const { return xfs_->path(); }
-
- private:
-  LoopDevice a_, b_;
-  std::optional<MountPoint> ext4_, xfs_;
+  explicit TwoFilesystems(const std::string& dir) : TwoLoopFilesystems(dir, 64 * kMiB, 320 * kMiB) {}
 };
 
 TEST(FreezeGroupTest, IndependentMembersAreFrozenAtOnce) {

@@ -16,12 +16,34 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "tests/test_util.h"
 
 namespace hotsnap::testing {
+
+// An ext4 on one loop device and an XFS on another (backing files in `dir`), both mounted
+// read-write at dir/ext4 and dir/xfs; unmounted and detached on destruction.
+class TwoLoopFilesystems {
+ public:
+  TwoLoopFilesystems(const std::string& dir, uint64_t ext4_bytes, uint64_t xfs_bytes)
+      : a_(dir, ext4_bytes, "a.img"), b_(dir, xfs_bytes, "b.img") {
+    MakeFilesystem("ext4", a_.device());
+    MakeFilesystem("xfs", b_.device());
+    ext4_.emplace(a_.device(), dir + "/ext4");
+    xfs_.emplace(b_.device(), dir + "/xfs");
+  }
+  const std::string& a() const { return a_.device(); }  // the ext4's device
+  const std::string& b() const { return b_.device(); }  // the XFS's device
+  std::string ext4() const { return ext4_->path(); }
+  std::string xfs() const { return xfs_->path(); }
+
+ private:
+  LoopDevice a_, b_;
+  std::optional<MountPoint> ext4_, xfs_;
+};
 
 // Appends transfer j (a 9-byte line) to A/transfers.log, then to B/transfers.log, each
 // with fsync, until stopped: in its own process group, killed whole.

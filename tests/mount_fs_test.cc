@@ -181,17 +181,7 @@ TEST_P(MountFsTest, CorruptChunkGivesEioOnlyOnTheFileItHolds) {
   HOTSNAP_REQUIRE_PRIVILEGED();
   MakeImage();
   uint64_t chunk = VictimChunk();
-  {
-    UniqueFd fd(open(image_.c_str(), O_RDWR | O_CLOEXEC));
-    ASSERT_TRUE(fd.valid());
-    auto index = LoadImageIndex(fd.get(), image_);
-    ASSERT_TRUE(index.ok()) << index.status().message();
-    uint64_t at = index->chunk_offsets[chunk] + index->ChunkFrameBytes(chunk) / 2;
-    char byte = 0;
-    ASSERT_EQ(pread(fd.get(), &byte, 1, static_cast<off_t>(at)), 1);
-    byte = static_cast<char>(byte ^ 0x01);
-    ASSERT_EQ(pwrite(fd.get(), &byte, 1, static_cast<off_t>(at)), 1);
-  }
+  ASSERT_NO_FATAL_FAILURE(testing::FlipByteInChunkFrame(image_, chunk));
   HotsnapMount m(env_, image_, dir_.File("mnt"));
   CommandResult r = m.Mount();
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -428,17 +428,7 @@ TEST_F(MountPartsTest, CorruptFilesystemInTheImageUndoesEverythingAndNamesIt) {
   RunOk("cp " + Quote(source->image) + " " + Quote(image));
   ASSERT_EQ(Xfs().start() % kChunk, 0u);
   const uint64_t chunk = Xfs().start() / kChunk;
-  {
-    UniqueFd fd(open(image.c_str(), O_RDWR | O_CLOEXEC));
-    ASSERT_TRUE(fd.valid());
-    auto index = LoadImageIndex(fd.get(), image);
-    ASSERT_TRUE(index.ok()) << index.status().message();
-    uint64_t at = index->chunk_offsets[chunk] + index->ChunkFrameBytes(chunk) / 2;
-    char byte = 0;
-    ASSERT_EQ(pread(fd.get(), &byte, 1, static_cast<off_t>(at)), 1);
-    byte = static_cast<char>(byte ^ 0x01);
-    ASSERT_EQ(pwrite(fd.get(), &byte, 1, static_cast<off_t>(at)), 1);
-  }
+  ASSERT_NO_FATAL_FAILURE(testing::FlipByteInChunkFrame(image, chunk));
   HotsnapMount m(env_, image, dir_.File("mnt"));
   CommandResult r = m.Mount();
   EXPECT_EQ(r.exit_code, 5) << r.err;

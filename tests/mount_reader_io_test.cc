@@ -165,15 +165,7 @@ TEST_F(ReaderIoTest, RandomReadsDecodeNothingAhead) {
 
 // Flips one byte in the middle of chunk `chunk`'s frame (offsets from the seek table).
 void CorruptChunk(const std::string& image, uint64_t chunk) {
-  UniqueFd fd(open(image.c_str(), O_RDWR | O_CLOEXEC));
-  ASSERT_TRUE(fd.valid());
-  auto index = LoadImageIndex(fd.get(), image);
-  ASSERT_TRUE(index.ok()) << index.status().message();
-  uint64_t at = index->chunk_offsets[chunk] + index->ChunkFrameBytes(chunk) / 2;
-  char byte = 0;
-  ASSERT_EQ(pread(fd.get(), &byte, 1, static_cast<off_t>(at)), 1);
-  byte = static_cast<char>(byte ^ 0x5A);
-  ASSERT_EQ(pwrite(fd.get(), &byte, 1, static_cast<off_t>(at)), 1);
+  testing::FlipByteInChunkFrame(image, chunk, 0x5A);
 }
 
 TEST_F(ReaderIoTest, CorruptChunkMetByTheReadAheadStillFailsItsReads) {

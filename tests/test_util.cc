@@ -18,6 +18,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/unique_fd.h"
+#include "io/image_index.h"
+
 namespace hotsnap::testing {
 namespace {
 
@@ -157,6 +160,15 @@ uint64_t SizeOf(const std::string& path) {
   }
   close(fd);
   return size;
+}
+
+void FlipByteInChunkFrame(const std::string& image, uint64_t chunk, uint8_t mask) {
+  UniqueFd fd(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid()) << image;
+  auto index = LoadImageIndex(fd.get(), image);
+  ASSERT_TRUE(index.ok()) << index.status().message();
+  ASSERT_LT(chunk, index->chunk_offsets.size());
+  FlipByte(image, index->chunk_offsets[chunk] + index->ChunkFrameBytes(chunk) / 2, mask);
 }
 
 void FlipByte(const std::string& path, uint64_t offset, uint8_t mask) {

@@ -102,6 +102,9 @@ void WriteFile(const std::string& path, const std::string& data);
 uint64_t SizeOf(const std::string& path);
 // XORs the byte at `offset` of `path` with `mask` (in place, no truncation).
 void FlipByte(const std::string& path, uint64_t offset, uint8_t mask = 0xFF);
+// XORs with `mask` the byte in the middle of chunk `chunk`'s final frame in the image file
+// `image` (its offset from the seek table): the chunk then fails its checks, nothing else.
+void FlipByteInChunkFrame(const std::string& image, uint64_t chunk, uint8_t mask = 0x01);
 // Writes `bytes` bytes from /dev/urandom (or of value `fill` if fill >= 0) at byte `offset`
 // of `path` (a file or a block device), without truncating it, and syncs.
 void FillRegion(const std::string& path, uint64_t offset, uint64_t bytes, int fill = -1);
