@@ -11,6 +11,7 @@
 #include "agent/privileges.h"
 #include "agent/progress.h"
 #include "base/process_identity.h"
+#include "io/image_chain.h"
 #include "io/image_writer.h"
 #include "io/sink.h"
 #include "io/source_device.h"
@@ -123,6 +124,41 @@ Result<std::unique_ptr<Sink>> OpenSink(const BackupPlan& plan) {
   return std::move(file.value());
 }
 
+// --base: the parent must be a complete image file (its own parents found and matching) of
+// this very source: same size, same filesystem.
+Result<DeltaBase> LoadBase(const BackupOptions& options, const BackupSubject& subject,
+                           const CopyMode& mode) {
+  const std::string& path = options.base;
+  if (IsSshUrl(path) || path == "-") {
+    return Status(Code::kUnsupported, "--base " + path + ": the parent must be an image file here");
+  }
+  if (mode.mode() == SnapshotMode::kTracked) {
+    return Status(Code::kUsage, "--base with --snapshot tracked is not supported yet; use --snapshot freeze "
+                                "(or lvm for a logical volume)");
+  }
+  auto chain = ImageChain::Open(path);
+  if (!chain.ok()) return chain.status().Wrap("--base " + path);
+  const ImageIndex& index = chain->newest();
+  const ImageMetadata& m = index.meta;
+  if (m.device_bytes != subject.device.size_bytes) {
+    return Status(Code::kUsage, "--base " + path + " is an image of a device of " +
+                                    std::to_string(m.device_bytes) + " bytes (device_bytes); " +
+                                    options.source + " has " + std::to_string(subject.device.size_bytes));
+  }
+  if (!m.fs_uuid.empty() && !subject.fs.uuid.empty() && m.fs_uuid != subject.fs.uuid) {
+    return Status(Code::kUsage, "--base " + path + " is an image of filesystem UUID " + m.fs_uuid + " (fs_uuid); " +
+                                    options.source + " holds UUID " + subject.fs.uuid +
+                                    ": a delta against another filesystem's image is not a backup of this one");
+  }
+  DeltaBase base;
+  base.path = path;
+  base.meta = m;
+  base.image_hash = index.trailer.image_hash;
+  base.chunk_hashes = index.trailer.chunk_hashes;
+  base.chain_links = chain->links().size();
+  return base;
+}
+
 ImageMetadata NewMetadata(const BackupPlan& plan) {
   const BackupSubject& s = *plan.subject;
   ImageMetadata meta;
@@ -139,6 +175,12 @@ ImageMetadata NewMetadata(const BackupPlan& plan) {
   meta.tool_version = HOTSNAP_VERSION;
   meta.level = plan.options.level;
   meta.run_id = plan.options.run_id;
+  if (plan.base) {
+    meta.chunk_bytes = plan.base->meta.chunk_bytes;
+    meta.layout = Layout::kDelta;
+    meta.base = BaseReference{BaseNameOf(plan.base->path), plan.base->image_hash,
+                              plan.base->meta.created_utc};
+  }
   return meta;
 }
 
@@ -160,6 +202,7 @@ Result<CopyResult> Copy(const BackupPlan& plan, ImageMetadata* meta, ImageWriter
   target.pipeline.rate_limit_bytes_per_s = o.rate_limit_bytes_per_s;
   target.pipeline.progress = &progress;
   target.pipeline.stop = o.stop;
+  if (plan.base) target.base_hashes = plan.base->chunk_hashes;
 
   HOTSNAP_RETURN_IF_ERROR(mode.Prepare());
   auto copied = mode.Copy(&target);
@@ -169,6 +212,10 @@ Result<CopyResult> Copy(const BackupPlan& plan, ImageMetadata* meta, ImageWriter
   }
   progress.Done();
   copied->report.crash_consistent = mode.crash_consistent();
+  if (plan.base) {
+    copied->report.change_source = "hash compare";
+    copied->report.change_reason = "every used block read and hashed against the parent's chunk hashes";
+  }
   // The view's end decides whether the copy counts (a failed thaw, an invalidated snapshot).
   HOTSNAP_RETURN_IF_ERROR(mode.Release(&copied.value()));
   return copied;
@@ -196,6 +243,13 @@ BackupReport MakeReport(const BackupPlan& plan, const Sink& sink, const ImageMet
   for (const MountUse& m : plan.mode->frozen_mounts()) r.frozen.push_back(m.mount_point);
   r.crash_consistent = copied.report.crash_consistent;
   r.seconds = seconds;
+  if (plan.base) {
+    r.base = plan.base->path;
+    r.change_source = copied.report.change_source;
+    r.change_reason = copied.report.change_reason;
+    r.changed_chunks = writer.changed_chunks();
+    r.unchanged_chunks = writer.unchanged_chunks();
+  }
   return r;
 }
 
@@ -229,6 +283,11 @@ Result<BackupPlan> PlanBackup(const BackupOptions& options) {
   if (!mode.ok()) return mode.status();
   plan.mode = std::move(mode.value());
   HOTSNAP_RETURN_IF_ERROR(CheckDestination(options, *plan.subject, *plan.mode, &plan.dest_kind));
+  if (!options.base.empty()) {
+    auto base = LoadBase(options, *plan.subject, *plan.mode);
+    if (!base.ok()) return base.status();
+    plan.base = std::move(base.value());
+  }
   return plan;
 }
 

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,9 @@ struct BackupOptions {
   std::string run_id;
   std::function<Status()> before_publish;
   std::function<Status()> stop;
+  // --base: the parent image file of a delta backup ("" for a full one). Only the chunks
+  // whose content differs from the parent's are stored (docs/image-format.md, delta layout).
+  std::string base;
 };
 
 struct BackupReport {
@@ -78,14 +82,31 @@ struct BackupReport {
   uint64_t final_capture_bytes = 0;  // tracked mode: bytes read under the final freeze
   std::vector<std::string> frozen;            // the consistency group's mount points
   std::vector<std::string> crash_consistent;  // members left out (--allow-crash-consistent)
+  // A delta backup: its parent, how changes were found, chunks stored and left to the parent.
+  std::string base;
+  std::string change_source;
+  std::string change_reason;
+  uint64_t changed_chunks = 0;
+  uint64_t unchanged_chunks = 0;
 };
 
 enum class DestKind { kFile, kStdout, kSsh };
 const char* DestKindName(DestKind kind);  // "file", "stdout", "ssh"
 
+// The parent of a delta backup, as the plan pass found it: its index (tail and metadata
+// only) after its own chain of parents was found complete.
+struct DeltaBase {
+  std::string path;
+  ImageMetadata meta;
+  Hash128 image_hash;
+  std::vector<Hash128> chunk_hashes;  // the parent's hash of every chunk
+  size_t chain_links = 1;             // the parent and its own parents
+};
+
 // What the plan pass decided. Move-only: it owns the open source and the chosen mode.
 struct BackupPlan {
   BackupOptions options;
+  std::optional<DeltaBase> base;  // --base
   std::unique_ptr<BackupSubject> subject;  // stable address: the mode keeps a pointer to it
   std::unique_ptr<CopyMode> mode;
   DestKind dest_kind = DestKind::kFile;

@@ -179,6 +179,7 @@ Status ChunkPipeline::Impl::StartChunk(Slot* slot, uint64_t sequence, uint64_t i
   slot->job.owner = slot->id;
   slot->job.input = slot->input.first(slot->chunk_length);
   slot->job.output = slot->output;
+  slot->job.base_hash = options_->base_hashes ? &(*options_->base_hashes)[index] : nullptr;
   slot->ranges.clear();
   if (options_->planner) {
     options_->planner(index, slot->chunk_offset, slot->chunk_length, &slot->ranges);
@@ -271,6 +272,7 @@ Status ChunkPipeline::Impl::WriteReady(bool* progressed) {
         (*emit_)(slot->job.index, slot->job.frame, slot->chunk_length, slot->job.hash));
     output_bytes_ += slot->job.frame.size();
     if (slot->job.zero) ++stats_.zero_chunks;
+    if (slot->job.unchanged) ++stats_.unchanged_chunks;
     ++stats_.chunks;
     free_.push_back(slot);
     *progressed = true;

@@ -53,16 +53,21 @@ struct PipelineOptions {
   std::function<Status()> stop;
   // Advanced after each chunk is written, from the pipeline's thread; may be null.
   CopyProgress* progress = nullptr;
+  // A delta image: the parent's hash of every chunk. A chunk that hashes to its parent's is
+  // not compressed; it reaches the emitter with an empty frame. Not owned; may be null.
+  const std::vector<Hash128>* base_hashes = nullptr;
 };
 
 struct PipelineStats {
   std::string reader;        // "io_uring" or "pread"
   uint64_t bytes_read = 0;   // from the source
   uint64_t zero_chunks = 0;  // written as the precomputed zero frame
+  uint64_t unchanged_chunks = 0;  // equal to the parent's (base_hashes): not compressed
   uint64_t chunks = 0;
 };
 
-// Receives each finished chunk, in the order of PipelineOptions::chunks.
+// Receives each finished chunk, in the order of PipelineOptions::chunks (`frame` is empty
+// for a chunk equal to its parent's, PipelineOptions::base_hashes).
 using ChunkEmitter = std::function<Status(uint64_t index, std::span<const uint8_t> frame,
                                           uint32_t length_bytes, const Hash128& hash)>;
 

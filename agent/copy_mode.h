@@ -67,6 +67,9 @@ struct CopyTarget {
   ImageWriter* writer;        // Begin() is the mode's to call
   int image_fd = -1;          // reads back what the writer wrote (Sink::read_back_fd()), or -1
   PipelineOptions pipeline;   // level, workers, queue depth, rate limit, progress
+  // A delta image (meta->layout kDelta): the parent's hash of every chunk, for
+  // ImageWriter::Begin and the pipeline; empty otherwise.
+  std::vector<Hash128> base_hashes;
 };
 
 // What a copy did, for the report.

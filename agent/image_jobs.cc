@@ -89,12 +89,48 @@ class ProgressVisitor : public ScanVisitor {
 
 }  // namespace
 
+namespace {
+
+// Every image of a delta's chain, read in full (each checked against its own trailer), after
+// ImageChain checked the links against each other.
+Result<VerifyReport> VerifyChain(const std::string& path, bool progress, const ChainOptions& options,
+                                 std::chrono::steady_clock::time_point started) {
+  auto chain = ImageChain::Open(path, options);
+  if (!chain.ok()) return chain.status();
+  EmitPhase("scan");
+  VerifyReport r;
+  for (const ChainLink& link : chain->links()) {
+    ProgressVisitor visitor(progress);
+    auto scan = ScanImage(link.fd.get(), link.path, &link.index.trailer, &visitor);
+    if (!scan.ok()) {
+      return link.path == path ? scan.status()
+                               : scan.status().Wrap("parent " + link.path + " of " + path);
+    }
+    r.image_bytes += scan->image_bytes;
+    r.chain.push_back(link.path);
+  }
+  const ImageIndex& newest = chain->newest();
+  r.meta = newest.meta;
+  r.chunks = newest.meta.chunk_count();
+  for (uint64_t i = 0; i < r.chunks; ++i) {
+    if (newest.trailer.chunk_hashes[i] == HashZeros(newest.meta.ChunkLength(i))) ++r.zero_chunks;
+  }
+  r.image_hash = newest.trailer.image_hash;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return r;
+}
+
+}  // namespace
+
 Result<VerifyReport> RunVerify(const std::string& path, bool progress,
-                               const std::vector<std::string>& ssh_options) {
+                               const std::vector<std::string>& ssh_options, const ChainOptions& chain) {
   auto started = std::chrono::steady_clock::now();
   EmitPhase("open");
   auto image = OpenImage(path, ssh_options);
   if (!image.ok()) return image.status();
+  if (image->index && image->index->meta.layout == Layout::kDelta) {
+    return VerifyChain(path, progress, chain, started);
+  }
   EmitPhase("scan");
   ProgressVisitor visitor(progress);
   const Trailer* expected = image->index ? &image->index->trailer : nullptr;
@@ -111,7 +147,8 @@ Result<VerifyReport> RunVerify(const std::string& path, bool progress,
 }
 
 Result<std::string> DescribeImage(const std::string& path, bool json,
-                                  const std::vector<std::string>& ssh_options) {
+                                  const std::vector<std::string>& ssh_options,
+                                  const ChainOptions& chain_options) {
   auto image = OpenImage(path, ssh_options);
   if (!image.ok()) return image.status();
   ImageMetadata meta;
@@ -137,6 +174,17 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
     verified = true;
   }
   double ratio = image_bytes ? static_cast<double>(meta.device_bytes) / image_bytes : 0;
+  // A delta from a file: is its chain complete? (Only the images' tails are read.)
+  std::vector<std::string> chain_paths;
+  std::string chain_error;
+  if (meta.layout == Layout::kDelta && image->index) {
+    auto chain = ImageChain::Open(path, chain_options);
+    if (chain.ok()) {
+      for (const ChainLink& link : chain->links()) chain_paths.push_back(link.path);
+    } else {
+      chain_error = chain.status().message();
+    }
+  }
   if (json) {
     nlohmann::ordered_json j;
     j["image"] = image->name;
@@ -165,7 +213,20 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
     j["image_bytes"] = image_bytes;
     j["compression_ratio"] = ratio;
     j["image_hash"] = trailer.image_hash.Hex();
-    j["layout"] = meta.layout == Layout::kTracked ? "tracked" : "plain";
+    j["layout"] = LayoutName(meta.layout);
+    if (meta.base) {
+      j["base"] = {{"image", meta.base->image},
+                   {"image_hash", meta.base->image_hash.Hex()},
+                   {"created_utc", meta.base->created_utc}};
+      j["changed_chunks"] = report.changed_chunks;
+      j["unchanged_chunks"] = report.unchanged_chunks;
+      j["change_source"] = report.change_source;
+      j["change_reason"] = report.change_reason;
+      if (image->index) {
+        j["chain"] = chain_paths;
+        if (!chain_error.empty()) j["chain_error"] = chain_error;
+      }
+    }
     j["freeze_ms"] = report.freeze_ms;
     j["rounds"] = report.rounds;
     j["recopied_bytes"] = report.recopied_bytes;
@@ -219,7 +280,21 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
   for (const std::string& c : report.crash_consistent) {
     out += "not frozen:     " + c + " (crash-consistent, --allow-crash-consistent)\n";
   }
-  if (meta.layout == Layout::kTracked) {
+  if (meta.layout == Layout::kDelta) {
+    out += "layout:         delta (" + std::to_string(report.changed_chunks) + " of " +
+           std::to_string(meta.chunk_count()) + " chunks stored, the rest are the parent's; changes by " +
+           report.change_source + "); stock zstd refuses it: restore with hotsnap, or make a full "
+           "image with 'hotsnap compact'\n";
+    out += "parent:         " + meta.base->image + " (image hash xxh3-128:" + meta.base->image_hash.Hex() +
+           (meta.base->created_utc.empty() ? "" : ", created " + meta.base->created_utc) + ")\n";
+    if (!chain_paths.empty()) {
+      std::string links;
+      for (const std::string& p : chain_paths) links += (links.empty() ? "" : " <- ") + p;
+      out += "chain:          " + std::to_string(chain_paths.size()) + " images, all found: " + links + "\n";
+    } else if (!chain_error.empty()) {
+      out += "chain:          BROKEN: " + chain_error + "\n";
+    }
+  } else if (meta.layout == Layout::kTracked) {
     out += "layout:         tracked (" + std::to_string(report.rounds) + " rounds, " +
            HumanBytes(report.recopied_bytes) + " re-copied, " + HumanBytes(report.final_capture_bytes) +
            " read under the final freeze); stock zstd refuses it: restore with "

@@ -11,6 +11,7 @@
 #include "base/status.h"
 #include "base/unique_fd.h"
 #include "io/block_writer.h"
+#include "io/image_chain.h"
 #include "io/image_format.h"
 #include "io/image_index.h"
 #include "io/ssh_remote.h"
@@ -50,6 +51,8 @@ struct RestoreOptions {
   uint64_t flush_every_bytes = uint64_t{16} << 20;
   // Replaces the target's flush (fdatasync); empty: the real one. Tests wrap it to fail.
   TargetFlush flush;
+  // A delta image: where its parents are (default: beside it).
+  ChainOptions chain;
 };
 
 struct RestoreReport {
@@ -66,17 +69,23 @@ Result<RestoreReport> RunRestore(const RestoreOptions& options);
 struct VerifyReport {
   ImageMetadata meta;
   uint64_t image_bytes = 0;
+  std::vector<std::string> chain;  // a delta image: every image verified, newest first
   uint64_t chunks = 0;
   uint64_t zero_chunks = 0;
   Hash128 image_hash;
   double seconds = 0;
 };
+// A delta image file is verified with its whole chain: each image read in full and checked
+// as one image is, and each link against the hashes its child recorded (io/image_chain.h).
 Result<VerifyReport> RunVerify(const std::string& image, bool progress,
-                               const std::vector<std::string>& ssh_options = {});
+                               const std::vector<std::string>& ssh_options = {},
+                               const ChainOptions& chain = {});
 
-// Human-readable and JSON descriptions of an image (metadata, sizes, hashes).
+// Human-readable and JSON descriptions of an image (metadata, sizes, hashes; for a delta,
+// its parent and whether its chain is complete).
 Result<std::string> DescribeImage(const std::string& image, bool json,
-                                  const std::vector<std::string>& ssh_options = {});
+                                  const std::vector<std::string>& ssh_options = {},
+                                  const ChainOptions& chain = {});
 
 // One paragraph describing the source recorded in an image, for restore's preamble.
 std::string DescribeSource(const ImageMetadata& meta);

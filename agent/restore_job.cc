@@ -14,9 +14,11 @@
 #include "agent/privileges.h"
 #include "agent/progress.h"
 #include "base/crash_point.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "io/block_writer.h"
 #include "io/gpt_backup.h"
+#include "io/image_random_reader.h"
 #include "io/image_scanner.h"
 #include "io/partition_table.h"
 #include "io/sink.h"
@@ -163,6 +165,13 @@ class RestoreVisitor : public ScanVisitor {
       : options_(options), report_(report) {}
 
   Status OnMetadata(const ImageMetadata& meta) override {
+    if (meta.layout == Layout::kDelta && !from_chain_) {
+      return Status(Code::kUnsupported,
+                    "image " + options_.image + " is a delta image (of " +
+                        (meta.base ? meta.base->image : std::string("?")) +
+                        "): a stream holds only its changed chunks; restore it from its file, with "
+                        "its parents beside it (or in --chain DIR)");
+    }
     Notice("restoring " + DescribeSource(meta));
     auto target = RestoreTarget::Open(options_.target, meta, options_.overwrite, options_.force);
     if (!target.ok()) return target.status();
@@ -212,6 +221,7 @@ class RestoreVisitor : public ScanVisitor {
     return target_->Commit();
   }
   bool target_opened() const { return target_ != nullptr; }
+  void set_from_chain() { from_chain_ = true; }
   bool target_is_file() const { return target_ != nullptr && target_->is_file(); }
 
  private:
@@ -221,7 +231,39 @@ class RestoreVisitor : public ScanVisitor {
   std::unique_ptr<BlockWriter> writer_;
   std::optional<ProgressLine> progress_;
   std::vector<bool> written_;  // chunks written so far
+  bool from_chain_ = false;    // chunks come from a delta's chain (RestoreFromChain)
 };
+
+// A delta image: every chunk read through its chain (from the newest image holding it,
+// checked against the newest image's hash) and handed to the visitor in order.
+Status RestoreFromChain(const RestoreOptions& options, RestoreVisitor* visitor) {
+  RandomReaderOptions ro;
+  ro.cache_chunks = 8;
+  ro.readahead_chunks = 4;
+  ro.readahead_threads = 2;
+  ro.chain = options.chain;
+  auto reader = ImageRandomReader::Open(options.image, ro);
+  if (!reader.ok()) return reader.status();
+  const ImageMetadata& meta = (*reader)->meta();
+  visitor->set_from_chain();
+  HOTSNAP_RETURN_IF_ERROR(visitor->OnMetadata(meta));
+  const Trailer& trailer = (*reader)->index().trailer;
+  const Hash128 zero_full = HashZeros(meta.chunk_bytes);
+  for (uint64_t i = 0; i < meta.chunk_count(); ++i) {
+    if (Interrupted()) return Status(Code::kInterrupted, "interrupted during the restore");
+    const uint32_t length = meta.ChunkLength(i);
+    const bool zero = trailer.chunk_hashes[i] == (length == meta.chunk_bytes ? zero_full : HashZeros(length));
+    PinnedBytes pinned;
+    HOTSNAP_RETURN_IF_ERROR((*reader)->Pin(i * meta.chunk_bytes, length, &pinned));
+    if (pinned.pieces.size() != 1 || pinned.bytes != length) {
+      return Status(Code::kInternal, "chunk " + std::to_string(i) + " was not read whole");
+    }
+    HOTSNAP_RETURN_IF_ERROR(visitor->OnChunk(
+        i, i * meta.chunk_bytes,
+        std::span<const uint8_t>(static_cast<const uint8_t*>(pinned.pieces[0].iov_base), length), zero));
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -243,8 +285,13 @@ Result<RestoreReport> RunRestore(const RestoreOptions& options) {
     }
     return s;
   };
-  auto scan = ScanImage(image->fd, image->name, expected, &visitor);
-  if (!scan.ok()) return failed(ExplainImageReadFailure(image.value(), scan.status()));
+  if (image->index && image->index->meta.layout == Layout::kDelta) {
+    Status restored = RestoreFromChain(options, &visitor);
+    if (!restored.ok()) return failed(restored);
+  } else {
+    auto scan = ScanImage(image->fd, image->name, expected, &visitor);
+    if (!scan.ok()) return failed(ExplainImageReadFailure(image.value(), scan.status()));
+  }
   EmitPhase("publish");
   // The last writes can fail here, after every chunk was queued.
   if (Status s = visitor.Finish(); !s.ok()) return failed(s);

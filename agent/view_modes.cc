@@ -31,8 +31,9 @@ Result<CopyResult> CopyDevice(const SourceDevice& device, std::optional<UsedBloc
   if (t->pipeline.progress != nullptr) t->pipeline.progress->SetTotal(used.used_bytes());
   RecordMap(used, t->meta);
   EmitPhase("read");
-  HOTSNAP_RETURN_IF_ERROR(t->writer->Begin(*t->meta));
+  HOTSNAP_RETURN_IF_ERROR(t->writer->Begin(*t->meta, t->base_hashes));
   PipelineOptions p = t->pipeline;
+  if (!t->base_hashes.empty()) p.base_hashes = &t->base_hashes;
   p.check = std::move(check);
   if (!used.all_blocks()) {
     p.planner = [&used](uint64_t, uint64_t offset, uint32_t length, std::vector<ByteExtent>* out) {

@@ -90,6 +90,12 @@ void ReportBackup(const BackupReport& r) {
   for (const std::string& c : r.crash_consistent) {
     Notice("not frozen (--allow-crash-consistent): " + c + "; its copy is crash-consistent");
   }
+  if (!r.base.empty()) {
+    Notice("delta of " + r.base + ": " + std::to_string(r.changed_chunks) + " of " +
+           std::to_string(r.changed_chunks + r.unchanged_chunks) +
+           " chunks changed and stored, the rest are the parent's (changes found by " +
+           r.change_source + ": " + r.change_reason + ")");
+  }
 }
 
 // Several sources at one moment (agent/backup_set.h).
@@ -162,6 +168,10 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
       ("queue-depth", po::value<unsigned>(&o.queue_depth)->default_value(4),
        "reads in flight (1-64); each holds one 4 MiB chunk")
       ("overwrite", "replace DEST if it exists")
+      ("base", po::value<std::string>(&o.base), "PARENT: write a delta image holding only the chunks "
+       "that differ from PARENT (an earlier image of this source, full or delta); restore, verify, "
+       "mount and cat find PARENT beside the delta (or in --chain DIR). Every used block is read "
+       "and hashed; only changed chunks are compressed and written")
       ("all-blocks", "read every block, also those the filesystem marks free (default: only "
        "used blocks of ext2/3/4 and xfs; free blocks are stored as zeros)")
       ("no-io-uring", "read with pread instead of io_uring")
@@ -229,6 +239,9 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   HOTSNAP_RETURN_IF_ERROR(SetUpEvents(p->vm, "backup", &events_on_stderr));
   if (events_on_stderr) o.progress = false;
   HOTSNAP_RETURN_IF_ERROR(ApplyPriorityOptions(p->vm));
+  if (sources.size() > 1 && !o.base.empty()) {
+    return Status(Code::kUsage, "--base applies to a backup of one source");
+  }
   if (sources.size() > 1) return RunBackupSetCommand(o, sources, p->vm.count("dry-run") > 0);
   // The dry run and the run share the plan: a dry run prints it instead of running it.
   auto plan = PlanBackup(o);
@@ -251,6 +264,8 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
       ("force", "restore onto a device that holds another filesystem or signature (swap, RAID, LVM) "
        "than the one the image was taken from; without it such a target is refused")
       ("queue-depth", po::value<unsigned>(&o.queue_depth)->default_value(4), "writes in flight (1-64)");
+  std::string chain_dir;
+  AddChainOption(&d, &chain_dir);
   AddCommonOptions(&d);
   AddEventOptions(&d);
   AddSshOptions(&d, &o.ssh_options);
@@ -258,7 +273,8 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
   auto p = Parse(args, "hotsnap restore IMAGE TARGET [options]",
                  "Restore IMAGE (a path, - for stdin, or ssh://[user@]host[:port]/path) onto TARGET: a block device that is not\n"
                  "mounted or in use and at least as large as the image's source, or a regular file\n"
-                 "(created sparse). Every chunk is checked before it is written.",
+                 "(created sparse). Every chunk is checked before it is written. A delta image\n"
+                 "(backup --base) is restored from its file with its parents (beside it, or --chain).",
                  d, {"IMAGE", "TARGET"});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
@@ -266,6 +282,9 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
   o.target = p->vm["TARGET"].as<std::string>();
   o.overwrite = p->vm.count("overwrite") > 0;
   o.force = p->vm.count("force") > 0;
+  auto chain = ChainOptionsFor(chain_dir);
+  if (!chain.ok()) return chain.status();
+  o.chain = *chain;
   o.progress = ShowProgress(p->vm);
   if (p->vm.count("quiet")) SetQuiet(true);
   if (o.queue_depth < 1 || o.queue_depth > 64) {
@@ -290,13 +309,16 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
 Status RunVerifyCommand(const std::vector<std::string>& args) {
   po::options_description d("verify options");
   std::vector<std::string> ssh_options;
+  std::string chain_dir;
+  AddChainOption(&d, &chain_dir);
   AddCommonOptions(&d);
   AddEventOptions(&d);
   AddSshOptions(&d, &ssh_options);
   AddPriorityOptions(&d);
   auto p = Parse(args, "hotsnap verify IMAGE",
                  "Read IMAGE (a path, - for stdin, or ssh://[user@]host[:port]/path) in full and check every frame, chunk hash,\n"
-                 "the image hash and the seek table. Exit 0 only if everything matches.",
+                 "the image hash and the seek table. Exit 0 only if everything matches. A delta image\n"
+                 "is verified with every parent it needs (beside it, or --chain DIR).",
                  d, {"IMAGE"});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
@@ -306,9 +328,16 @@ Status RunVerifyCommand(const std::vector<std::string>& args) {
   bool events_on_stderr = false;
   HOTSNAP_RETURN_IF_ERROR(SetUpEvents(p->vm, "verify", &events_on_stderr));
   HOTSNAP_RETURN_IF_ERROR(ApplyPriorityOptions(p->vm));
-  auto r = RunVerify(image, ShowProgress(p->vm) && !events_on_stderr, ssh_options);
+  auto chain = ChainOptionsFor(chain_dir);
+  if (!chain.ok()) return chain.status();
+  auto r = RunVerify(image, ShowProgress(p->vm) && !events_on_stderr, ssh_options, *chain);
   if (!r.ok()) return r.status();
   EmitVerifyResult(image, *r);
+  if (r->chain.size() > 1) {
+    std::string links;
+    for (const std::string& l : r->chain) links += (links.empty() ? "" : " <- ") + l;
+    std::printf("chain of %zu images, each read in full and checked: %s\n", r->chain.size(), links.c_str());
+  }
   std::printf("OK: %s — %llu chunks (%llu zero), %s of device data in %s, image hash xxh3-128:%s\n",
               p->vm["IMAGE"].as<std::string>().c_str(), static_cast<unsigned long long>(r->chunks),
               static_cast<unsigned long long>(r->zero_chunks), HumanBytes(r->meta.device_bytes).c_str(),
@@ -320,6 +349,8 @@ Status RunInfoCommand(const std::vector<std::string>& args) {
   po::options_description d("info options");
   std::vector<std::string> ssh_options;
   d.add_options()("json", "print JSON");
+  std::string chain_dir;
+  AddChainOption(&d, &chain_dir);
   AddSshOptions(&d, &ssh_options);
   auto p = Parse(args, "hotsnap info IMAGE [--json]",
                  "Describe IMAGE: its source, sizes and hashes. For a file only the metadata,\n"
@@ -328,7 +359,9 @@ Status RunInfoCommand(const std::vector<std::string>& args) {
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
   HOTSNAP_RETURN_IF_ERROR(CheckSshArguments(ssh_options, p->vm["IMAGE"].as<std::string>()));
-  auto text = DescribeImage(p->vm["IMAGE"].as<std::string>(), p->vm.count("json") > 0, ssh_options);
+  auto chain = ChainOptionsFor(chain_dir);
+  if (!chain.ok()) return chain.status();
+  auto text = DescribeImage(p->vm["IMAGE"].as<std::string>(), p->vm.count("json") > 0, ssh_options, *chain);
   if (!text.ok()) return text.status();
   std::fputs(text->c_str(), stdout);
   return Status::Ok();
@@ -342,20 +375,30 @@ Status RunCompactCommand(const std::vector<std::string>& args) {
   d.add_options()
       ("output,o", po::value<std::string>(&o.dest), "the plain image to write, or - for stdout (required)")
       ("overwrite", "replace DEST if it exists");
+  std::string chain_dir;
+  AddChainOption(&d, &chain_dir);
   auto p = Parse(args, "hotsnap compact IMAGE -o DEST",
                  "Write a plain copy of IMAGE (a file): every chunk's final version once, in order,\n"
-                 "so that stock 'zstd -dc DEST' restores the device. Needed only for tracked images\n"
-                 "(--snapshot tracked), which stock zstd refuses. Nothing is recompressed.",
+                 "so that stock 'zstd -dc DEST' restores the device. Needed for tracked images\n"
+                 "(--snapshot tracked) and delta images (backup --base), which stock zstd refuses;\n"
+                 "a delta's unchanged chunks are copied from its parents (beside it, or --chain DIR).\n"
+                 "Nothing is recompressed.",
                  d, {"IMAGE"});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
   if (o.dest.empty()) return Status(Code::kUsage, "missing -o DEST\nusage: hotsnap compact IMAGE -o DEST");
   o.image = p->vm["IMAGE"].as<std::string>();
   o.overwrite = p->vm.count("overwrite") > 0;
+  auto chain = ChainOptionsFor(chain_dir);
+  if (!chain.ok()) return chain.status();
+  o.chain = *chain;
   auto r = RunCompact(o);
   if (!r.ok()) return r.status();
+  std::string from = r->chain_links > 1 ? ", " + std::to_string(r->parent_chunks) + " chunks copied from " +
+                                              std::to_string(r->chain_links - 1) + " parent image(s)"
+                                        : "";
   Notice("wrote plain image " + o.dest + " (" + HumanBytes(r->image_bytes) + "), dropping " +
-         std::to_string(r->dropped_frames) + " superseded chunk frames");
+         std::to_string(r->dropped_frames) + " superseded chunk frames" + from);
   return Status::Ok();
 }
 
@@ -365,7 +408,7 @@ const std::vector<Command>& Commands() {
       {"restore", "write an image back onto a block device or into a file", RunRestoreCommand},
       {"verify", "check every hash in an image", RunVerifyCommand},
       {"info", "describe an image", RunInfoCommand},
-      {"compact", "turn a tracked image into a plain one that stock zstd restores", RunCompactCommand},
+      {"compact", "turn a tracked or delta image into a plain one that stock zstd restores", RunCompactCommand},
       {"cat", "extract a byte range of the device stored in an image", RunCatCommand},
       {"mount", "mount the filesystem in an image read-only, without restoring it", RunMountCommand},
       {"umount", "undo hotsnap mount", RunUmountCommand},

@@ -19,7 +19,8 @@ namespace {
 
 const char* kRandomAccessNote =
     "IMAGE must be a regular file: random access needs the seek table at its end. A stream\n"
-    "(- or ssh://...) is refused; copy it to a file first, or restore it in full.";
+    "(- or ssh://...) is refused; copy it to a file first, or restore it in full. A delta\n"
+    "image (backup --base) is read with its parents (beside it, or in --chain DIR).";
 
 }  // namespace
 
@@ -32,6 +33,8 @@ Status RunCatCommand(const std::vector<std::string>& args) {
       ("length", po::value<uint64_t>(&length), "bytes to extract (default: to the end of the device)")
       ("output,o", po::value<std::string>(&o.output)->default_value("-"), "output file, or - for stdout")
       ("overwrite", "replace the output file if it exists");
+  std::string chain_dir;
+  AddChainOption(&d, &chain_dir);
   auto p = Parse(args, "hotsnap cat IMAGE [--offset N] [--length N] [-o FILE|-]",
                  std::string("Write device bytes [offset, offset+length) stored in IMAGE to FILE or stdout,\n"
                              "decoding only the chunks they lie in. Every chunk is checked against its hash;\n"
@@ -43,6 +46,9 @@ Status RunCatCommand(const std::vector<std::string>& args) {
   o.image = p->vm["IMAGE"].as<std::string>();
   if (p->vm.count("length")) o.length_bytes = length;
   o.overwrite = p->vm.count("overwrite") > 0;
+  auto chain = ChainOptionsFor(chain_dir);
+  if (!chain.ok()) return chain.status();
+  o.chain = *chain;
   auto r = ExtractRange(o);
   if (!r.ok()) return r.status();
   if (o.output != "-") {
@@ -76,6 +82,8 @@ Status RunMountCommand(const std::vector<std::string>& args) {
       ("partition", po::value<int>(&o.partition)->default_value(0),
        "with the image of a whole disk: mount partition N (as 'hotsnap info' numbers them) alone, at "
        "MOUNTPOINT itself");
+  std::string chain_dir;
+  AddChainOption(&d, &chain_dir);
   auto p = Parse(args, "hotsnap mount IMAGE MOUNTPOINT [--foreground] [--partition N]",
                  std::string("Mount the filesystem stored in IMAGE read-only at MOUNTPOINT, without restoring\n"
                              "it: the image is served as a file through FUSE (decoding only the chunks read),\n"
@@ -98,6 +106,9 @@ Status RunMountCommand(const std::vector<std::string>& args) {
   o.image = p->vm["IMAGE"].as<std::string>();
   o.mount_point = p->vm["MOUNTPOINT"].as<std::string>();
   o.foreground = p->vm.count("foreground") > 0;
+  auto chain = ChainOptionsFor(chain_dir);
+  if (!chain.ok()) return chain.status();
+  o.chain = *chain;
   if (o.cache_chunks < 1 || o.cache_chunks > 1024) return Status(Code::kUsage, "--cache-chunks must be 1-1024");
   if (o.partition < 0) return Status(Code::kUsage, "--partition must be a partition number, 1 or more");
   o.on_ready = [&o](const MountRecord& r) {

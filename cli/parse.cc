@@ -1,3 +1,6 @@
+#include <sys/stat.h>
+#include <cerrno>
+#include <cstdlib>
 #include "cli/parse.h"
 
 #include <iostream>
@@ -42,6 +45,27 @@ Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& us
     }
   }
   return parsed;
+}
+
+void AddChainOption(boost::program_options::options_description* options, std::string* dir) {
+  options->add_options()(
+      "chain", boost::program_options::value<std::string>(dir),
+      "DIR: where a delta image's parents are (default: the image's own directory); each is "
+      "found by the name its child recorded, or by its image hash, and checked before use");
+}
+
+Result<ChainOptions> ChainOptionsFor(const std::string& dir) {
+  ChainOptions chain;
+  if (dir.empty()) return chain;
+  char* real = ::realpath(dir.c_str(), nullptr);
+  if (real == nullptr) return Status::FromErrno(Code::kUsage, errno, "--chain " + dir);
+  chain.dir = real;
+  std::free(real);
+  struct stat st;
+  if (::stat(chain.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Status(Code::kUsage, "--chain " + dir + " is not a directory");
+  }
+  return chain;
 }
 
 }  // namespace hotsnap

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "io/image_chain.h"
 
 namespace hotsnap {
 
@@ -23,6 +24,13 @@ Result<Parsed> Parse(const std::vector<std::string>& args, const std::string& us
                      const std::string& description,
                      boost::program_options::options_description options,
                      const std::vector<std::string>& positionals);
+
+// --chain DIR: where a delta image's parents are (io/image_chain.h). Adds the option with
+// `dir` as its target.
+void AddChainOption(boost::program_options::options_description* options, std::string* dir);
+// The chain options for `dir` as given ("" = beside the image), made absolute so that a
+// forked server finds them too; kUsage if DIR is not a directory.
+Result<ChainOptions> ChainOptionsFor(const std::string& dir);
 
 }  // namespace hotsnap
 

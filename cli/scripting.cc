@@ -120,6 +120,13 @@ void EmitBackupResult(const BackupReport& r) {
   j["freeze_ms"] = r.freeze_ms;
   j["frozen"] = r.frozen;
   j["crash_consistent"] = r.crash_consistent;
+  if (!r.base.empty()) {
+    j["base"] = r.base;
+    j["change_source"] = r.change_source;
+    j["change_reason"] = r.change_reason;
+    j["changed_chunks"] = r.changed_chunks;
+    j["unchanged_chunks"] = r.unchanged_chunks;
+  }
   if (r.snapshot_mode == SnapshotMode::kTracked) {
     j["rounds"] = r.rounds;
     j["recopied_bytes"] = r.recopied_bytes;
@@ -180,6 +187,12 @@ void PrintPlan(const BackupPlan& plan) {
   std::printf("  to read:     %s\n", used);
   std::printf("  snapshot:    %s: %s\n", snapshot.c_str(), mode.Describe().c_str());
   std::printf("  target:      %s (%s)\n", o.dest.c_str(), DestKindName(plan.dest_kind));
+  if (plan.base) {
+    std::printf("  delta of:    %s (image hash xxh3-128:%s, %zu image%s in its chain); changes by "
+                "hash compare\n",
+                plan.base->path.c_str(), plan.base->image_hash.Hex().c_str(), plan.base->chain_links,
+                plan.base->chain_links == 1 ? "" : "s");
+  }
   std::printf("  zstd level:  %d\n", o.level);
   std::printf("  rate limit:  %s\n", rate.c_str());
   std::fflush(stdout);

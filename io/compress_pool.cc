@@ -63,20 +63,30 @@ void CompressPool::Work(ChunkCompressor* compressor) {
       job = pending_.front();
       pending_.pop_front();
     }
+    job->unchanged = false;
+    job->frame = {};
     if (job->input.size() == chunk_bytes_ && zero_ != nullptr &&
         IsAllZero(job->input.data(), job->input.size())) {
       job->zero = true;
       job->hash = zero_->hash;
       job->frame = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(zero_->frame.data()),
                                             zero_->frame.size());
+      if (job->base_hash != nullptr && *job->base_hash == job->hash) {
+        job->unchanged = true;
+        job->frame = {};
+      }
     } else {
       job->zero = false;
       job->hash = HashBytes(job->input.data(), job->input.size());
-      auto n = compressor->Compress(job->input, job->output);
-      if (n.ok()) {
-        job->frame = job->output.first(*n);
+      if (job->base_hash != nullptr && *job->base_hash == job->hash) {
+        job->unchanged = true;  // the parent's: hashed, never compressed
       } else {
-        job->status = n.status().Wrap("chunk " + std::to_string(job->index));
+        auto n = compressor->Compress(job->input, job->output);
+        if (n.ok()) {
+          job->frame = job->output.first(*n);
+        } else {
+          job->status = n.status().Wrap("chunk " + std::to_string(job->index));
+        }
       }
     }
     Finish(job);

@@ -25,10 +25,14 @@ struct CompressJob {
   int owner = -1;                  // the caller's cookie (e.g. a slot number)
   std::span<const uint8_t> input;  // the chunk's bytes
   std::span<uint8_t> output;       // room for MaxFrameBytes
+  // The parent image's hash of this chunk (a delta image), or null. A chunk that hashes to
+  // it is not compressed: `unchanged` is set and `frame` left empty.
+  const Hash128* base_hash = nullptr;
   // Filled in by the pool:
   std::span<const uint8_t> frame;  // points into `output`, or at the shared zero frame
   Hash128 hash;
   bool zero = false;
+  bool unchanged = false;
   Status status;
 };
 

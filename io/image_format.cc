@@ -3,6 +3,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -92,6 +93,26 @@ std::string Hash128::Hex() const {
   return buf;
 }
 
+std::optional<Hash128> ParseHashHex(const std::string& text) {
+  if (text.size() != 32) return std::nullopt;
+  for (char c : text) {
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return std::nullopt;
+  }
+  Hash128 h;
+  h.high = std::stoull(text.substr(0, 16), nullptr, 16);
+  h.low = std::stoull(text.substr(16), nullptr, 16);
+  return h;
+}
+
+const char* LayoutName(Layout layout) {
+  switch (layout) {
+    case Layout::kPlain: return "plain";
+    case Layout::kTracked: return "tracked";
+    case Layout::kDelta: return "delta";
+  }
+  return "?";
+}
+
 Hash128 HashBytes(const void* data, size_t bytes) {
   XXH128_hash_t h = XXH3_128bits(data, bytes);
   return Hash128{h.low64, h.high64};
@@ -150,7 +171,7 @@ const char* SkippableFrameName(uint32_t magic) {
 }
 
 uint64_t TrailerPayloadBytes(uint64_t chunk_count, Layout layout) {
-  return kTrailerFixedBytes + chunk_count * (kHashBytes + (layout == Layout::kTracked ? 4 : 0));
+  return kTrailerFixedBytes + chunk_count * (kHashBytes + (HasFrameMap(layout) ? 4 : 0));
 }
 
 uint64_t SeekTablePayloadBytes(uint64_t frames) { return frames * 8 + kSeekFooterBytes; }
@@ -164,7 +185,7 @@ SkippableBounds BoundsFor(const ImageMetadata& meta) {
   b.trailer = TrailerPayloadBytes(chunks, meta.layout);
   // Plain: metadata, the chunks, report, trailer.
   b.seek_table =
-      SeekTablePayloadBytes(meta.layout == Layout::kTracked ? kMaxSeekFrames : chunks + 3);
+      SeekTablePayloadBytes(HasFrameMap(meta.layout) ? kMaxSeekFrames : chunks + 3);
   b.other = 0;
   return b;
 }
@@ -201,7 +222,16 @@ std::string EncodeMetadataFrame(const ImageMetadata& meta) {
   j["zstd_level"] = meta.level;
   j["used_bytes"] = meta.used_bytes;
   j["used_map"] = meta.used_map;
-  j["layout"] = meta.layout == Layout::kTracked ? "tracked" : "plain";
+  j["layout"] = LayoutName(meta.layout);
+  if (meta.base) {
+    j["base"] = {{"image", meta.base->image},
+                 {"image_hash", meta.base->image_hash.Hex()},
+                 {"created_utc", meta.base->created_utc}};
+  }
+  if (!meta.stands_for.empty()) {
+    auto& list = j["stands_for"] = nlohmann::ordered_json::array();
+    for (const Hash128& h : meta.stands_for) list.push_back(h.Hex());
+  }
   if (!meta.partition_table.empty())
     j["partition_table"] = EncodePartitionTable(meta.partition_table);
   if (!meta.run_id.empty()) j["run_id"] = meta.run_id;
@@ -258,8 +288,34 @@ Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload) {
     std::string layout = j.value("layout", "plain");
     if (layout == "tracked") {
       meta.layout = Layout::kTracked;
+    } else if (layout == "delta") {
+      meta.layout = Layout::kDelta;
     } else if (layout != "plain") {
       return Status(Code::kUnsupported, "metadata frame: unknown layout '" + layout + "'");
+    }
+    if (auto b = j.find("base"); b != j.end()) {
+      BaseReference base;
+      base.image = b->at("image").get<std::string>();
+      auto hash = ParseHashHex(b->at("image_hash").get<std::string>());
+      if (!hash) return Corrupt("metadata frame: base.image_hash is not 32 hex digits");
+      base.image_hash = *hash;
+      base.created_utc = b->value("created_utc", "");
+      if (base.image.empty() || base.image.find('/') != std::string::npos || base.image == "." ||
+          base.image == "..") {
+        return Corrupt("metadata frame: base.image '" + base.image + "' is not a file name");
+      }
+      meta.base = std::move(base);
+    }
+    if ((meta.layout == Layout::kDelta) != meta.base.has_value()) {
+      return Corrupt(meta.base ? "metadata frame: a base, but the layout is not delta"
+                               : "metadata frame: delta layout without a base");
+    }
+    if (auto sf = j.find("stands_for"); sf != j.end()) {
+      for (const auto& h : *sf) {
+        auto hash = h.is_string() ? ParseHashHex(h.get<std::string>()) : std::nullopt;
+        if (!hash) return Corrupt("metadata frame: stands_for holds something not 32 hex digits");
+        meta.stands_for.push_back(*hash);
+      }
     }
     if (auto pt = j.find("partition_table"); pt != j.end()) {
       auto table = DecodePartitionTable(*pt, meta.device_bytes);
@@ -288,7 +344,7 @@ std::string EncodeTrailerFrame(const Trailer& trailer) {
   AppendLe32(&payload, static_cast<uint32_t>(trailer.layout));
   AppendLe32(&payload, 0);
   for (const Hash128& h : trailer.chunk_hashes) AppendHash(&payload, h);
-  if (trailer.layout == Layout::kTracked) {
+  if (HasFrameMap(trailer.layout)) {
     for (uint32_t f : trailer.final_frames) AppendLe32(&payload, f);
   }
   AppendHash(&payload, trailer.image_hash);
@@ -324,11 +380,11 @@ Result<Trailer> DecodeTrailerPayload(std::span<const uint8_t> payload) {
                    std::to_string(t.device_bytes) + " (expected " + std::to_string(expected) + ")");
   }
   uint32_t layout = LoadLe32(p + 24);
-  if (layout > static_cast<uint32_t>(Layout::kTracked) || LoadLe32(p + 28) != 0) {
+  if (layout > static_cast<uint32_t>(Layout::kDelta) || LoadLe32(p + 28) != 0) {
     return Corrupt("trailer: unknown layout " + std::to_string(layout));
   }
   t.layout = static_cast<Layout>(layout);
-  uint64_t per_chunk = kHashBytes + (t.layout == Layout::kTracked ? 4 : 0);
+  uint64_t per_chunk = kHashBytes + (HasFrameMap(t.layout) ? 4 : 0);
   if (payload.size() != kTrailerFixedBytes + count * per_chunk) {
     return Corrupt("trailer: payload of " + std::to_string(payload.size()) +
                    " bytes does not hold " + std::to_string(count) + " chunk entries");
@@ -337,9 +393,15 @@ Result<Trailer> DecodeTrailerPayload(std::span<const uint8_t> payload) {
   t.chunk_hashes.reserve(count);
   for (uint64_t i = 0; i < count; ++i) t.chunk_hashes.push_back(LoadHash(hashes + i * kHashBytes));
   const uint8_t* rest = hashes + count * kHashBytes;
-  if (t.layout == Layout::kTracked) {
+  if (HasFrameMap(t.layout)) {
     t.final_frames.reserve(count);
-    for (uint64_t i = 0; i < count; ++i) t.final_frames.push_back(LoadLe32(rest + i * 4));
+    for (uint64_t i = 0; i < count; ++i) {
+      uint32_t f = LoadLe32(rest + i * 4);
+      if (f == kFrameInBase && t.layout != Layout::kDelta) {
+        return Corrupt("trailer: chunk " + std::to_string(i) + " has no frame, but the layout is not delta");
+      }
+      t.final_frames.push_back(f);
+    }
     rest += count * 4;
   }
   t.image_hash = LoadHash(rest);
@@ -367,7 +429,7 @@ Result<uint64_t> SeekTableFrameBytes(std::span<const uint8_t> footer) {
   uint8_t descriptor = footer[4];
   if (descriptor != kSeekDescriptorPlain && descriptor != kSeekDescriptorTracked) {
     return Corrupt("seek table footer: descriptor byte " + std::to_string(descriptor) +
-                   " is neither 0 (plain) nor 4 (tracked layout)");
+                   " is neither 0 (plain) nor 4 (tracked and delta layouts)");
   }
   uint64_t frames = LoadLe32(footer.data());
   if (frames > kMaxSeekFrames) {
@@ -417,6 +479,12 @@ std::string EncodeReportFrame(const RunReport& r) {
   j["lost_events"] = r.lost_events;
   if (!r.crash_consistent.empty()) j["crash_consistent"] = r.crash_consistent;
   j["seconds"] = r.seconds;
+  if (!r.change_source.empty()) {
+    j["change_source"] = r.change_source;
+    j["change_reason"] = r.change_reason;
+    j["changed_chunks"] = r.changed_chunks;
+    j["unchanged_chunks"] = r.unchanged_chunks;
+  }
   std::string payload(kReportTag, sizeof(kReportTag));
   AppendLe32(&payload, kFormatVersion);
   payload += j.dump();
@@ -457,6 +525,10 @@ Result<RunReport> DecodeReportPayload(std::span<const uint8_t> payload) {
       }
     }
     r.seconds = j.value("seconds", 0.0);
+    r.change_source = j.value("change_source", "");
+    r.change_reason = j.value("change_reason", "");
+    r.changed_chunks = IntegerField<uint64_t>(j, "changed_chunks", 0);
+    r.unchanged_chunks = IntegerField<uint64_t>(j, "unchanged_chunks", 0);
   } catch (const std::exception& e) {
     return Corrupt(std::string("report frame: JSON: ") + e.what());
   }

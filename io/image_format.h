@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,7 +51,16 @@ constexpr uint8_t kPoisonFrame[13] = {0x28, 0xb5, 0x2f, 0xfd, 0x2c, 0x00, 0x01,
 enum class Layout : uint32_t {
   kPlain = 0,    // every chunk exactly once, in order: `zstd -dc` restores the device
   kTracked = 1,  // chunks re-copied in rounds; restore with hotsnap (or `hotsnap compact`)
+  kDelta = 2,    // only the chunks that differ from a parent image (metadata `base`); every
+                 // frame is announced by a round header; restore with hotsnap and the parents
 };
+// "plain", "tracked", "delta".
+const char* LayoutName(Layout layout);
+// Whether the layout starts with the guard frame, keeps a frame map in its trailer and marks
+// its seek table (tracked and delta).
+inline bool HasFrameMap(Layout layout) { return layout != Layout::kPlain; }
+// In a delta image's frame map: the chunk has no frame here; it is the parent's.
+constexpr uint32_t kFrameInBase = 0xFFFFFFFFu;
 constexpr uint32_t kSeekTableMagic = 0x184D2A5Eu;
 constexpr uint32_t kSeekFooterMagic = 0x8F92EAB1u;
 constexpr size_t kSkippableHeaderBytes = 8;  // magic + payload size
@@ -90,8 +100,18 @@ struct Hash128 {
   std::string Hex() const;
 };
 Hash128 HashBytes(const void* data, size_t bytes);
+// The inverse of Hex(): 32 hex digits, high half first; nullopt for anything else.
+std::optional<Hash128> ParseHashHex(const std::string& text);
 // HashBytes of `bytes` zero bytes, without a buffer of that size.
 Hash128 HashZeros(uint64_t bytes);
+
+// A delta image's parent: the image whose chunks it does not repeat.
+struct BaseReference {
+  std::string image;       // the parent's file name (no directory), where it was when used
+  Hash128 image_hash;      // the parent's image hash (from its trailer)
+  std::string created_utc;  // the parent's created_utc
+  bool operator==(const BaseReference&) const = default;
+};
 
 // What the metadata frame records about the source and the run.
 struct ImageMetadata {
@@ -117,6 +137,12 @@ struct ImageMetadata {
   // The run that wrote this image, shared by every image of a backup of several sources at
   // one moment (its manifest lists the set); empty for a backup of one source.
   std::string run_id;
+  // Delta layout: the parent this image holds only the changes against.
+  std::optional<BaseReference> base;
+  // Image hashes of delta images this image stands in for: `hotsnap merge` folds a delta into
+  // its parent and writes an image with the delta's content, which the delta's children may
+  // use as their parent (their chunk hashes still check every byte). Empty otherwise.
+  std::vector<Hash128> stands_for;
   // Number of chunks the device divides into.
   uint64_t chunk_count() const { return (device_bytes + chunk_bytes - 1) / chunk_bytes; }
   // Uncompressed size of chunk `index` in bytes (the last one may be short).
@@ -135,7 +161,8 @@ struct Trailer {
   uint64_t device_bytes = 0;
   Layout layout = Layout::kPlain;
   std::vector<Hash128> chunk_hashes;  // XXH3-128 of each chunk's final uncompressed bytes
-  // Tracked layout: the seek-table entry index of each chunk's final frame.
+  // Tracked and delta layouts: the seek-table entry index of each chunk's final frame
+  // (delta: kFrameInBase for a chunk that is the parent's).
   std::vector<uint32_t> final_frames;
   Hash128 image_hash;                 // XXH3-128 of every image byte before the trailer frame
 };
@@ -163,6 +190,13 @@ struct RunReport {
   // are only crash-consistent.
   std::vector<std::string> crash_consistent;
   double seconds = 0;
+  // Delta layout: how the changes since the parent were found ("hash compare", "thin_delta",
+  // "change log"), why that one (a fallback says what was wrong with the better one), and
+  // how many chunks are stored here and how many are the parent's.
+  std::string change_source;
+  std::string change_reason;
+  uint64_t changed_chunks = 0;
+  uint64_t unchanged_chunks = 0;
 };
 
 // A tracked-layout round: the chunks whose new frames follow, in that order.

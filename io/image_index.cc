@@ -95,10 +95,10 @@ Result<ImageIndex> LoadImageIndex(int fd, const std::string& name) {
   if (tracked) {
     uint8_t poison[sizeof(kPoisonFrame)];
     if (index.entries[0].compressed_bytes != sizeof(poison) || index.entries[0].decompressed_bytes != 0) {
-      return Corrupt(name, "tracked layout without its leading guard frame");
+      return Corrupt(name, "tracked or delta layout without its leading guard frame");
     }
     HOTSNAP_RETURN_IF_ERROR(ReadExactAt(fd, name, 0, poison, sizeof(poison)));
-    if (!IsPoisonFrame(poison)) return Corrupt(name, "tracked layout: the leading guard frame is damaged");
+    if (!IsPoisonFrame(poison)) return Corrupt(name, "the leading guard frame is damaged");
   }
 
   // Metadata frame.
@@ -111,11 +111,14 @@ Result<ImageIndex> LoadImageIndex(int fd, const std::string& name) {
   auto decoded = DecodeMetadataPayload(*meta_payload);
   if (!decoded.ok()) return decoded.status().Wrap("image " + name);
   index.meta = std::move(decoded.value());
-  if ((index.meta.layout == Layout::kTracked) != tracked) {
+  if (HasFrameMap(index.meta.layout) != tracked) {
     return Corrupt(name, "metadata and seek table disagree on the layout");
   }
   uint64_t chunks = index.meta.chunk_count();
-  if (tracked ? index.entries.size() < chunks + 4 : index.entries.size() != chunks + 3) {
+  const bool delta = index.meta.layout == Layout::kDelta;
+  bool fits = delta ? index.entries.size() >= 4
+                    : tracked ? index.entries.size() >= chunks + 4 : index.entries.size() == chunks + 3;
+  if (!fits) {
     return Corrupt(name, "seek table has " + std::to_string(index.entries.size()) +
                              " entries, which does not fit the metadata's " +
                              std::to_string(chunks) + " chunks");
@@ -156,6 +159,11 @@ Result<ImageIndex> LoadImageIndex(int fd, const std::string& name) {
   index.chunk_frame_bytes.reserve(chunks);
   for (uint64_t i = 0; i < chunks; ++i) {
     size_t e = tracked ? index.trailer.final_frames[i] : first + 1 + i;
+    if (delta && index.trailer.final_frames[i] == kFrameInBase) {  // the parent's chunk
+      index.chunk_offsets.push_back(0);
+      index.chunk_frame_bytes.push_back(0);
+      continue;
+    }
     if (e <= first || e >= report_entry) {
       return Corrupt(name, "trailer points chunk " + std::to_string(i) + " at seek entry " +
                                std::to_string(e) + ", outside the chunk frames");

@@ -22,14 +22,17 @@ struct ImageIndex {
   RunReport report;
   std::vector<SeekEntry> entries;        // as in the seek table, one per frame
   std::vector<uint64_t> chunk_offsets;   // image byte offset of each chunk's final frame
-  std::vector<uint32_t> chunk_frame_bytes;  // compressed size of that frame
+  std::vector<uint32_t> chunk_frame_bytes;  // compressed size of that frame; 0: none here
+                                            // (a delta image's chunk that is its parent's)
   uint64_t image_bytes = 0;
-  uint64_t metadata_offset = 0;          // 13 for the tracked layout (after the poison frame)
+  uint64_t metadata_offset = 0;          // 13 for the tracked and delta layouts (after the guard)
   uint64_t metadata_frame_bytes = 0;
   uint64_t trailer_offset = 0;
   uint64_t seek_table_offset = 0;
 
   uint32_t ChunkFrameBytes(uint64_t index) const { return chunk_frame_bytes[index]; }
+  // Whether this image holds a frame of chunk `index` (always, except in a delta image).
+  bool HasFrame(uint64_t index) const { return chunk_frame_bytes[index] != 0; }
 };
 
 // `fd` is a regular file opened for reading; `name` is for messages.

@@ -77,16 +77,9 @@ Result<std::unique_ptr<ImageRandomReader>> ImageRandomReader::Open(const std::st
     return Status(Code::kUnsupported, "image " + path + ": random access needs an image file; a stream (- or "
                                       "ssh://) can only be restored in full (hotsnap restore)");
   }
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno(Code::kSource, errno, "opening image " + path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(Code::kSource, errno, "stat " + path);
-  if (!S_ISREG(st.st_mode)) {
-    return Status(Code::kUnsupported, "image " + path + " is not a regular file; random access needs a "
-                                      "file with a seek table (a pipe can only be restored in full)");
-  }
-  auto index = LoadImageIndex(fd.get(), path);
-  if (!index.ok()) return index.status();
+  auto chain = ImageChain::Open(path, options.chain);
+  if (!chain.ok()) return chain.status();
+  const ImageIndex* index = &chain->newest();
   RandomReaderOptions opts = options;
   opts.cache_chunks = std::max<size_t>(1, opts.cache_chunks);
   // Chunks decoded ahead land in the cache: never more of them than would stay there.
@@ -95,16 +88,18 @@ Result<std::unique_ptr<ImageRandomReader>> ImageRandomReader::Open(const std::st
   auto zeros = AlignedBuffer::AllocateHuge(index->meta.chunk_bytes);  // never written: reads as zeros
   if (!zeros.ok()) return zeros.status();
   std::unique_ptr<ImageRandomReader> reader(
-      new ImageRandomReader(path, std::move(fd), std::move(index.value()), opts, std::move(zeros.value())));
+      new ImageRandomReader(path, std::move(chain.value()), opts, std::move(zeros.value())));
   // Frames are read once each and decoded at once: the page cache would only add a copy
   // and the cost of filling it. Filesystems without O_DIRECT refuse it here (EINVAL).
-  reader->direct_fd_.Reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+  for (const ChainLink& link : reader->chain_.links()) {
+    reader->direct_fds_.emplace_back(::open(link.path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+  }
   return reader;
 }
 
-ImageRandomReader::ImageRandomReader(std::string name, UniqueFd fd, ImageIndex index,
+ImageRandomReader::ImageRandomReader(std::string name, ImageChain chain,
                                      const RandomReaderOptions& options, AlignedBuffer zeros)
-    : name_(std::move(name)), fd_(std::move(fd)), index_(std::move(index)), options_(options) {
+    : name_(std::move(name)), chain_(std::move(chain)), index_(chain_.newest()), options_(options) {
   const uint32_t chunk_bytes = index_.meta.chunk_bytes;
   zero_hash_full_ = HashBytes(zeros.data(), chunk_bytes);
   uint64_t chunks = index_.meta.chunk_count();
@@ -258,9 +253,10 @@ void ImageRandomReader::ReadAheadLoop() {
   }
 }
 
-Status ImageRandomReader::ReadFrame(uint64_t offset, uint32_t bytes, const AlignedBuffer& buffer,
-                                    const uint8_t** frame) {
-  if (direct_fd_.valid() && direct_reads_work_.load(std::memory_order_relaxed)) {
+Status ImageRandomReader::ReadFrame(size_t link, uint64_t offset, uint32_t bytes,
+                                    const AlignedBuffer& buffer, const uint8_t** frame) {
+  const UniqueFd& direct_fd = direct_fds_[link];
+  if (direct_fd.valid() && direct_reads_work_.load(std::memory_order_relaxed)) {
     // The aligned blocks around the frame (the last one may be cut short by the end of the
     // file); the frame starts `offset - start` bytes into them.
     const uint64_t start = offset / kDirectAlign * kDirectAlign;
@@ -268,7 +264,7 @@ Status ImageRandomReader::ReadFrame(uint64_t offset, uint32_t bytes, const Align
     uint64_t got = 0;
     int err = 0;
     while (start + got < offset + bytes) {
-      ssize_t n = ::pread(direct_fd_.get(), buffer.data() + got, end - start - got,
+      ssize_t n = ::pread(direct_fd.get(), buffer.data() + got, end - start - got,
                           static_cast<off_t>(start + got));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) err = errno;
@@ -285,16 +281,19 @@ Status ImageRandomReader::ReadFrame(uint64_t offset, uint32_t bytes, const Align
     if (err == EINVAL) direct_reads_work_.store(false, std::memory_order_relaxed);  // alignment not enough
   }
   *frame = buffer.data();
-  return ReadExactAt(fd_.get(), name_, offset, buffer.data(), bytes);
+  const ChainLink& l = chain_.links()[link];
+  return ReadExactAt(l.fd.get(), l.path, offset, buffer.data(), bytes);
 }
 
 Result<ImageRandomReader::ChunkData> ImageRandomReader::DecodeChunk(uint64_t chunk) {
-  const uint64_t frame_offset = index_.chunk_offsets[chunk];
-  const uint32_t frame_bytes = index_.ChunkFrameBytes(chunk);
+  const size_t link = chain_.LinkOf(chunk);
+  const ImageIndex& holder = chain_.links()[link].index;
+  const uint64_t frame_offset = holder.chunk_offsets[chunk];
+  const uint32_t frame_bytes = holder.ChunkFrameBytes(chunk);
   const uint32_t length = index_.meta.ChunkLength(chunk);
   auto where = [&] {
     const uint64_t device_offset = chunk * index_.meta.chunk_bytes;
-    return "image " + name_ + ": chunk " + std::to_string(chunk) + " (device bytes " +
+    return "image " + chain_.links()[link].path + ": chunk " + std::to_string(chunk) + " (device bytes " +
            std::to_string(device_offset) + ".." + std::to_string(device_offset + length) +
            ", frame at image offset " + std::to_string(frame_offset) + ")";
   };
@@ -308,7 +307,7 @@ Result<ImageRandomReader::ChunkData> ImageRandomReader::DecodeChunk(uint64_t chu
   if (!decoder.ok()) return decoder.status();
   Decoder& d = **decoder;
   const uint8_t* frame = nullptr;
-  Status s = ReadFrame(frame_offset, frame_bytes, d.frame, &frame);
+  Status s = ReadFrame(link, frame_offset, frame_bytes, d.frame, &frame);
   if (s.ok()) {
     s = d.zstd->Decompress({frame, frame_bytes}, buffer->span(), length);
     if (!s.ok()) s = Status(Code::kIntegrity, where() + ": " + s.message());

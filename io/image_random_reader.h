@@ -1,6 +1,8 @@
 // ImageRandomReader: random access to the device bytes stored in an image FILE.
 //
-// Built on the seek table (LoadImageIndex): a read decodes only the chunks it touches. Each
+// Built on the seek table (LoadImageIndex): a read decodes only the chunks it touches. A
+// delta image is read through its chain (io/image_chain.h): each chunk from the newest image
+// that holds a frame of it, checked against the newest image's hash of it. Each
 // chunk frame is read with pread, decoded, and checked against its XXH3-128 in the trailer
 // before any of its bytes are handed out; a chunk that fails (bad frame, wrong length, hash
 // mismatch) makes every read touching it fail with kIntegrity, naming the chunk — it never
@@ -52,6 +54,7 @@
 #include "base/unique_fd.h"
 #include "io/aligned_buffer.h"
 #include "io/chunk_codec.h"
+#include "io/image_chain.h"
 #include "io/image_index.h"
 
 namespace hotsnap {
@@ -61,6 +64,7 @@ struct RandomReaderOptions {
   size_t readahead_chunks = 0;   // chunks decoded ahead of a sequential reader; 0: none.
                                  // At most cache_chunks / 2: they wait in the cache.
   size_t readahead_threads = 2;  // background decoders (at most readahead_chunks)
+  ChainOptions chain;            // where a delta image's parents are (io/image_chain.h)
 };
 
 struct RandomReaderStats {
@@ -97,6 +101,7 @@ class ImageRandomReader {
 
   const ImageMetadata& meta() const { return index_.meta; }
   const ImageIndex& index() const { return index_; }
+  const ImageChain& chain() const { return chain_; }
   const std::string& name() const { return name_; }
   // The declared device size in bytes; no read goes past it.
   uint64_t device_bytes() const { return index_.meta.device_bytes; }
@@ -116,7 +121,7 @@ class ImageRandomReader {
   using ChunkData = std::shared_ptr<const DecodedChunk>;
   class BufferPool;
   struct Decoder;
-  ImageRandomReader(std::string name, UniqueFd fd, ImageIndex index, const RandomReaderOptions& options,
+  ImageRandomReader(std::string name, ImageChain chain, const RandomReaderOptions& options,
                     AlignedBuffer zeros);
 
   // The decoded, verified bytes of chunk `chunk` (from the cache, or decoded now).
@@ -132,11 +137,12 @@ class ImageRandomReader {
   void ReadAheadLoop();
   // Reads the frame at image bytes [offset, offset + bytes) into `buffer`; `*frame` points
   // at its first byte there.
-  Status ReadFrame(uint64_t offset, uint32_t bytes, const AlignedBuffer& buffer, const uint8_t** frame);
+  Status ReadFrame(size_t link, uint64_t offset, uint32_t bytes, const AlignedBuffer& buffer,
+                   const uint8_t** frame);
 
   const std::string name_;
-  const UniqueFd fd_;
-  UniqueFd direct_fd_;                        // the image with O_DIRECT, if its filesystem allows it
+  const ImageChain chain_;
+  std::vector<UniqueFd> direct_fds_;          // each link with O_DIRECT, if its filesystem allows it
   std::atomic<bool> direct_reads_work_{true};  // false after a direct read failed with EINVAL
   std::atomic<uint64_t> direct_frames_{0};
   const ImageIndex index_;

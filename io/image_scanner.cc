@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -57,6 +58,9 @@ class Scanner {
   std::vector<SeekEntry> seen_;
   std::vector<Hash128> hashes_;       // latest hash of each chunk
   std::vector<uint32_t> last_frame_;  // seek entry index of each chunk's latest frame
+  // Delta layout: the same for the chunks it holds (few, anywhere on the device).
+  std::map<uint64_t, Hash128> delta_hashes_;
+  std::map<uint64_t, uint32_t> delta_frames_;
   std::unique_ptr<ChunkDecompressor> decompressor_;
   // Decoded chunk, allocated at the first chunk frame and left uninitialised: its pages cost
   // memory only as a decoder writes them, not because the metadata declared a chunk size.
@@ -95,9 +99,9 @@ Status Scanner::ReadMetadata() {
   XXH3_128bits_update(&hash_state_, frame->bytes.data(), frame->bytes.size());
   seen_.push_back(SeekEntry{static_cast<uint32_t>(frame->bytes.size()), 0});
   const ImageMetadata& m = result_.meta;
-  if (poisoned != (m.layout == Layout::kTracked)) {
+  if (poisoned != HasFrameMap(m.layout)) {
     return Corrupt(poisoned ? "a leading guard frame, but the metadata says the plain layout"
-                            : "tracked layout without its leading guard frame");
+                            : std::string(LayoutName(m.layout)) + " layout without its leading guard frame");
   }
   if (expected_ != nullptr && expected_->layout != m.layout) {
     return Corrupt("metadata and trailer disagree on the layout");
@@ -168,9 +172,14 @@ Status Scanner::UseChunk(uint64_t index, uint64_t frame_offset,
   }
   XXH3_128bits_update(&hash_state_, frame_bytes.data(), frame_bytes.size());
   seen_.push_back(SeekEntry{static_cast<uint32_t>(frame_bytes.size()), length});
-  if (last_frame_[index] != 0) ++result_.superseded_frames;
-  hashes_[index] = h;
-  last_frame_[index] = entry;
+  uint32_t& last = m.layout == Layout::kDelta ? delta_frames_[index] : last_frame_[index];
+  if (last != 0) ++result_.superseded_frames;
+  if (m.layout == Layout::kDelta) {
+    delta_hashes_[index] = h;
+  } else {
+    hashes_[index] = h;
+  }
+  last = entry;
   if (zero && final_frame) ++result_.zero_chunks;
   if (visitor_ == nullptr || !final_frame) return Status::Ok();
   return visitor_->OnChunk(index, index * m.chunk_bytes, std::span<const uint8_t>(data, length),
@@ -231,7 +240,7 @@ Status Scanner::ReadRounds() {
       seen_.push_back(SeekEntry{static_cast<uint32_t>(frame->bytes.size()), 0});
       return Status::Ok();
     }
-    if (!frame->skippable || frame->magic != kRoundMagic || m.layout != Layout::kTracked) {
+    if (!frame->skippable || frame->magic != kRoundMagic || !HasFrameMap(m.layout)) {
       return Corrupt("expected the report at offset " + std::to_string(frame->offset) +
                      " after the last chunk, found another frame");
     }
@@ -275,6 +284,24 @@ Status Scanner::ReadTrailer() {
       }
     }
   }
+  if (m.layout == Layout::kDelta) {
+    // Every chunk with a frame here is mapped to its last one; every other is the parent's.
+    for (uint64_t i = 0; i < trailer.final_frames.size(); ++i) {
+      auto it = delta_frames_.find(i);
+      uint32_t want = it == delta_frames_.end() ? kFrameInBase : it->second;
+      if (trailer.final_frames[i] != want) {
+        return Corrupt("trailer's frame map does not point chunk " + std::to_string(i) +
+                       (want == kFrameInBase ? " at its parent, though the image holds no frame of it"
+                                             : " at its last frame"));
+      }
+    }
+    for (const auto& [i, h] : delta_hashes_) {
+      if (!(h == trailer.chunk_hashes[i])) {
+        return Corrupt("chunk " + std::to_string(i) + " (device byte offset " +
+                       std::to_string(i * m.chunk_bytes) + "): hash does not match the trailer");
+      }
+    }
+  }
   for (uint64_t i = 0; i < hashes_.size(); ++i) {
     if (!(hashes_[i] == trailer.chunk_hashes[i])) {
       return Corrupt("chunk " + std::to_string(i) + " (device byte offset " +
@@ -306,7 +333,7 @@ Status Scanner::ReadSeekTable() {
   uint8_t descriptor = 0;
   auto entries = DecodeSeekTableFrame(frame->bytes, &descriptor);
   if (!entries.ok()) return entries.status().Wrap("image " + name_);
-  if ((descriptor == kSeekDescriptorTracked) != (result_.meta.layout == Layout::kTracked)) {
+  if ((descriptor == kSeekDescriptorTracked) != HasFrameMap(result_.meta.layout)) {
     return Corrupt("seek table descriptor does not match the layout");
   }
   if (entries->size() != seen_.size()) {
@@ -332,7 +359,8 @@ Status Scanner::ReadSeekTable() {
 
 Result<ScanResult> Scanner::Run() {
   HOTSNAP_RETURN_IF_ERROR(ReadMetadata());
-  uint64_t chunks = result_.meta.chunk_count();
+  // A delta image has no first pass: each of its frames follows a round header naming it.
+  uint64_t chunks = result_.meta.layout == Layout::kDelta ? 0 : result_.meta.chunk_count();
   if (chunks > 1) {
     HOTSNAP_RETURN_IF_ERROR(ReadChunksInParallel(chunks));
   } else {

@@ -13,6 +13,10 @@
 // appearance is the valid one. With `expected` the visitor sees only each chunk's final
 // frame (found through the trailer's frame map); without it, every appearance in stream
 // order, so that writing them in order leaves the final content.
+//
+// Delta layout: only the chunks that differ from the parent are in the stream, each after a
+// round header naming it; the visitor sees those alone (the rest are the parent's, which a
+// stream cannot reach: restoring a delta takes its file and its parents, io/image_chain.h).
 #ifndef HOTSNAP_IO_IMAGE_SCANNER_H_
 #define HOTSNAP_IO_IMAGE_SCANNER_H_
 

@@ -26,8 +26,12 @@ class ImageWriter {
   ImageWriter(const ImageWriter&) = delete;
   ImageWriter& operator=(const ImageWriter&) = delete;
 
-  Status Begin(const ImageMetadata& meta);
+  // Delta layout: `base_hashes` are the parent's XXH3-128 of every chunk (its trailer's); a
+  // chunk whose hash equals its parent's is recorded as the parent's and writes no frame
+  // (AppendChunk may then be given an empty frame). Empty for other layouts.
+  Status Begin(const ImageMetadata& meta, std::vector<Hash128> base_hashes = {});
   // `frame`: the chunk's complete zstd frame; `hash`: XXH3-128 of its uncompressed bytes.
+  // Delta layout: a changed chunk's frame follows a round header (round 0) naming it.
   Status AppendChunk(std::span<const uint8_t> frame, uint32_t decompressed_bytes, const Hash128& hash);
   // Tracked layout: announces the chunks whose new frames follow, in that order.
   Status BeginRound(const RoundHeader& round);
@@ -39,7 +43,8 @@ class ImageWriter {
 
   // Where the newest frame of chunk `index` lies in the bytes written so far (tracked
   // layout: the last re-copy, or the first pass), so a caller can read it back from the
-  // sink. Fails for a chunk not written yet.
+  // sink. Fails for a chunk not written yet, and (kUnsupported) for a delta image's chunk that
+  // is the parent's.
   struct FrameLocation {
     uint64_t offset_bytes = 0;  // from the first byte of the image
     uint32_t frame_bytes = 0;
@@ -50,6 +55,13 @@ class ImageWriter {
 
   uint64_t bytes_written() const { return bytes_written_; }
   uint64_t chunks_written() const { return trailer_.chunk_hashes.size(); }
+  // Delta layout: chunks stored here, and chunks left to the parent.
+  uint64_t changed_chunks() const { return changed_chunks_; }
+  uint64_t unchanged_chunks() const { return unchanged_chunks_; }
+  // The parent's hash of chunk `index` (delta layout), or nullptr.
+  const Hash128* base_hash(uint64_t index) const {
+    return index < base_hashes_.size() ? &base_hashes_[index] : nullptr;
+  }
   const Hash128& image_hash() const { return trailer_.image_hash; }
 
  private:
@@ -65,6 +77,9 @@ class ImageWriter {
   RoundHeader round_;
   size_t round_next_ = 0;
   std::vector<uint64_t> latest_offsets_;  // per chunk: image offset of its newest frame
+  std::vector<Hash128> base_hashes_;      // delta layout: the parent's chunk hashes
+  uint64_t changed_chunks_ = 0;
+  uint64_t unchanged_chunks_ = 0;
 };
 
 }  // namespace hotsnap

@@ -80,7 +80,7 @@ class OutputFile {
 Result<ExtractReport> ExtractRange(const ExtractOptions& o) {
   // One thread writes what it reads: the next chunks are decoded meanwhile, on two threads.
   auto reader =
-      ImageRandomReader::Open(o.image, RandomReaderOptions{.cache_chunks = 8, .readahead_chunks = 4});
+      ImageRandomReader::Open(o.image, RandomReaderOptions{.cache_chunks = 8, .readahead_chunks = 4, .chain = o.chain});
   if (!reader.ok()) return reader.status();
   const uint64_t device = (*reader)->device_bytes();
   if (o.offset_bytes > device) {

@@ -9,6 +9,8 @@
 
 #include "base/status.h"
 
+#include "io/image_chain.h"
+
 namespace hotsnap {
 
 struct ExtractOptions {
@@ -17,6 +19,7 @@ struct ExtractOptions {
   std::optional<uint64_t> length_bytes;  // absent: to the end of the device
   std::string output = "-";         // a file, or "-" for stdout
   bool overwrite = false;           // replace an existing output file
+  ChainOptions chain;               // a delta image: where its parents are (default: beside it)
 };
 
 struct ExtractReport {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "io/image_chain.h"
 #include "mount/mount_state.h"
 
 namespace hotsnap {
@@ -31,6 +32,7 @@ struct MountOptions {
   std::string mount_point;  // an existing directory; not a mount point unless a disk image mounts at pN
   bool foreground = false;  // serve in this process until a signal, instead of forking
   size_t cache_chunks = 16;
+  ChainOptions chain;       // a delta image: where its parents are (default: beside it)
   // An image of a whole disk: the number of the partition to mount alone at mount_point,
   // through a loop device showing only its byte range. 0: the image's filesystem, or every
   // mountable partition of a whole-disk image at mount_point/pN.

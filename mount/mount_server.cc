@@ -168,6 +168,7 @@ Status ServeUntilStopped(const MountOptions& o, MountRecord* record, const std::
   // 2. The image: its index, and which filesystems to mount where, without writing.
   RandomReaderOptions reader_options;
   reader_options.cache_chunks = o.cache_chunks;
+  reader_options.chain = o.chain;
   // No read-ahead in the reader: the loop device's readahead (LoopTuning) already asks for
   // the next chunks, in parallel FUSE reads that decode them on several threads. A second
   // read-ahead here measured slower on a busy machine: it also decodes the chunks past the
