@@ -167,7 +167,13 @@ Result<UsedBlockMap> ComputeDiskMap(int fd, const std::string& device_name, uint
     for (std::thread& t : threads) t.join();
   }
 
-  DiskMapJoiner joiner(table.type, disk_bytes, JoinGranularity(leaves));
+  // No coarser than the finest filesystem block: a free 1 KiB block of an ext4 next to a
+  // used one stays free (its deleted data is not read), as in the partition's own map.
+  uint32_t granularity = JoinGranularity(leaves);
+  for (const Result<UsedBlockMap>& map : maps) {
+    if (map.ok()) granularity = std::max<uint32_t>(512, std::min(granularity, map->block_bytes()));
+  }
+  DiskMapJoiner joiner(table.type, disk_bytes, granularity);
   uint64_t cursor = 0;  // bytes below this are joined
   std::vector<MappedPartition> mapped;
   std::vector<ByteExtent> extents;
