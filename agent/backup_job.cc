@@ -127,14 +127,10 @@ Result<std::unique_ptr<Sink>> OpenSink(const BackupPlan& plan) {
 // --base: the parent must be a complete image file (its own parents found and matching) of
 // this very source: same size, same filesystem.
 Result<DeltaBase> LoadBase(const BackupOptions& options, const BackupSubject& subject,
-                           const CopyMode& mode) {
+                           const CopyMode&) {
   const std::string& path = options.base;
   if (IsSshUrl(path) || path == "-") {
     return Status(Code::kUnsupported, "--base " + path + ": the parent must be an image file here");
-  }
-  if (mode.mode() == SnapshotMode::kTracked) {
-    return Status(Code::kUsage, "--base with --snapshot tracked is not supported yet; use --snapshot freeze "
-                                "(or lvm for a logical volume)");
   }
   auto chain = ImageChain::Open(path);
   if (!chain.ok()) return chain.status().Wrap("--base " + path);
@@ -202,7 +198,10 @@ Result<CopyResult> Copy(const BackupPlan& plan, ImageMetadata* meta, ImageWriter
   target.pipeline.rate_limit_bytes_per_s = o.rate_limit_bytes_per_s;
   target.pipeline.progress = &progress;
   target.pipeline.stop = o.stop;
-  if (plan.base) target.base_hashes = plan.base->chunk_hashes;
+  if (plan.base) {
+    target.base_hashes = plan.base->chunk_hashes;
+    target.base_path = plan.base->path;
+  }
 
   HOTSNAP_RETURN_IF_ERROR(mode.Prepare());
   auto copied = mode.Copy(&target);

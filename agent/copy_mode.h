@@ -70,6 +70,7 @@ struct CopyTarget {
   // A delta image (meta->layout kDelta): the parent's hash of every chunk, for
   // ImageWriter::Begin and the pipeline; empty otherwise.
   std::vector<Hash128> base_hashes;
+  std::string base_path;  // that parent's file (tracked mode rebuilds its chunks from it)
 };
 
 // What a copy did, for the report.

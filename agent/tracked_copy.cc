@@ -22,6 +22,7 @@
 #include "io/aligned_buffer.h"
 #include "io/block_reader.h"
 #include "io/chunk_codec.h"
+#include "io/image_random_reader.h"
 #include "snapshot/freeze_view.h"
 #include "snapshot/hooks.h"
 #include "snapshot/write_tracker.h"
@@ -53,8 +54,10 @@ struct Captured {
 class CapturedReader : public BlockReader {
  public:
   CapturedReader(const std::map<uint64_t, Captured>* captured, const ImageWriter* writer,
-                 int image_fd, const ImageMetadata& meta, const ReaderOptions& options)
-      : captured_(captured), writer_(writer), image_fd_(image_fd), meta_(meta), options_(options) {
+                 int image_fd, const ImageMetadata& meta, const ReaderOptions& options,
+                 ImageRandomReader* base)
+      : captured_(captured), writer_(writer), image_fd_(image_fd), meta_(meta), options_(options),
+        base_(base) {
     // The frames to rebuild from were written long ago and their pages dropped: have the
     // kernel read them all now, in parallel, rather than one by one as chunks come up.
     for (const auto& [index, c] : *captured_) {
@@ -106,6 +109,14 @@ class CapturedReader : public BlockReader {
   // Fills `chunk` (the chunk's bytes, from its start) with its newest frame and the patches.
   Status Rebuild(uint64_t index, const Captured& captured, std::span<uint8_t> chunk) {
     auto at = writer_->LatestFrame(index);
+    if (!at.ok() && at.status().code() == Code::kUnsupported && base_ != nullptr) {
+      // A delta's chunk that is still the parent's: its bytes are the parent's (the reader
+      // checks them against the parent's hash, which is the one this image records).
+      auto n = base_->Read(index * meta_.chunk_bytes, chunk.size(), chunk.data());
+      if (!n.ok()) return n.status().Wrap("reading chunk " + std::to_string(index) + " of the parent");
+      if (*n != chunk.size()) return Status(Code::kIntegrity, "the parent image ends inside chunk " + std::to_string(index));
+      return LayPatches(index, captured, chunk);
+    }
     if (!at.ok()) return at.status();
     std::string where = "chunk " + std::to_string(index) + " of the image being written (byte " +
                         std::to_string(at->offset_bytes) + ")";
@@ -185,6 +196,7 @@ class CapturedReader : public BlockReader {
   std::vector<uint8_t> frame_;
   std::unique_ptr<ChunkDecompressor> decompressor_;
   bool kernel_copy_ = true;  // LayPatches may use process_vm_readv
+  ImageRandomReader* base_;  // a delta's parent, or null
 };
 
 class TrackedCopy {
@@ -256,6 +268,7 @@ class TrackedCopy {
   ImageWriter* writer_;
   int image_fd_;
   std::unique_ptr<WriteTracker> tracker_;
+  std::unique_ptr<ImageRandomReader> base_reader_;  // a delta's parent (options_.base_path)
   std::vector<uint64_t> written_;  // per chunk: granules written since the last freeze
   std::map<uint64_t, Captured> captured_;
   AlignedBuffer capture_buffer_;  // holds captured_'s bytes
@@ -526,6 +539,9 @@ Status TrackedCopy::Copy(const std::vector<uint64_t>& chunks, const UsedBlockMap
   EmitPhase(round == 0 ? "precopy" : "recopy");
   PipelineOptions p = base;
   p.chunks = chunks;
+  // The pre-copy skips compressing chunks equal to the parent's; a round announces its
+  // chunks before they are read, so each one gets a frame.
+  p.base_hashes = round == 0 && !options_.base_hashes.empty() ? &options_.base_hashes : nullptr;
   if (!map.all_blocks()) {
     p.planner = [&map](uint64_t, uint64_t offset, uint32_t length, std::vector<ByteExtent>* out) {
       map.UsedIn(offset, length, out);
@@ -580,8 +596,13 @@ Result<TrackedResult> TrackedCopy::Run() {
   }
 
   RecordMap(map, meta_);
-  meta_->layout = Layout::kTracked;
-  HOTSNAP_RETURN_IF_ERROR(writer_->Begin(*meta_));
+  meta_->layout = options_.base_hashes.empty() ? Layout::kTracked : Layout::kDelta;
+  if (!options_.base_path.empty()) {
+    auto base = ImageRandomReader::Open(options_.base_path, RandomReaderOptions{.cache_chunks = 2});
+    if (!base.ok()) return base.status().Wrap("--base " + options_.base_path);
+    base_reader_ = std::move(base.value());
+  }
+  HOTSNAP_RETURN_IF_ERROR(writer_->Begin(*meta_, options_.base_hashes));
   HOTSNAP_RETURN_IF_ERROR(PreCopy(&map));
 
   // Rounds while the system runs, until the writes of one are few enough to read under a
@@ -666,7 +687,7 @@ Result<TrackedResult> TrackedCopy::Run() {
     p.make_reader = [this](const ReaderOptions& r,
                            std::string*) -> Result<std::unique_ptr<BlockReader>> {
       return std::unique_ptr<BlockReader>(
-          new CapturedReader(&captured_, writer_, image_fd_, *meta_, r));
+          new CapturedReader(&captured_, writer_, image_fd_, *meta_, r, base_reader_.get()));
     };
   } else {
     // Too much was written in the last round to hold in memory: copy it under the freeze,

@@ -82,6 +82,11 @@ struct TrackedOptions {
   // the wait doubles after each one that ended without the others (up to 16 s).
   FreezeRendezvous* rendezvous = nullptr;
   std::chrono::milliseconds rendezvous_wait{2000};
+  // A delta image (--base): the parent's hash of every chunk and its file. The pre-copy
+  // stores only chunks that differ from the parent's; a chunk left to the parent and
+  // written during the copy is rebuilt for the final freeze from the parent's frame.
+  std::vector<Hash128> base_hashes;
+  std::string base_path;
 };
 
 struct TrackedResult {

@@ -52,7 +52,9 @@ class TrackedMode : public CopyMode {
     if (const char* env = std::getenv("HOTSNAP_TEST_MID_FREEZE_CHUNKS")) {
       o.mid_freeze_chunks = std::strtoull(env, nullptr, 10);
     }
-    t->meta->layout = Layout::kTracked;
+    o.base_hashes = t->base_hashes;
+    o.base_path = t->base_path;
+    t->meta->layout = t->base_hashes.empty() ? Layout::kTracked : Layout::kDelta;
     EmitPhase("read");
     auto copied = RunTrackedCopy(o, subject_->device, t->meta, t->writer, t->image_fd,
                                  std::move(tracker_));
