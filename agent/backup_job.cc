@@ -201,6 +201,8 @@ Result<CopyResult> Copy(const BackupPlan& plan, ImageMetadata* meta, ImageWriter
   if (plan.base) {
     target.base_hashes = plan.base->chunk_hashes;
     target.base_path = plan.base->path;
+    target.base_image_hash = plan.base->image_hash;
+    target.change_log = o.change_log;
   }
 
   HOTSNAP_RETURN_IF_ERROR(mode.Prepare());
@@ -211,9 +213,14 @@ Result<CopyResult> Copy(const BackupPlan& plan, ImageMetadata* meta, ImageWriter
   }
   progress.Done();
   copied->report.crash_consistent = mode.crash_consistent();
-  if (plan.base) {
+  if (plan.base && copied->report.change_source.empty()) {
+    // Tracked mode: its own tracker re-reads what is written during the copy; before it,
+    // every used block is read and hashed.
     copied->report.change_source = "hash compare";
-    copied->report.change_reason = "every used block read and hashed against the parent's chunk hashes";
+    copied->report.change_reason = o.change_log
+        ? "every used block read and hashed against the parent's chunk hashes (tracked mode does "
+          "not take a change log; the freeze, none and LVM modes do)"
+        : ChooseChangeSource(nullptr, {}, 0, "").reason;
   }
   // The view's end decides whether the copy counts (a failed thaw, an invalidated snapshot).
   HOTSNAP_RETURN_IF_ERROR(mode.Release(&copied.value()));

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/change_log.h"
 #include "agent/copy_mode.h"
 #include "agent/snapshot_mode.h"
 #include "base/status.h"
@@ -60,6 +61,9 @@ struct BackupOptions {
   // --base: the parent image file of a delta backup ("" for a full one). Only the chunks
   // whose content differs from the parent's are stored (docs/image-format.md, delta layout).
   std::string base;
+  // A delta backup: the writes recorded since the parent (agent/change_log.h), asked for at
+  // the consistency point; used only if its token proves it complete. Empty: hash compare.
+  ChangeLogSource change_log;
 };
 
 struct BackupReport {

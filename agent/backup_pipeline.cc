@@ -181,6 +181,16 @@ Status ChunkPipeline::Impl::StartChunk(Slot* slot, uint64_t sequence, uint64_t i
   slot->job.output = slot->output;
   slot->job.base_hash = options_->base_hashes ? &(*options_->base_hashes)[index] : nullptr;
   slot->ranges.clear();
+  if (options_->unchanged != nullptr && options_->base_hashes != nullptr && (*options_->unchanged)[index]) {
+    // The parent's, by a trusted change log: nothing to read.
+    slot->job.unchanged = true;
+    slot->job.zero = false;
+    slot->job.hash = (*options_->base_hashes)[index];
+    slot->job.frame = {};
+    ++stats_.skipped_chunks;
+    ready_[sequence] = slot;
+    return Status::Ok();
+  }
   if (options_->planner) {
     options_->planner(index, slot->chunk_offset, slot->chunk_length, &slot->ranges);
     if (slot->ranges.empty()) {

@@ -56,6 +56,10 @@ struct PipelineOptions {
   // A delta image: the parent's hash of every chunk. A chunk that hashes to its parent's is
   // not compressed; it reaches the emitter with an empty frame. Not owned; may be null.
   const std::vector<Hash128>* base_hashes = nullptr;
+  // With base_hashes: chunks known to be the parent's (a trusted change log says nothing
+  // changed there): neither read nor hashed; they reach the emitter with the parent's hash and
+  // an empty frame. Indexed by chunk; not owned; may be null.
+  const std::vector<bool>* unchanged = nullptr;
 };
 
 struct PipelineStats {
@@ -63,6 +67,7 @@ struct PipelineStats {
   uint64_t bytes_read = 0;   // from the source
   uint64_t zero_chunks = 0;  // written as the precomputed zero frame
   uint64_t unchanged_chunks = 0;  // equal to the parent's (base_hashes): not compressed
+  uint64_t skipped_chunks = 0;    // of those, known unchanged (PipelineOptions::unchanged): not read
   uint64_t chunks = 0;
 };
 

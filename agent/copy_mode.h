@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "agent/backup_pipeline.h"
+#include "agent/change_log.h"
 #include "agent/consistency_group.h"
 #include "agent/snapshot_mode.h"
 #include "base/status.h"
@@ -71,6 +72,8 @@ struct CopyTarget {
   // ImageWriter::Begin and the pipeline; empty otherwise.
   std::vector<Hash128> base_hashes;
   std::string base_path;  // that parent's file (tracked mode rebuilds its chunks from it)
+  Hash128 base_image_hash;
+  ChangeLogSource change_log;  // writes recorded since the parent (agent/change_log.h), or empty
 };
 
 // What a copy did, for the report.

@@ -10,6 +10,7 @@
 #include "agent/events.h"
 #include "agent/used_map.h"
 #include "base/log.h"
+#include "base/process_identity.h"
 #include "snapshot/freeze.h"
 #include "snapshot/freeze_view.h"
 #include "snapshot/lvm_view.h"
@@ -33,7 +34,25 @@ Result<CopyResult> CopyDevice(const SourceDevice& device, std::optional<UsedBloc
   EmitPhase("read");
   HOTSNAP_RETURN_IF_ERROR(t->writer->Begin(*t->meta, t->base_hashes));
   PipelineOptions p = t->pipeline;
-  if (!t->base_hashes.empty()) p.base_hashes = &t->base_hashes;
+  CopyResult result;
+  std::vector<bool> unchanged;
+  if (!t->base_hashes.empty()) {
+    p.base_hashes = &t->base_hashes;
+    // At the consistency point (frozen, or a snapshot): may a change log spare the read?
+    Result<ChangeLog> log = Status(Code::kInternal, "");
+    if (t->change_log) log = t->change_log();
+    ChangeSourceChoice choice =
+        ChooseChangeSource(log.ok() ? &log.value() : nullptr, t->base_image_hash, t->meta->device_bytes, BootId());
+    if (t->change_log && !log.ok()) {
+      choice.reason += "; it could not be had: " + log.status().message();
+    }
+    if (choice.use_log) {
+      unchanged = UnchangedChunks(*log, used, *t->meta);
+      p.unchanged = &unchanged;
+    }
+    result.report.change_source = choice.source;
+    result.report.change_reason = choice.reason;
+  }
   p.check = std::move(check);
   if (!used.all_blocks()) {
     p.planner = [&used](uint64_t, uint64_t offset, uint32_t length, std::vector<ByteExtent>* out) {
@@ -42,7 +61,6 @@ Result<CopyResult> CopyDevice(const SourceDevice& device, std::optional<UsedBloc
   }
   auto stats = RunBackupPipeline(device, *t->meta, p, t->writer);
   if (!stats.ok()) return stats.status();
-  CopyResult result;
   result.reader = stats->reader;
   result.bytes_read = stats->bytes_read;
   result.zero_chunks = stats->zero_chunks;
