@@ -248,6 +248,21 @@ TEST_P(DeltaChainTest, EveryLinkRestoresToItsMomentAndDeletedDataIsGone) {
   CommandResult b = RunOk("sha256sum < " + Quote(Restored(2)));
   EXPECT_EQ(a.out, b.out) << "zstd -dc of the compacted image differs from the delta's restore";
   RunOk(Hotsnap("verify " + Quote(plain) + " --no-progress"));
+  // cat of the newest delta is its restore; mount shows the files of its moment.
+  CommandResult c = RunOk(Hotsnap("cat " + Quote(Image(2))) + " | sha256sum");
+  EXPECT_EQ(c.out, b.out) << "cat of the delta differs from its restore";
+  const std::string at = dir_.File("mounted"), ref_mnt = dir_.File("ref-mnt");
+  RunOk("mkdir -p " + Quote(at) + " " + Quote(ref_mnt));
+  RunOk(Hotsnap("mount " + Quote(Image(2)) + " " + Quote(at)));
+  const Region& r = layout_.regions[0];
+  const std::string sub = layout_.sfdisk.empty() ? at : at + "/p1";
+  RunOk("mount -o " + std::string(r.fs_type == "ext4" ? "ro,loop,noload" : "ro,loop,norecovery,nouuid") +
+        ",offset=" + std::to_string(r.offset) + ",sizelimit=" + std::to_string(r.bytes) + " " +
+        Quote(Reference(2)) + " " + Quote(ref_mnt));
+  CommandResult diff = Sh("diff -r " + Quote(ref_mnt) + " " + Quote(sub));
+  EXPECT_EQ(diff.exit_code, 0) << "the mounted delta's files differ from its moment's\n" << diff.out << diff.err;
+  RunOk("umount " + Quote(ref_mnt));
+  RunOk(Hotsnap("umount " + Quote(at)));
 }
 
 TEST_P(DeltaChainTest, VerifyAndRestoreNameACorruptSwappedOrMissingParent) {
