@@ -14,7 +14,7 @@ ChangeSourceChoice ChooseChangeSource(const ChangeLog* log, const Hash128& paren
   }
   const ChangeLogToken& t = log->token;
   auto distrust = [&](const std::string& why) {
-    c.reason = "every used block read and hashed against the parent's chunk hashes: the change log " + why;
+    c.reason = "every used block read and hashed against the parent's chunk hashes: the " + log->origin + " " + why;
     return c;
   };
   if (t.boot_id != boot_id) {
@@ -35,10 +35,10 @@ ChangeSourceChoice ChooseChangeSource(const ChangeLog* log, const Hash128& paren
   if (log->parent_used == nullptr || log->parent_used->device_bytes() != device_bytes) {
     return distrust("holds no used-block map of the parent's moment");
   }
-  c.source = "change log";
+  c.source = log->origin;
   c.use_log = true;
-  c.reason = "writes recorded since the parent in this boot, none lost: only the chunks they touched, or "
-             "whose used blocks changed, were read";
+  c.reason = "changes since the parent, complete (this boot, that parent, none lost): only the chunks they "
+             "touched, or whose used blocks changed, were read";
   return c;
 }
 

@@ -42,6 +42,9 @@ struct ChangeLogToken {
 };
 
 struct ChangeLog {
+  // What recorded it, the report's change_source when it is trusted: "change log" (writes
+  // tracked by a running process), "thin_delta" (an LVM thin pool's own mapping metadata).
+  std::string origin = "change log";
   ChangeLogToken token;
   std::vector<ByteExtent> changed;  // device byte ranges written (any order; may overlap)
   std::shared_ptr<const UsedBlockMap> parent_used;  // used blocks at the parent's point
@@ -52,7 +55,7 @@ struct ChangeLog {
 using ChangeLogSource = std::function<Result<ChangeLog>()>;
 
 struct ChangeSourceChoice {
-  std::string source;  // "change log" or "hash compare"
+  std::string source;  // the log's origin, or "hash compare"
   std::string reason;  // why; for a fallback, what was wrong with the change log
   bool use_log = false;
 };
