@@ -37,7 +37,8 @@ bool LiveRunOnOrigin(const std::vector<ThinLvRecord>& lvs, const std::string& le
   for (const ThinLvRecord& lv : lvs) {
     std::string run = TagValue(lv.tags, kRunTagPrefix);
     if (run.empty() || run == except_run) continue;
-    if (lv.lv_name != KeptSnapshotName(origin) && lv.lv_name != "hotsnap-" + origin + "-" + run) continue;
+    if (lv.lv_name != KeptSnapshotName(origin) && lv.lv_name != "hotsnap-" + origin + "-" + run)
+      continue;
     Result<Lease> lease = ReadLease(lease_dir, run);
     if (lease.ok() && LeaseHolderAlive(*lease)) return true;
   }
@@ -56,12 +57,14 @@ Result<KeptSnapshot> RecordOf(const ThinLvRecord& lv, const std::string& origin)
   kept.thin_id = std::strtoull(lv.thin_id.c_str(), &end, 10);
   if (lv.segtype != "thin" || lv.thin_id.empty() || *end != '\0') {
     return Status(Code::kSource, "kept snapshot " + lv.full_name() + " is a " + lv.segtype +
-                                     " LV without a thin id; drop it (lvremove " + lv.full_name() + ")");
+                                     " LV without a thin id; drop it (lvremove " + lv.full_name() +
+                                     ")");
   }
   return kept;
 }
 
-Status Rename(LvmControl* lvm, const std::string& vg, const std::string& from, const std::string& to) {
+Status Rename(LvmControl* lvm, const std::string& vg, const std::string& from,
+              const std::string& to) {
   return RunLvmChange(lvm, {"lvrename", vg, from, to}, "renaming " + vg + "/" + from + " to " + to);
 }
 
@@ -72,7 +75,8 @@ std::string RetiredSnapshotName(const std::string& origin_lv) { return kRetiredP
 
 std::string KeptSnapshotOrigin(const std::string& lv_name) {
   for (const std::string prefix : {kKeptPrefix, kRetiredPrefix}) {
-    if (lv_name.size() > prefix.size() && StartsWith(lv_name, prefix)) return lv_name.substr(prefix.size());
+    if (lv_name.size() > prefix.size() && StartsWith(lv_name, prefix))
+      return lv_name.substr(prefix.size());
   }
   return "";
 }
@@ -86,7 +90,8 @@ bool IsKeptSnapshotLv(const std::string& lv_name, const std::vector<std::string>
   // run tag that names the same run) is not one of ours here.
   for (const std::string& tag : tags) {
     std::string run = tag.size() > std::strlen(kRunTagPrefix) && StartsWith(tag, kRunTagPrefix)
-                          ? tag.substr(std::strlen(kRunTagPrefix)) : "";
+                          ? tag.substr(std::strlen(kRunTagPrefix))
+                          : "";
     if (!run.empty() && lv_name.size() > run.size() + 1 &&
         lv_name.compare(lv_name.size() - run.size() - 1, std::string::npos, "-" + run) == 0) {
       return false;
@@ -101,7 +106,8 @@ Status RepairKeptSnapshots(LvmControl* lvm, const std::string& lease_dir, const 
   auto lvs = ListThinLvs(lvm, vg);
   if (!lvs.ok()) return lvs.status().Wrap("looking for kept snapshots of " + vg + "/" + origin_lv);
   if (LiveRunOnOrigin(*lvs, lease_dir, origin_lv, except_run)) return Status::Ok();
-  const std::string kept_name = KeptSnapshotName(origin_lv), retired_name = RetiredSnapshotName(origin_lv);
+  const std::string kept_name = KeptSnapshotName(origin_lv),
+                    retired_name = RetiredSnapshotName(origin_lv);
   const ThinLvRecord* kept = Find(*lvs, kept_name);
   const ThinLvRecord* retired = Find(*lvs, retired_name);
   auto note = [done](const std::string& line) {
@@ -110,11 +116,14 @@ Status RepairKeptSnapshots(LvmControl* lvm, const std::string& lease_dir, const 
   // Renamed but not committed (a crash between steps 3 and 4): a dead run's snapshot.
   if (kept != nullptr && !kept->has_tag(kKeepTag)) {
     if (!kept->has_tag(kSnapshotTag) || TagValue(kept->tags, kRunTagPrefix).empty()) {
-      return Status(Code::kSource, vg + "/" + kept_name + " exists but was not made by hotsnap; "
-                                   "rename it, hotsnap keeps its snapshot of " + origin_lv + " under that name");
+      return Status(Code::kSource, vg + "/" + kept_name +
+                                       " exists but was not made by hotsnap; "
+                                       "rename it, hotsnap keeps its snapshot of " +
+                                       origin_lv + " under that name");
     }
     HOTSNAP_RETURN_IF_ERROR(RemoveLv(lvm, vg + "/" + kept_name));
-    note("LVM snapshot " + vg + "/" + kept_name + " (an interrupted run's, never committed as kept)");
+    note("LVM snapshot " + vg + "/" + kept_name +
+         " (an interrupted run's, never committed as kept)");
     kept = nullptr;
   }
   if (retired != nullptr && retired->has_tag(kKeepTag)) {
@@ -125,7 +134,8 @@ Status RepairKeptSnapshots(LvmControl* lvm, const std::string& lease_dir, const 
     } else {
       // Retired, and its replacement never committed (a crash between steps 2 and 4).
       HOTSNAP_RETURN_IF_ERROR(Rename(lvm, vg, retired_name, kept_name));
-      note("renamed " + vg + "/" + retired_name + " back to " + kept_name + " (its replacement was never committed)");
+      note("renamed " + vg + "/" + retired_name + " back to " + kept_name +
+           " (its replacement was never committed)");
     }
   }
   return Status::Ok();
@@ -135,7 +145,8 @@ Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_
                                       const std::string& vg, const std::string& snapshot_lv,
                                       const std::string& origin_lv, const std::string& run_id,
                                       int64_t created_unix) {
-  const std::string kept_name = KeptSnapshotName(origin_lv), retired_name = RetiredSnapshotName(origin_lv);
+  const std::string kept_name = KeptSnapshotName(origin_lv),
+                    retired_name = RetiredSnapshotName(origin_lv);
   const std::string what = "keeping " + vg + "/" + snapshot_lv + " as " + kept_name;
   HOTSNAP_RETURN_IF_ERROR(RepairKeptSnapshots(lvm, lease_dir, vg, origin_lv, run_id).Wrap(what));
   auto lvs = ListThinLvs(lvm, vg);
@@ -150,10 +161,12 @@ Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_
     return failed.Wrap(what).WithCleanup(undo);
   };
   // 1. Inactive, skipped on activation, the record in its tags.
-  Status s = RunLvmChange(lvm, {"lvchange", "-an", vg + "/" + current}, "deactivating " + vg + "/" + current);
+  Status s = RunLvmChange(lvm, {"lvchange", "-an", vg + "/" + current},
+                          "deactivating " + vg + "/" + current);
   if (s.ok()) {
-    s = RunLvmChange(lvm, {"lvchange", "-ky", "--addtag", kKeepRunTagPrefix + run_id, "--addtag",
-                           kKeepTimeTagPrefix + std::to_string(created_unix), vg + "/" + current},
+    s = RunLvmChange(lvm,
+                     {"lvchange", "-ky", "--addtag", kKeepRunTagPrefix + run_id, "--addtag",
+                      kKeepTimeTagPrefix + std::to_string(created_unix), vg + "/" + current},
                      "flagging " + vg + "/" + current);
   }
   // 2. The old one out of the way, 3. the new one under the name.
@@ -168,8 +181,9 @@ Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_
   }
   // 4. Commit.
   if (s.ok()) {
-    s = RunLvmChange(lvm, {"lvchange", "--addtag", kKeepTag, "--deltag", kRunTagPrefix + run_id,
-                           vg + "/" + kept_name},
+    s = RunLvmChange(lvm,
+                     {"lvchange", "--addtag", kKeepTag, "--deltag", kRunTagPrefix + run_id,
+                      vg + "/" + kept_name},
                      "committing " + vg + "/" + kept_name);
   }
   if (!s.ok()) return roll_back(s);
@@ -186,8 +200,9 @@ Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_
   return RecordOf(*lv, origin_lv);
 }
 
-Result<std::optional<KeptSnapshot>> FindKeptSnapshot(const std::string& vg, const std::string& origin_lv,
-                                                     LvmControl* lvm, const std::string& lease_dir) {
+Result<std::optional<KeptSnapshot>> FindKeptSnapshot(const std::string& vg,
+                                                     const std::string& origin_lv, LvmControl* lvm,
+                                                     const std::string& lease_dir) {
   HOTSNAP_RETURN_IF_ERROR(RepairKeptSnapshots(lvm, lease_dir, vg, origin_lv));
   auto lvs = ListThinLvs(lvm, vg);
   if (!lvs.ok()) return lvs.status();

@@ -47,17 +47,17 @@ inline constexpr char kKeepTimeTagPrefix[] = "hotsnap_keep_time_";
 // What a kept snapshot is, as read back from LVM.
 struct KeptSnapshot {
   std::string vg_name;
-  std::string lv_name;     // hotsnap-keep-<origin>
+  std::string lv_name;  // hotsnap-keep-<origin>
   std::string origin_lv;
   std::string pool_lv;
-  uint64_t thin_id = 0;    // the pool's device id of the snapshot (thin_delta's --snap1)
+  uint64_t thin_id = 0;      // the pool's device id of the snapshot (thin_delta's --snap1)
   int64_t created_unix = 0;  // when the snapshot was taken (lvcreate returned), s since the epoch
-  std::string run_id;      // the LvmSnapshotView run that took it (LvmSnapshotView::run_id())
+  std::string run_id;        // the LvmSnapshotView run that took it (LvmSnapshotView::run_id())
 
   std::string full_name() const { return vg_name + "/" + lv_name; }
 };
 
-std::string KeptSnapshotName(const std::string& origin_lv);   // hotsnap-keep-<origin>
+std::string KeptSnapshotName(const std::string& origin_lv);     // hotsnap-keep-<origin>
 std::string RetiredSnapshotName(const std::string& origin_lv);  // hotsnap-prev-<origin>
 
 // The origin a hotsnap-keep-<origin> or hotsnap-prev-<origin> name stands for; empty for
@@ -86,9 +86,9 @@ Status RepairKeptSnapshots(LvmControl* lvm, const std::string& lease_dir, const 
                            std::vector<std::string>* done = nullptr);
 
 // The kept snapshot of VG/ORIGIN_LV (after a repair), or nullopt when there is none.
-Result<std::optional<KeptSnapshot>> FindKeptSnapshot(const std::string& vg, const std::string& origin_lv,
-                                                     LvmControl* lvm = RealLvmControl(),
-                                                     const std::string& lease_dir = kDefaultLeaseDir);
+Result<std::optional<KeptSnapshot>> FindKeptSnapshot(
+    const std::string& vg, const std::string& origin_lv, LvmControl* lvm = RealLvmControl(),
+    const std::string& lease_dir = kDefaultLeaseDir);
 
 // Removes the kept snapshot of VG/ORIGIN_LV, and a hotsnap-prev- one left by a crash (the next
 // backup of it is then a full one). No kept snapshot is not an error. An LV of that name that

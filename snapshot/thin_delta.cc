@@ -41,8 +41,8 @@ std::string Describe(const SubprocessResult& r) {
 }
 
 // Runs a device-mapper or thin-provisioning tool; kUnsupported when it cannot be started.
-Result<SubprocessResult> RunTool(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                                 const char* package) {
+Result<SubprocessResult> RunTool(const std::vector<std::string>& argv,
+                                 std::chrono::milliseconds timeout, const char* package) {
   SubprocessOptions options;
   options.timeout = timeout;
   auto r = RunSubprocess(argv, options);
@@ -78,9 +78,11 @@ const ThinLvRecord* FindRow(const std::vector<ThinLvRecord>& rows, const std::st
 Result<ThinPool> PoolFromRows(const std::vector<ThinLvRecord>& rows, const std::string& vg,
                               const std::string& pool_lv) {
   const ThinLvRecord* row = FindRow(rows, pool_lv);
-  if (row == nullptr) return Status(Code::kSource, "thin pool " + vg + "/" + pool_lv + " not found by lvs");
+  if (row == nullptr)
+    return Status(Code::kSource, "thin pool " + vg + "/" + pool_lv + " not found by lvs");
   if (row->segtype != "thin-pool") {
-    return Status(Code::kSource, vg + "/" + pool_lv + " is a " + row->segtype + " LV, not a thin pool");
+    return Status(Code::kSource,
+                  vg + "/" + pool_lv + " is a " + row->segtype + " LV, not a thin pool");
   }
   if (row->chunk_bytes == 0) {
     return Status(Code::kSource, "lvs reports no chunk size for thin pool " + vg + "/" + pool_lv);
@@ -109,13 +111,14 @@ Result<std::string> DmDevicePath(const std::string& name) {
         ::closedir(d);
         std::string node = "/dev/" + dev;
         if (::stat(node.c_str(), &st) == 0 && S_ISBLK(st.st_mode)) return node;
-        return Status(Code::kSource, "device-mapper device " + name + " is " + dev + " but " + node +
-                                         " does not exist");
+        return Status(Code::kSource, "device-mapper device " + name + " is " + dev + " but " +
+                                         node + " does not exist");
       }
     }
     ::closedir(d);
   }
-  return Status(Code::kSource, "device-mapper device " + name + " not found (is the thin pool active?)");
+  return Status(Code::kSource,
+                "device-mapper device " + name + " not found (is the thin pool active?)");
 }
 
 // The thin-pool status line: "<start> <len> thin-pool <transaction> <used>/<total meta>
@@ -124,9 +127,12 @@ Result<std::string> PoolStatus(const ThinPool& pool) {
   auto r = RunTool({"dmsetup", "status", pool.tpool_dm_name()}, kDmsetupTimeout, "dmsetup");
   if (!r.ok()) return r.status();
   if (r->exit_code != 0 || r->timed_out) {
-    return Status(Code::kSource, "thin pool " + pool.full_name() + " is not active (dmsetup status " +
-                                     pool.tpool_dm_name() + ": " + Describe(*r) + "); activate a thin "
-                                     "LV of it, or the pool itself (lvchange -ay " + pool.full_name() + ")");
+    return Status(Code::kSource, "thin pool " + pool.full_name() +
+                                     " is not active (dmsetup status " + pool.tpool_dm_name() +
+                                     ": " + Describe(*r) +
+                                     "); activate a thin "
+                                     "LV of it, or the pool itself (lvchange -ay " +
+                                     pool.full_name() + ")");
   }
   return Trim(r->out);
 }
@@ -138,18 +144,18 @@ bool ThinLvRecord::has_tag(const std::string& tag) const {
 }
 
 Result<std::vector<ThinLvRecord>> ListThinLvs(LvmControl* lvm, const std::string& vg) {
-  auto r = lvm->Run({"lvs", "-a", "--reportformat", "json", "--units", "b", "--nosuffix", "-o",
-                     "vg_name,lv_name,segtype,pool_lv,origin,thin_id,lv_attr,lv_tags,chunk_size,lv_size",
-                     vg},
-                    kLvmReportTimeout);
+  auto r = lvm->Run(
+      {"lvs", "-a", "--reportformat", "json", "--units", "b", "--nosuffix", "-o",
+       "vg_name,lv_name,segtype,pool_lv,origin,thin_id,lv_attr,lv_tags,chunk_size,lv_size", vg},
+      kLvmReportTimeout);
   if (!r.ok()) return r.status();
   if (r->exit_code != 0 || r->timed_out) {
     return Status(Code::kSource, "lvm lvs " + vg + " failed (" + Describe(*r) + ")");
   }
   json doc = json::parse(r->out, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.contains("report") || !doc["report"].is_array()) {
-    return Status(Code::kInternal, "unexpected output from lvm lvs " + vg + " (not a JSON report): " +
-                                       r->out.substr(0, 200));
+    return Status(Code::kInternal, "unexpected output from lvm lvs " + vg +
+                                       " (not a JSON report): " + r->out.substr(0, 200));
   }
   std::vector<ThinLvRecord> rows;
   for (const json& part : doc["report"]) {
@@ -205,12 +211,16 @@ Result<ThinMetadataSnapshot> ThinMetadataSnapshot::Reserve(const ThinPool& pool)
   auto held = ThinPoolHoldsMetadataSnapshot(pool);
   if (!held.ok()) return held.status();
   const std::string tpool = pool.tpool_dm_name();
-  const std::string hint = "; if nothing else (a backup, thin_dump, thin_delta) is using it, release "
-                           "it with: dmsetup message " + tpool + " 0 release_metadata_snap";
+  const std::string hint =
+      "; if nothing else (a backup, thin_dump, thin_delta) is using it, release "
+      "it with: dmsetup message " +
+      tpool + " 0 release_metadata_snap";
   if (*held) {
-    return Status(Code::kBusy, "thin pool " + pool.full_name() + " already holds a metadata snapshot" + hint);
+    return Status(Code::kBusy,
+                  "thin pool " + pool.full_name() + " already holds a metadata snapshot" + hint);
   }
-  auto r = RunTool({"dmsetup", "message", tpool, "0", "reserve_metadata_snap"}, kDmsetupTimeout, "dmsetup");
+  auto r = RunTool({"dmsetup", "message", tpool, "0", "reserve_metadata_snap"}, kDmsetupTimeout,
+                   "dmsetup");
   if (!r.ok()) return r.status();
   if (r->exit_code != 0 || r->timed_out) {
     // Someone else may have reserved one since we looked: then it is theirs.
@@ -249,20 +259,23 @@ ThinMetadataSnapshot::~ThinMetadataSnapshot() {
 Status ThinMetadataSnapshot::Release() {
   if (!held_) return Status::Ok();
   held_ = false;
-  auto r = RunTool({"dmsetup", "message", tpool_, "0", "release_metadata_snap"}, kDmsetupTimeout, "dmsetup");
+  auto r = RunTool({"dmsetup", "message", tpool_, "0", "release_metadata_snap"}, kDmsetupTimeout,
+                   "dmsetup");
   if (!r.ok()) return r.status();
   if (r->exit_code != 0 || r->timed_out) {
     return Status(Code::kSource, "releasing the metadata snapshot of " + tpool_ + " failed (" +
-                                     Describe(*r) + "); release it with: dmsetup message " + tpool_ +
-                                     " 0 release_metadata_snap");
+                                     Describe(*r) + "); release it with: dmsetup message " +
+                                     tpool_ + " 0 release_metadata_snap");
   }
   return Status::Ok();
 }
 
-Result<std::vector<ByteExtent>> ThinDeltaToByteExtents(const ThinDeltaReport& report, uint64_t chunk_bytes) {
+Result<std::vector<ByteExtent>> ThinDeltaToByteExtents(const ThinDeltaReport& report,
+                                                       uint64_t chunk_bytes) {
   if (chunk_bytes == 0 || report.data_block_sectors > UINT64_MAX / 512 ||
       report.data_block_sectors * 512 != chunk_bytes) {
-    return Status(Code::kInternal, "thin_delta reports blocks of " + std::to_string(report.data_block_sectors) +
+    return Status(Code::kInternal, "thin_delta reports blocks of " +
+                                       std::to_string(report.data_block_sectors) +
                                        " sectors, but the pool's chunk size is " +
                                        std::to_string(chunk_bytes) + " bytes");
   }
@@ -276,8 +289,9 @@ Result<std::vector<ByteExtent>> ThinDeltaToByteExtents(const ThinDeltaReport& re
     }
     extents.push_back({r.begin_blocks * chunk_bytes, r.length_blocks * chunk_bytes});
   }
-  std::sort(extents.begin(), extents.end(),
-            [](const ByteExtent& a, const ByteExtent& b) { return a.offset_bytes < b.offset_bytes; });
+  std::sort(extents.begin(), extents.end(), [](const ByteExtent& a, const ByteExtent& b) {
+    return a.offset_bytes < b.offset_bytes;
+  });
   std::vector<ByteExtent> merged;
   for (const ByteExtent& e : extents) {
     if (!merged.empty() && e.offset_bytes <= merged.back().end_bytes()) {
@@ -293,7 +307,8 @@ Result<std::vector<ByteExtent>> ThinDeltaToByteExtents(const ThinDeltaReport& re
 Result<std::vector<ByteExtent>> ThinChangedRangesById(const ThinPool& pool, uint64_t old_thin_id,
                                                       uint64_t new_thin_id) {
   auto tmeta = DmDevicePath(pool.tmeta_dm_name());
-  if (!tmeta.ok()) return tmeta.status().Wrap("the metadata device of thin pool " + pool.full_name());
+  if (!tmeta.ok())
+    return tmeta.status().Wrap("the metadata device of thin pool " + pool.full_name());
   auto snap = ThinMetadataSnapshot::Reserve(pool);
   if (!snap.ok()) return snap.status();
   auto r = RunTool({"thin_delta", "-m", "--snap1", std::to_string(old_thin_id), "--snap2",
@@ -321,13 +336,15 @@ Result<std::vector<ByteExtent>> ThinChangedRangesById(const ThinPool& pool, uint
 Result<std::vector<ByteExtent>> ThinChangedRanges(const std::string& vg, const std::string& old_lv,
                                                   const std::string& new_lv, LvmControl* lvm) {
   auto rows = ListThinLvs(lvm, vg);
-  if (!rows.ok()) return rows.status().Wrap("comparing " + vg + "/" + old_lv + " and " + vg + "/" + new_lv);
+  if (!rows.ok())
+    return rows.status().Wrap("comparing " + vg + "/" + old_lv + " and " + vg + "/" + new_lv);
   const ThinLvRecord* lvs[2] = {FindRow(*rows, old_lv), FindRow(*rows, new_lv)};
   const std::string* names[2] = {&old_lv, &new_lv};
   uint64_t ids[2] = {0, 0};
   for (int i = 0; i < 2; ++i) {
     const std::string full = vg + "/" + *names[i];
-    if (lvs[i] == nullptr) return Status(Code::kSource, "logical volume " + full + " not found by lvs");
+    if (lvs[i] == nullptr)
+      return Status(Code::kSource, "logical volume " + full + " not found by lvs");
     if (lvs[i]->segtype != "thin" || lvs[i]->thin_id.empty()) {
       return Status(Code::kSource, full + " is a " + lvs[i]->segtype + " LV, not a thin volume");
     }
@@ -338,8 +355,9 @@ Result<std::vector<ByteExtent>> ThinChangedRanges(const std::string& vg, const s
     }
   }
   if (lvs[0]->pool_lv != lvs[1]->pool_lv) {
-    return Status(Code::kSource, vg + "/" + old_lv + " is in thin pool " + lvs[0]->pool_lv + ", " + vg +
-                                     "/" + new_lv + " in " + lvs[1]->pool_lv + ": only volumes of one "
+    return Status(Code::kSource, vg + "/" + old_lv + " is in thin pool " + lvs[0]->pool_lv + ", " +
+                                     vg + "/" + new_lv + " in " + lvs[1]->pool_lv +
+                                     ": only volumes of one "
                                      "pool can be compared");
   }
   auto pool = PoolFromRows(*rows, vg, lvs[0]->pool_lv);

@@ -58,10 +58,10 @@ struct ThinPool {
 struct ThinLvRecord {
   std::string vg_name;
   std::string lv_name;
-  std::string segtype;   // "thin", "thin-pool", ...
-  std::string pool_lv;   // thin LVs: their pool
-  std::string origin;    // snapshots: what they were taken of
-  std::string thin_id;   // thin LVs: the pool's device id (decimal), else empty
+  std::string segtype;  // "thin", "thin-pool", ...
+  std::string pool_lv;  // thin LVs: their pool
+  std::string origin;   // snapshots: what they were taken of
+  std::string thin_id;  // thin LVs: the pool's device id (decimal), else empty
   std::string lv_attr;
   std::vector<std::string> tags;
   uint64_t chunk_bytes = 0;  // thin pools: the data block size

@@ -15,13 +15,14 @@ struct Tag {
 };
 
 bool IsNameChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == ':' || c == '.';
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == ':' ||
+         c == '.';
 }
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 Status Bad(const std::string& what, size_t offset) {
-  return Status(Code::kInternal, "unexpected thin_delta output at byte " + std::to_string(offset) +
-                                     ": " + what);
+  return Status(Code::kInternal,
+                "unexpected thin_delta output at byte " + std::to_string(offset) + ": " + what);
 }
 
 // A small reader for the subset of XML thin_delta prints: elements with quoted attributes,
@@ -83,7 +84,8 @@ class Reader {
       std::string name = ReadName();
       if (name.empty()) return Bad("a malformed attribute in <" + tag->name + ">", pos_);
       SkipSpace();
-      if (pos_ >= s_.size() || s_[pos_] != '=') return Bad("attribute " + name + " without a value", pos_);
+      if (pos_ >= s_.size() || s_[pos_] != '=')
+        return Bad("attribute " + name + " without a value", pos_);
       ++pos_;
       SkipSpace();
       if (pos_ >= s_.size() || (s_[pos_] != '"' && s_[pos_] != '\'')) {
@@ -124,12 +126,15 @@ Result<uint64_t> Number(const Tag& tag, const char* name) {
   auto it = tag.attrs.find(name);
   if (it == tag.attrs.end()) return Bad("<" + tag.name + "> without " + name, tag.offset);
   const std::string& v = it->second;
-  if (v.empty() || v.size() > 20) return Bad(std::string(name) + "=\"" + v + "\" is not a number", tag.offset);
+  if (v.empty() || v.size() > 20)
+    return Bad(std::string(name) + "=\"" + v + "\" is not a number", tag.offset);
   uint64_t n = 0;
   for (char c : v) {
-    if (c < '0' || c > '9') return Bad(std::string(name) + "=\"" + v + "\" is not a number", tag.offset);
+    if (c < '0' || c > '9')
+      return Bad(std::string(name) + "=\"" + v + "\" is not a number", tag.offset);
     uint64_t digit = static_cast<uint64_t>(c - '0');
-    if (n > (UINT64_MAX - digit) / 10) return Bad(std::string(name) + "=\"" + v + "\" overflows", tag.offset);
+    if (n > (UINT64_MAX - digit) / 10)
+      return Bad(std::string(name) + "=\"" + v + "\" overflows", tag.offset);
     n = n * 10 + digit;
   }
   return n;
@@ -145,7 +150,8 @@ Status AddRange(const std::string& kind, const Tag& tag, ThinDeltaReport* report
   if (!begin.ok()) return begin.status();
   auto length = Number(tag, "length");
   if (!length.ok()) return length.status();
-  if (*length > UINT64_MAX - *begin) return Bad("a range past the end of the address space", tag.offset);
+  if (*length > UINT64_MAX - *begin)
+    return Bad("a range past the end of the address space", tag.offset);
   if (kind == "same") {
     report->same_blocks += *length;
   } else if (*length > 0) {
@@ -168,20 +174,23 @@ Result<ThinDeltaReport> ParseThinDeltaXml(const std::string& xml) {
     HOTSNAP_RETURN_IF_ERROR(reader.Next(&tag, &closing, &done));
     if (done) break;
     if (!closing.empty()) {
-      if (open.empty() || open.back() != closing) return Bad("an unmatched </" + closing + ">", tag.offset);
+      if (open.empty() || open.back() != closing)
+        return Bad("an unmatched </" + closing + ">", tag.offset);
       open.pop_back();
       continue;
     }
     const std::string parent = open.empty() ? "" : open.back();
     if (tag.name == "superblock") {
-      if (!open.empty() || saw_superblock) return Bad("a second or nested <superblock>", tag.offset);
+      if (!open.empty() || saw_superblock)
+        return Bad("a second or nested <superblock>", tag.offset);
       saw_superblock = true;
       auto size = Number(tag, "data_block_size");
       if (!size.ok()) return size.status();
       if (*size == 0) return Bad("data_block_size=\"0\"", tag.offset);
       report.data_block_sectors = *size;
     } else if (tag.name == "diff") {
-      if (parent != "superblock" || saw_diff) return Bad("a second <diff>, or one outside <superblock>", tag.offset);
+      if (parent != "superblock" || saw_diff)
+        return Bad("a second <diff>, or one outside <superblock>", tag.offset);
       saw_diff = true;
       auto left = Number(tag, "left");
       if (!left.ok()) return left.status();
@@ -194,15 +203,18 @@ Result<ThinDeltaReport> ParseThinDeltaXml(const std::string& xml) {
       // The simple form carries the range itself; the verbose one holds <range> elements.
       if (tag.empty) HOTSNAP_RETURN_IF_ERROR(AddRange(tag.name, tag, &report));
     } else if (tag.name == "range") {
-      if (!IsRangeKind(parent)) return Bad("<range> outside a same/different/left_only/right_only", tag.offset);
+      if (!IsRangeKind(parent))
+        return Bad("<range> outside a same/different/left_only/right_only", tag.offset);
       HOTSNAP_RETURN_IF_ERROR(AddRange(parent, tag, &report));
     } else {
-      return Bad("unknown element <" + tag.name + ">" + (parent.empty() ? "" : " in <" + parent + ">"),
-                 tag.offset);
+      return Bad(
+          "unknown element <" + tag.name + ">" + (parent.empty() ? "" : " in <" + parent + ">"),
+          tag.offset);
     }
     if (!tag.empty) open.push_back(tag.name);
   }
-  if (!open.empty()) return Bad("<" + open.back() + "> is not closed (output cut short?)", xml.size());
+  if (!open.empty())
+    return Bad("<" + open.back() + "> is not closed (output cut short?)", xml.size());
   if (!saw_superblock || !saw_diff) return Bad("no <superblock> with a <diff>", xml.size());
   return report;
 }

@@ -47,7 +47,7 @@ struct ThinDeltaReport {
   // Blocks that differ: `different`, `left_only` and `right_only`, in the order printed
   // (ascending begin from thin_delta), not merged. `same` ranges are not kept.
   std::vector<ThinBlockRange> changed;
-  uint64_t same_blocks = 0;         // total length of the `same` ranges
+  uint64_t same_blocks = 0;  // total length of the `same` ranges
 };
 
 // Errors: kInternal naming what was unexpected and where (byte offset in `xml`).

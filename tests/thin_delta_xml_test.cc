@@ -7,10 +7,11 @@
 // 2026-12-03: pool vg/pool with 64 KiB chunks; thin id 1 = a 32 MiB thin LV with ext4 (three
 // 64 KiB blocks of a file written, then snapshot A = id 3, then five 4 KiB blocks of a second
 // file, then snapshot B = id 4); id 2 = a 16 MiB thin LV never written.
+#include "snapshot/thin_delta_xml.h"
+
 #include <gtest/gtest.h>
 
 #include "snapshot/thin_delta.h"
-#include "snapshot/thin_delta_xml.h"
 
 namespace hotsnap {
 namespace {
@@ -116,7 +117,8 @@ TEST(ThinDeltaXml, CapturedRightOnly) {
   auto r = ParseThinDeltaXml(kEmptyVsA);
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->left_id, 2u);
-  EXPECT_EQ(r->changed, Blocks({{0, 5}, {36, 1}, {128, 1}, {133, 3}, {256, 65}, {384, 1}, {511, 1}}));
+  EXPECT_EQ(r->changed,
+            Blocks({{0, 5}, {36, 1}, {128, 1}, {133, 3}, {256, 65}, {384, 1}, {511, 1}}));
   EXPECT_EQ(r->same_blocks, 0u);
 }
 
@@ -145,8 +147,11 @@ TEST(ThinDeltaXml, ToBytesSortsMergesAndScales) {
   ASSERT_TRUE(r.ok());
   auto bytes = ThinDeltaToByteExtents(*r, kChunk);
   ASSERT_TRUE(bytes.ok()) << bytes.status().message();
-  std::vector<ByteExtent> want = {{0, kChunk}, {4 * kChunk, kChunk}, {36 * kChunk, kChunk},
-                                  {132 * kChunk, kChunk}, {256 * kChunk, kChunk}};
+  std::vector<ByteExtent> want = {{0, kChunk},
+                                  {4 * kChunk, kChunk},
+                                  {36 * kChunk, kChunk},
+                                  {132 * kChunk, kChunk},
+                                  {256 * kChunk, kChunk}};
   EXPECT_EQ(*bytes, want);
 
   // Adjacent and overlapping ranges, out of order, merge into one.
@@ -197,8 +202,10 @@ TEST(ThinDeltaXml, RefusesWhatItDoesNotUnderstand) {
       {"two diffs",
        R"(<superblock data_block_size="128"><diff left="1" right="2"></diff><diff left="1" right="2"></diff></superblock>)"},
       {"no block size", R"(<superblock><diff left="1" right="2"></diff></superblock>)"},
-      {"zero block size", R"(<superblock data_block_size="0"><diff left="1" right="2"></diff></superblock>)"},
-      {"mismatched end tag", R"(<superblock data_block_size="128"><diff left="1" right="2"></superblock></diff>)"},
+      {"zero block size",
+       R"(<superblock data_block_size="0"><diff left="1" right="2"></diff></superblock>)"},
+      {"mismatched end tag",
+       R"(<superblock data_block_size="128"><diff left="1" right="2"></superblock></diff>)"},
       {"text between elements",
        R"(<superblock data_block_size="128">warning: something<diff left="1" right="2"></diff></superblock>)"},
       {"range outside a kind",

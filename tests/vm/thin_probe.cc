@@ -4,14 +4,14 @@
 // expose these functions yet, so this small binary is built beside hotsnap and copied into the
 // initramfs the same way (tests/vm/build_initramfs.sh). Not installed; not a user tool.
 //
-//   thin_probe ranges VG OLD_LV NEW_LV             ThinChangedRanges: "OFFSET LENGTH" per line, bytes
-//   thin_probe ranges-by-id VG POOL OLD_ID NEW_ID  ThinChangedRangesById, the same output
+//   thin_probe ranges VG OLD_LV NEW_LV             ThinChangedRanges: "OFFSET LENGTH" per line,
+//   bytes thin_probe ranges-by-id VG POOL OLD_ID NEW_ID  ThinChangedRangesById, the same output
 //   thin_probe held VG POOL                        "held" or "free": the pool's metadata snapshot
 //   thin_probe keep DEVICE                         a thin snapshot of DEVICE (an LV) kept as by a
 //                                                  successful backup; prints the kept record
-//   thin_probe keep-fail DEVICE                    the same snapshot, then Release(): a failed backup
-//   thin_probe keep-crash DEVICE                   the same snapshot, then SIGKILL: a killed backup
-//   thin_probe find VG ORIGIN                      FindKeptSnapshot: the record, or "none"
+//   thin_probe keep-fail DEVICE                    the same snapshot, then Release(): a failed
+//   backup thin_probe keep-crash DEVICE                   the same snapshot, then SIGKILL: a killed
+//   backup thin_probe find VG ORIGIN                      FindKeptSnapshot: the record, or "none"
 //   thin_probe drop VG ORIGIN                      DropKeptSnapshot
 //   thin_probe diff-chunks DEV_A DEV_B CHUNK_BYTES the CHUNK_BYTES pieces in which the two devices
 //                                                  differ, merged: "OFFSET LENGTH" per line
@@ -70,11 +70,13 @@ int KeepCommand(const std::string& how, const std::string& device) {
     // Read the first block, as a backup would, and close the device again.
     UniqueFd fd(::open((*view)->device_path().c_str(), O_RDONLY | O_CLOEXEC));
     char block[4096];
-    if (!fd.valid() || ::pread(fd.get(), block, sizeof(block), 0) != static_cast<ssize_t>(sizeof(block))) {
+    if (!fd.valid() ||
+        ::pread(fd.get(), block, sizeof(block), 0) != static_cast<ssize_t>(sizeof(block))) {
       return Fail(Status::FromErrno(Code::kSource, errno, "reading " + (*view)->device_path()));
     }
   }
-  std::printf("snapshot=%s run_id=%s\n", (*view)->snapshot_name().c_str(), (*view)->run_id().c_str());
+  std::printf("snapshot=%s run_id=%s\n", (*view)->snapshot_name().c_str(),
+              (*view)->run_id().c_str());
   std::fflush(stdout);
   if (how == "keep-crash") ::kill(::getpid(), SIGKILL);
   if (how == "keep-fail") {
@@ -83,7 +85,8 @@ int KeepCommand(const std::string& how, const std::string& device) {
   }
   Status s = (*view)->Keep();
   if (!s.ok()) return Fail(s);
-  if (!(*view)->kept().has_value()) return Fail(Status(Code::kInternal, "Keep() succeeded without a record"));
+  if (!(*view)->kept().has_value())
+    return Fail(Status(Code::kInternal, "Keep() succeeded without a record"));
   PrintKept(*(*view)->kept());
   // Release() after Keep() must leave the kept snapshot alone.
   s = (*view)->Release();
@@ -93,7 +96,8 @@ int KeepCommand(const std::string& how, const std::string& device) {
 // The pieces of CHUNK bytes in which two devices (or files) differ.
 int DiffChunks(const char* a_path, const char* b_path, uint64_t chunk) {
   UniqueFd a(::open(a_path, O_RDONLY | O_CLOEXEC)), b(::open(b_path, O_RDONLY | O_CLOEXEC));
-  if (!a.valid() || !b.valid() || chunk == 0) return Fail(Status(Code::kUsage, "cannot open both devices"));
+  if (!a.valid() || !b.valid() || chunk == 0)
+    return Fail(Status(Code::kUsage, "cannot open both devices"));
   std::vector<char> x(chunk), y(chunk);
   std::vector<ByteExtent> out;
   for (uint64_t off = 0;; off += chunk) {
@@ -101,7 +105,8 @@ int DiffChunks(const char* a_path, const char* b_path, uint64_t chunk) {
     ssize_t m = ::pread(b.get(), y.data(), chunk, static_cast<off_t>(off));
     if (n < 0 || m < 0) return Fail(Status::FromErrno(Code::kSource, errno, "reading"));
     if (n == 0 && m == 0) break;
-    if (n != m || std::char_traits<char>::compare(x.data(), y.data(), static_cast<size_t>(n)) != 0) {
+    if (n != m ||
+        std::char_traits<char>::compare(x.data(), y.data(), static_cast<size_t>(n)) != 0) {
       if (!out.empty() && out.back().end_bytes() == off) {
         out.back().length_bytes += chunk;
       } else {
@@ -116,7 +121,9 @@ int DiffChunks(const char* a_path, const char* b_path, uint64_t chunk) {
 int Main(int argc, char** argv) {
   std::vector<std::string> a(argv + 1, argv + argc);
   auto usage = [] {
-    std::fprintf(stderr, "thin_probe: bad arguments (see the comment at the top of tests/vm/thin_probe.cc)\n");
+    std::fprintf(
+        stderr,
+        "thin_probe: bad arguments (see the comment at the top of tests/vm/thin_probe.cc)\n");
     return 2;
   };
   if (a.empty()) return usage();
@@ -135,7 +142,8 @@ int Main(int argc, char** argv) {
     std::printf("%s\n", *held ? "held" : "free");
     return 0;
   }
-  if ((cmd == "keep" || cmd == "keep-fail" || cmd == "keep-crash") && a.size() == 2) return KeepCommand(cmd, a[1]);
+  if ((cmd == "keep" || cmd == "keep-fail" || cmd == "keep-crash") && a.size() == 2)
+    return KeepCommand(cmd, a[1]);
   if (cmd == "find" && a.size() == 3) {
     auto kept = FindKeptSnapshot(a[1], a[2]);
     if (!kept.ok()) return Fail(kept.status());
@@ -150,7 +158,8 @@ int Main(int argc, char** argv) {
     Status s = DropKeptSnapshot(a[1], a[2]);
     return s.ok() ? 0 : Fail(s);
   }
-  if (cmd == "diff-chunks" && a.size() == 4) return DiffChunks(argv[2], argv[3], Number(a[3].c_str()));
+  if (cmd == "diff-chunks" && a.size() == 4)
+    return DiffChunks(argv[2], argv[3], Number(a[3].c_str()));
   return usage();
 }
 
