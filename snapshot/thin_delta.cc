@@ -45,6 +45,10 @@ Result<SubprocessResult> RunTool(const std::vector<std::string>& argv,
                                  std::chrono::milliseconds timeout, const char* package) {
   SubprocessOptions options;
   options.timeout = timeout;
+  // thin_delta prints ~45 bytes per run of blocks, `same` ones included: a large, fragmented
+  // pool can print far more than the default. Past this the XML is cut short, and the parser
+  // refuses it (an error, never missing ranges).
+  options.max_output_bytes = kThinDeltaMaxOutputBytes;
   auto r = RunSubprocess(argv, options);
   if (!r.ok()) {
     return Status(Code::kUnsupported, "cannot run " + argv.front() + " (package " + package +

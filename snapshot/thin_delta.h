@@ -27,6 +27,7 @@
 #define HOTSNAP_SNAPSHOT_THIN_DELTA_H_
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -41,6 +42,8 @@ namespace hotsnap {
 inline constexpr std::chrono::milliseconds kDmsetupTimeout{30000};
 // thin_delta walks both mapping trees; on a large pool that takes a while.
 inline constexpr std::chrono::milliseconds kThinDeltaTimeout{600000};
+// The most of thin_delta's output read (bytes); more fails the call.
+inline constexpr size_t kThinDeltaMaxOutputBytes = size_t{256} << 20;
 
 struct ThinPool {
   std::string vg_name;
