@@ -367,7 +367,9 @@ Result<std::vector<ByteExtent>> ThinChangedRanges(const std::string& vg, const s
   auto pool = PoolFromRows(*rows, vg, lvs[0]->pool_lv);
   if (!pool.ok()) return pool.status();
   auto extents = ThinChangedRangesById(*pool, ids[0], ids[1]);
-  if (!extents.ok()) return extents.status();
+  if (!extents.ok()) {
+    return extents.status().Wrap("changes from " + vg + "/" + old_lv + " to " + vg + "/" + new_lv);
+  }
   // The last chunk may reach past the LV's end (a size that is not a multiple of the chunk).
   const uint64_t size = lvs[1]->size_bytes;
   std::vector<ByteExtent> cut;
