@@ -13,6 +13,10 @@
 //   after-link      io/sink.cc               link() made the final name (where renameat2 refuses
 //                                            RENAME_NOREPLACE), the temporary name not yet removed
 //   during-restore  agent/restore_job.cc     a chunk was written to the restore target
+//   keep-retired    snapshot/lvm_kept.cc     replacing a kept thin snapshot: the old one renamed
+//                                            hotsnap-prev-<origin> (tests/vm: thin_delta_changes)
+//   keep-renamed    snapshot/lvm_kept.cc     the new one renamed hotsnap-keep-<origin>, not committed
+//   keep-committed  snapshot/lvm_kept.cc     the new one committed, the old one not yet removed
 // Thread-safe.
 #ifndef HOTSNAP_BASE_CRASH_POINT_H_
 #define HOTSNAP_BASE_CRASH_POINT_H_

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/unique_fd.h"
+#include "snapshot/lvm_kept.h"
 
 namespace hotsnap {
 namespace {
@@ -119,6 +120,8 @@ bool LeaseHolderAlive(const Lease& lease) { return lease.holder.Alive(); }
 
 std::string OwnedRunId(const LvRecord& lv) {
   if (lv.lv_name.rfind("hotsnap-", 0) != 0 || !lv.has_tag(kSnapshotTag)) return "";
+  // A kept snapshot (lvm_kept.h) outlives its run on purpose.
+  if (IsKeptSnapshotLv(lv.lv_name, lv.tags)) return "";
   const std::string prefix = kRunTagPrefix;
   for (const std::string& tag : lv.tags) {
     if (tag.size() > prefix.size() && tag.compare(0, prefix.size(), prefix) == 0) {
@@ -142,7 +145,14 @@ Status CleanupLvmLeftovers(LvmControl* lvm, const std::string& lease_dir, LvmCle
   if (LvmAvailable()) {
     auto lvs = ListLvs(lvm);
     if (!lvs.ok()) return lvs.status().Wrap("looking for leftover hotsnap snapshots");
+    std::map<std::pair<std::string, std::string>, bool> kept_origins;  // (VG, origin LV)
     for (const LvRecord& lv : *lvs) {
+      if (IsKeptSnapshotLv(lv.lv_name, lv.tags)) {
+        // Never removed here; a crash while one was being replaced is put right below.
+        std::string origin = KeptSnapshotOrigin(lv.lv_name);
+        if (!origin.empty() && lv.has_tag(kSnapshotTag)) kept_origins[{lv.vg_name, origin}] = true;
+        continue;
+      }
       std::string run_id = OwnedRunId(lv);
       if (run_id.empty()) continue;  // not ours: never touched
       Result<Lease> lease = ReadLease(lease_dir, run_id);
@@ -158,6 +168,16 @@ Status CleanupLvmLeftovers(LvmControl* lvm, const std::string& lease_dir, LvmCle
       } else {
         run_has_lv[run_id] = true;  // keep the lease: the LV is still there
         note_error(removed);
+      }
+    }
+    for (const auto& [key, unused] : kept_origins) {
+      std::vector<std::string> done;
+      note_error(RepairKeptSnapshots(lvm, lease_dir, key.first, key.second, "", &done));
+      for (const std::string& line : done) report->removed.push_back(line);
+      auto kept = FindKeptSnapshot(key.first, key.second, lvm, lease_dir);
+      if (kept.ok() && kept->has_value()) {
+        report->kept.push_back((*kept)->full_name() + " (kept snapshot of " + key.second +
+                               ": the parent of the next incremental backup)");
       }
     }
   }

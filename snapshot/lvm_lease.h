@@ -9,7 +9,8 @@
 // A run is dead when its lease file is missing (the lease dir is on /run, emptied at boot,
 // while LVM snapshots survive reboots), names another boot, or names a process that no
 // longer exists or started at another time. Only LVs carrying all three marks of a dead run
-// are removed.
+// are removed. Kept thin snapshots (hotsnap-keep-<origin>, lvm_kept.h) carry no run tag and
+// are never removed here; a crash while one was being replaced is put right (RepairKeptSnapshots).
 //
 // Scope: one host. A VG shared between hosts (lvmlockd) is not supported: another host's
 // live run would look dead here.

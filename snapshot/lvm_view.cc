@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <thread>
 
 #include "base/log.h"
@@ -45,6 +46,10 @@ Result<LvRecord> FindOrigin(const LvmViewOptions& options, bool* thin) {
                                     origin.segtype + " LV, not a thin one; use --snapshot lvm");
   }
   *thin = options.mode == "lvm-thin" || (options.mode == "auto" && origin.is_thin());
+  if (options.keep_snapshot && !*thin) {
+    return Status(Code::kUsage, "keeping the snapshot for an incremental backup needs a thin LV "
+                                "(--snapshot lvm-thin); " + origin.full_name() + " gets a classic snapshot");
+  }
   return origin;
 }
 
@@ -162,6 +167,7 @@ Status LvmSnapshotView::Create() {
   const HookSet& hooks = options_.hooks;
   HOTSNAP_RETURN_IF_ERROR(RunHook("pre-freeze", hooks.pre_freeze, hooks, options_.source, options_.mount_point));
   Status created = RunLvmChange(options_.lvm, args, "creating LVM snapshot " + snapshot_);
+  created_unix_ = static_cast<int64_t>(std::time(nullptr));
   // The hook may read the snapshot: it must be active (a thin one is not until -K).
   if (created.ok()) created = Activate();
   if (created.ok()) {
@@ -263,6 +269,28 @@ Status LvmSnapshotView::Release() {
   Status removed = RemoveLv(options_.lvm, snapshot_);
   if (removed.ok() && leased_) removed = RemoveLease(options_.lease_dir, run_id_);
   return removed;
+}
+
+Status LvmSnapshotView::Keep() {
+  if (!options_.keep_snapshot || !thin_) {
+    return Status(Code::kInternal, "Keep() on a view opened without keep_snapshot (lvm-thin)");
+  }
+  if (released_) return Status(Code::kInternal, "Keep() after Release()");
+  released_ = true;
+  const std::string lv = snapshot_.substr(snapshot_.find('/') + 1);
+  auto kept = KeepThinSnapshot(options_.lvm, options_.lease_dir, origin_.vg_name, lv, origin_.lv_name,
+                               run_id_, created_unix_);
+  if (!kept.ok()) {
+    // A failure before KeepThinSnapshot began leaves the snapshot under the run's name (after
+    // that it has removed it already, and this finds nothing to remove).
+    Status removed = RemoveLv(options_.lvm, snapshot_);
+    if (removed.ok() && leased_) removed = RemoveLease(options_.lease_dir, run_id_);
+    return kept.status().WithCleanup(removed);
+  }
+  // The run's snapshot is gone under its own name: the lease has done its job.
+  Status unleased = leased_ ? RemoveLease(options_.lease_dir, run_id_) : Status::Ok();
+  kept_ = std::move(kept.value());
+  return unleased;
 }
 
 LvmSnapshotView::~LvmSnapshotView() {

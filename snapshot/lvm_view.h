@@ -15,17 +15,26 @@
 // Leftovers: the snapshot is leased (see lvm_lease.h) before it is created; Open() first
 // removes leftovers of dead runs. Release() (or the destructor) removes the snapshot and the
 // lease. Not thread-safe.
+//
+// Kept snapshots (lvm-thin with keep_snapshot): once the backup succeeded, Keep() instead of
+// Release() turns the thin snapshot into the origin's kept one, hotsnap-keep-<origin>, the
+// parent of the next incremental backup (lvm_kept.h: inactive, skipped on activation, never
+// removed by cleanup; the old kept one is replaced only once the new one is in place). A
+// backup that fails calls Release() (or just ends): its snapshot is removed and the old kept
+// one stays; one that is killed leaves its snapshot to the dead-run cleanup, as without keep.
 #ifndef HOTSNAP_SNAPSHOT_LVM_VIEW_H_
 #define HOTSNAP_SNAPSHOT_LVM_VIEW_H_
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/status.h"
 #include "snapshot/hooks.h"
 #include "snapshot/lvm_control.h"
+#include "snapshot/lvm_kept.h"
 #include "snapshot/lvm_lease.h"
 #include "snapshot/view.h"
 
@@ -41,6 +50,8 @@ struct LvmViewOptions {
   std::string mount_point;   // where the origin is mounted (hooks' environment); may be empty
   HookSet hooks;
   std::string lease_dir = kDefaultLeaseDir;
+  // lvm-thin only (Open refuses it with a classic snapshot): allow Keep().
+  bool keep_snapshot = false;
   LvmControl* lvm = RealLvmControl();
 };
 
@@ -75,8 +86,18 @@ class LvmSnapshotView : public ConsistentView {
   Status Check() override;
   // Polls LVM now: after a read error, tells whether the snapshot was invalidated.
   Status CheckNow();
-  // Removes the snapshot (retrying while it is "in use") and the lease. Idempotent.
+  // Removes the snapshot (retrying while it is "in use") and the lease. Idempotent; does
+  // nothing after a successful Keep().
   Status Release() override;
+  // keep_snapshot: ends the view by keeping the snapshot as the origin's kept one
+  // (KeepThinSnapshot, lvm_kept.h) and removing the lease; kept() then describes it. Call it
+  // only for a backup that succeeded (the image complete and valid, ideally published), with
+  // the snapshot device closed (LVM deactivates it). On failure the new snapshot is removed,
+  // the old kept one is left as it was, and the view is released. kInternal without
+  // keep_snapshot or after Release().
+  Status Keep();
+  // What Keep() kept; nullopt before it, or when it failed.
+  const std::optional<KeptSnapshot>& kept() const { return kept_; }
 
   const std::string& snapshot_name() const { return snapshot_; }  // VG/LV
   const std::string& run_id() const { return run_id_; }
@@ -99,6 +120,8 @@ class LvmSnapshotView : public ConsistentView {
   bool warned_ = false;
   bool leased_ = false;
   bool released_ = false;
+  int64_t created_unix_ = 0;  // when lvcreate returned
+  std::optional<KeptSnapshot> kept_;
   std::chrono::steady_clock::time_point last_check_{};
   std::chrono::steady_clock::duration next_interval_{};
   Status last_status_;

@@ -5,7 +5,10 @@
 # delay), nfsd and the NFSv4 client in dependency order, the guest scripts
 # (tests/vm/guest) and the scenarios (tests/vm/scenarios).
 #
-#   build_initramfs.sh KERNEL_VERSION HOTSNAP_BINARY OUT.cpio
+#   build_initramfs.sh KERNEL_VERSION HOTSNAP_BINARY OUT.cpio [TEST_BINARY...]
+#
+# TEST_BINARY (e.g. the build's tests/vm/thin_probe) goes to /usr/bin under its own name,
+# like hotsnap: with its shared libraries, stripped of debug info.
 #
 # Installs nothing; the packages it needs are in scripts/packages.txt.
 set -euo pipefail
@@ -13,6 +16,8 @@ set -euo pipefail
 kver=$1
 hotsnap_bin=$2
 out=$3
+shift 3
+test_bins=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
 moddir=/lib/modules/$kver
 
@@ -52,12 +57,12 @@ done
 
 # The real tools, ahead of busybox on PATH.
 copy_binary /usr/sbin/lvm
-for cmd in lvs vgs pvs lvcreate lvremove lvchange lvextend vgcreate vgchange pvcreate vgremove vgmknodes; do
+for cmd in lvs vgs pvs lvcreate lvremove lvchange lvrename lvextend vgcreate vgchange pvcreate vgremove vgmknodes; do
   ln -sf lvm "$root/usr/sbin/$cmd"
 done
 copy_binary /usr/sbin/dmsetup
 copy_binary /usr/sbin/pdata_tools
-for cmd in thin_check thin_repair thin_dump thin_restore; do ln -sf pdata_tools "$root/usr/sbin/$cmd"; done
+for cmd in thin_check thin_repair thin_dump thin_restore thin_delta thin_ls; do ln -sf pdata_tools "$root/usr/sbin/$cmd"; done
 copy_binary /usr/sbin/mke2fs
 ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
 copy_binary /usr/sbin/e2fsck
@@ -76,6 +81,10 @@ ln -sf /proc/mounts "$root/etc/mtab"
 copy_binary "$hotsnap_bin" /usr/bin/hotsnap
 # Debug info is most of the binary's size, and the guest unpacks the initramfs into RAM.
 strip --strip-debug "$root/usr/bin/hotsnap" 2>/dev/null || true
+for bin in ${test_bins[@]+"${test_bins[@]}"}; do
+  copy_binary "$bin" "/usr/bin/$(basename "$bin")"
+  strip --strip-debug "$root/usr/bin/$(basename "$bin")" 2>/dev/null || true
+done
 
 # Kernel modules, dependencies first (modules.dep lists each module's dependencies).
 declare -A dep_of=() loaded=() path_of=()

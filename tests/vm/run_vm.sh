@@ -65,6 +65,14 @@ for tool in busybox lvm pdata_tools mke2fs e2fsck sfdisk zstd cpio rpc.nfsd rpc.
     unavailable "$tool not found (see scripts/packages.txt)"
 done
 [[ -x $build_dir/hotsnap ]] || { echo "run_vm.sh: no $build_dir/hotsnap; build first" >&2; exit 1; }
+# thin_probe (tests/vm/CMakeLists.txt) runs the thin-pool functions hotsnap has no command for;
+# the thin_delta_* scenarios need it.
+probe=
+[[ -x $build_dir/tests/vm/thin_probe ]] && probe=$build_dir/tests/vm/thin_probe
+if [[ -z $probe && " ${scenarios[*]} " == *" thin_delta_"* ]]; then
+  echo "run_vm.sh: no $build_dir/tests/vm/thin_probe (the thin_delta_* scenarios need it); build first" >&2
+  exit 1
+fi
 
 # boot_vm DIR SCENARIO...: one VM in DIR (fresh) running the scenarios; prints their logs and
 # the summary. Status 0 when all passed, 1 when one failed, 2 when the VM did not finish
@@ -75,7 +83,7 @@ boot_vm() {
   local list=("$@")
   rm -rf "$dir"
   mkdir -p "$dir/share"
-  "$here/build_initramfs.sh" "$kver" "$build_dir/hotsnap" "$dir/initramfs.cpio"
+  "$here/build_initramfs.sh" "$kver" "$build_dir/hotsnap" "$dir/initramfs.cpio" ${probe:+"$probe"}
   truncate -s 1G "$dir/disk.img"
   {
     echo "SCENARIOS='${list[*]}'"

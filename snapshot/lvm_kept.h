@@ -1,0 +1,101 @@
+// Kept thin snapshots: the thin snapshot of the last successful backup of an origin, left in
+// place as the parent of the next incremental one (ThinChangedRanges, thin_delta.h, compares
+// it with the next run's snapshot).
+//
+// A kept snapshot (one per origin LV) is
+//   - named  hotsnap-keep-<origin>,
+//   - tagged hotsnap, hotsnap_keep, hotsnap_keep_run_<run id>, hotsnap_keep_time_<unix s>,
+//   - inactive, with LVM's activation-skip flag set (as LVM sets it on every thin snapshot),
+//     so vgchange -ay / lvchange -ay leave it inactive; only `lvchange -ay -K` activates it.
+// It carries no hotsnap_run_<id> tag, so the dead-run cleanup (lvm_lease.h) never takes it for
+// a leftover; that cleanup skips every LV this file names, whatever its tags.
+//
+// Keeping a new one (KeepThinSnapshot) takes five LVM commands, each atomic on its own:
+//   1. the run's snapshot hotsnap-<origin>-<run> is deactivated, flagged and given the two
+//      record tags. Until step 4 it is still the run's: if the run dies, cleanup removes it.
+//   2. the old kept snapshot, if any, is renamed hotsnap-prev-<origin> (still hotsnap_keep);
+//   3. the run's snapshot is renamed hotsnap-keep-<origin>;
+//   4. commit: it gets hotsnap_keep and loses its hotsnap_run_<run> tag;
+//   5. hotsnap-prev-<origin> is removed.
+// A failure in steps 1-4 is rolled back (the new snapshot removed, the old one renamed back);
+// a crash between two steps leaves a state RepairKeptSnapshots puts right: before the commit
+// toward the old snapshot (an unfinished hotsnap-keep-<origin> is removed and hotsnap-prev-
+// renamed back), after it toward the new one (hotsnap-prev- removed). So the old kept snapshot
+// is only removed once the new one is in place, and a failed or interrupted run never leaves
+// a new kept snapshot behind.
+//
+// Concurrency: one backup per origin at a time (the source lock, source_lock.h). Repairs skip
+// an origin while a live run (by its lease) has an LV of it under way.
+#ifndef HOTSNAP_SNAPSHOT_LVM_KEPT_H_
+#define HOTSNAP_SNAPSHOT_LVM_KEPT_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "snapshot/lvm_control.h"
+#include "snapshot/lvm_lease.h"
+
+namespace hotsnap {
+
+inline constexpr char kKeepTag[] = "hotsnap_keep";
+inline constexpr char kKeepRunTagPrefix[] = "hotsnap_keep_run_";
+inline constexpr char kKeepTimeTagPrefix[] = "hotsnap_keep_time_";
+
+// What a kept snapshot is, as read back from LVM.
+struct KeptSnapshot {
+  std::string vg_name;
+  std::string lv_name;  // hotsnap-keep-<origin>
+  std::string origin_lv;
+  std::string pool_lv;
+  uint64_t thin_id = 0;      // the pool's device id of the snapshot (thin_delta's --snap1)
+  int64_t created_unix = 0;  // when the snapshot was taken (lvcreate returned), s since the epoch
+  std::string run_id;        // the LvmSnapshotView run that took it (LvmSnapshotView::run_id())
+
+  std::string full_name() const { return vg_name + "/" + lv_name; }
+};
+
+std::string KeptSnapshotName(const std::string& origin_lv);     // hotsnap-keep-<origin>
+std::string RetiredSnapshotName(const std::string& origin_lv);  // hotsnap-prev-<origin>
+
+// The origin a hotsnap-keep-<origin> or hotsnap-prev-<origin> name stands for; empty for
+// other names.
+std::string KeptSnapshotOrigin(const std::string& lv_name);
+
+// Whether an LV is (or is on its way to be, or was) a kept snapshot: tagged hotsnap_keep, or
+// named hotsnap-keep-* or hotsnap-prev-* unless it is a run's own snapshot (of an origin
+// named keep-* or prev-*: its name ends in the run id of its run tag). Dead-run cleanup leaves
+// such LVs alone.
+bool IsKeptSnapshotLv(const std::string& lv_name, const std::vector<std::string>& tags);
+
+// Steps 1-5 above for the run's thin snapshot VG/SNAPSHOT_LV (taken of ORIGIN_LV by run
+// RUN_ID at CREATED_UNIX). Its device must be closed. Errors: kSource quoting LVM; after a
+// failure before the commit the new snapshot is gone and the old kept one is back.
+Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_dir,
+                                      const std::string& vg, const std::string& snapshot_lv,
+                                      const std::string& origin_lv, const std::string& run_id,
+                                      int64_t created_unix);
+
+// Puts a state left by a crash in KeepThinSnapshot right (see above); does nothing when there
+// is nothing to do, or while a live run other than `except_run` has an LV of ORIGIN under way.
+// `done` (may be null) gets one line per action.
+Status RepairKeptSnapshots(LvmControl* lvm, const std::string& lease_dir, const std::string& vg,
+                           const std::string& origin_lv, const std::string& except_run = "",
+                           std::vector<std::string>* done = nullptr);
+
+// The kept snapshot of VG/ORIGIN_LV (after a repair), or nullopt when there is none.
+Result<std::optional<KeptSnapshot>> FindKeptSnapshot(
+    const std::string& vg, const std::string& origin_lv, LvmControl* lvm = RealLvmControl(),
+    const std::string& lease_dir = kDefaultLeaseDir);
+
+// Removes the kept snapshot of VG/ORIGIN_LV, and a hotsnap-prev- one left by a crash (the next
+// backup of it is then a full one). No kept snapshot is not an error. An LV of that name that
+// hotsnap did not tag is left alone (kSource).
+Status DropKeptSnapshot(const std::string& vg, const std::string& origin_lv,
+                        LvmControl* lvm = RealLvmControl());
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_SNAPSHOT_LVM_KEPT_H_
