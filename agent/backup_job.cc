@@ -202,6 +202,7 @@ Result<CopyResult> Copy(const BackupPlan& plan, ImageMetadata* meta, ImageWriter
     target.base_hashes = plan.base->chunk_hashes;
     target.base_path = plan.base->path;
     target.base_image_hash = plan.base->image_hash;
+    target.base_meta = &plan.base->meta;
     target.change_log = o.change_log;
   }
 
@@ -285,6 +286,7 @@ Result<BackupPlan> PlanBackup(const BackupOptions& options) {
   m.all_blocks = options.all_blocks;
   m.allow_crash_consistent = options.allow_crash_consistent;
   m.rendezvous = options.rendezvous;
+  m.keep_snapshot = options.keep_snapshot;
   auto mode = ChooseCopyMode(options.snapshot, m, *plan.subject);
   if (!mode.ok()) return mode.status();
   plan.mode = std::move(mode.value());
@@ -318,6 +320,7 @@ Result<BackupReport> RunPlan(BackupPlan plan) {
   // 6. Publish (a source of a set: once every source's copy is complete).
   if (plan.options.before_publish) HOTSNAP_RETURN_IF_ERROR(plan.options.before_publish());
   HOTSNAP_RETURN_IF_ERROR((*sink)->Commit());
+  plan.mode->AfterPublish();
   return MakeReport(plan, **sink, meta, writer, *copied, SecondsSince(started));
 }
 

@@ -64,6 +64,7 @@ struct BackupOptions {
   // A delta backup: the writes recorded since the parent (agent/change_log.h), asked for at
   // the consistency point; used only if its token proves it complete. Empty: hash compare.
   ChangeLogSource change_log;
+  bool keep_snapshot = false;  // --keep-snapshot (lvm-thin): ModeOptions::keep_snapshot
 };
 
 struct BackupReport {

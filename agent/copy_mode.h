@@ -60,6 +60,9 @@ struct ModeOptions {
   // Several sources at one moment (agent/backup_set.h): the freeze and tracked modes freeze
   // through it, together with the other sources' groups; their hooks run there. Not owned.
   FreezeRendezvous* rendezvous = nullptr;
+  // lvm-thin: keep the snapshot after the image is published, as the parent of the next
+  // delta (snapshot/lvm_kept.h); a delta of it then asks thin_delta what changed.
+  bool keep_snapshot = false;
 };
 
 // What the mode is handed to copy into.
@@ -73,6 +76,7 @@ struct CopyTarget {
   std::vector<Hash128> base_hashes;
   std::string base_path;  // that parent's file (tracked mode rebuilds its chunks from it)
   Hash128 base_image_hash;
+  const ImageMetadata* base_meta = nullptr;  // the parent's metadata, or null
   ChangeLogSource change_log;  // writes recorded since the parent (agent/change_log.h), or empty
 };
 
@@ -105,6 +109,9 @@ class CopyMode {
   virtual Status Prepare() = 0;
   virtual Result<CopyResult> Copy(CopyTarget* target) = 0;
   virtual Status Release(CopyResult* result) = 0;
+  // After the image is published: what only a published image may leave behind (a kept
+  // thin snapshot). A failure here is a warning the mode prints, not the run's.
+  virtual void AfterPublish() {}
 
  protected:
   std::vector<std::string> crash_consistent_;

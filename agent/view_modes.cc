@@ -13,7 +13,9 @@
 #include "base/process_identity.h"
 #include "snapshot/freeze.h"
 #include "snapshot/freeze_view.h"
+#include "snapshot/lvm_kept.h"
 #include "snapshot/lvm_view.h"
+#include "snapshot/thin_delta.h"
 
 namespace hotsnap {
 namespace {
@@ -44,7 +46,7 @@ Result<CopyResult> CopyDevice(const SourceDevice& device, std::optional<UsedBloc
     ChangeSourceChoice choice =
         ChooseChangeSource(log.ok() ? &log.value() : nullptr, t->base_image_hash, t->meta->device_bytes, BootId());
     if (t->change_log && !log.ok()) {
-      choice.reason += "; it could not be had: " + log.status().message();
+      choice.reason = "every used block read and hashed against the parent's chunk hashes: " + log.status().message();
     }
     if (choice.use_log) {
       unchanged = UnchangedChunks(*log, used, *t->meta);
@@ -220,6 +222,20 @@ class LvmMode : public CopyMode {
     auto opened = OpenSource(view_->device_path());
     if (!opened.ok()) return opened.status();
     snapshot_.emplace(std::move(opened.value()));
+    if (options_.keep_snapshot) {
+      t->meta->kept_snapshot = KeptSnapshotRef{plan_.origin.vg_name, KeptSnapshotName(plan_.origin.lv_name),
+                                               view_->run_id()};
+    }
+    // A delta of a thin LV whose parent's snapshot was kept: the pool's metadata says what
+    // changed since (thin_delta), unless the caller brought its own change log.
+    if (plan_.thin && !t->base_hashes.empty() && !t->change_log && t->base_meta != nullptr) {
+      const ImageMetadata parent = *t->base_meta;
+      const Hash128 parent_hash = t->base_image_hash;
+      const uint64_t device_bytes = t->meta->device_bytes;
+      t->change_log = [this, parent, parent_hash, device_bytes] {
+        return ThinChangeLog(parent, parent_hash, device_bytes);
+      };
+    }
     std::optional<UsedBlockMap> map;  // the snapshot's own
     LvmSnapshotView* view = view_.get();
     auto copied = CopyDevice(*snapshot_, &map, options_.all_blocks,
@@ -234,15 +250,75 @@ class LvmMode : public CopyMode {
     // Still valid after the last chunk? Only then does the copy count.
     Status valid = result != nullptr ? view_->CheckNow() : Status::Ok();
     snapshot_.reset();  // LVM cannot remove a snapshot we still hold open
+    // A snapshot to keep stays until the image is published (AfterPublish); if the run fails
+    // before that, the view's destructor removes it.
+    if (options_.keep_snapshot && result != nullptr && valid.ok()) return Status::Ok();
     Status removed = view_->Release();
     view_.reset();
     HOTSNAP_RETURN_IF_ERROR(valid);
     return removed;
   }
+  void AfterPublish() override {
+    if (!view_) return;
+    Status kept = view_->Keep();
+    if (kept.ok() && view_->kept()) {
+      Notice("kept the thin snapshot " + view_->kept()->full_name() +
+             " as the parent of the next delta backup (--base this image)");
+    } else if (!kept.ok()) {
+      Notice("warning: the image is published, but its thin snapshot could not be kept for the next delta: " +
+           kept.message() + "; the next delta backup will compare hashes");
+    }
+    view_.reset();
+  }
 
  private:
+  // The changes since `parent` (made with --keep-snapshot): thin_delta between its kept
+  // snapshot and this run's, and the kept snapshot's used blocks (activated just to map them).
+  Result<ChangeLog> ThinChangeLog(const ImageMetadata& parent, const Hash128& parent_hash,
+                                  uint64_t device_bytes) {
+    const std::string& vg = plan_.origin.vg_name;
+    const std::string& origin = plan_.origin.lv_name;
+    if (!parent.kept_snapshot) {
+      return Status(Code::kSource, "the parent image was not made with --keep-snapshot: no thin snapshot of its "
+                                   "moment to compare with");
+    }
+    auto kept = FindKeptSnapshot(vg, origin);
+    if (!kept.ok()) return kept.status();
+    if (!*kept) {
+      return Status(Code::kSource, "the parent's thin snapshot " + vg + "/" + parent.kept_snapshot->lv +
+                                       " is gone (removed since the parent was made)");
+    }
+    if ((*kept)->run_id != parent.kept_snapshot->run_id) {
+      return Status(Code::kSource, "the kept thin snapshot " + (*kept)->full_name() + " is of run " +
+                                       (*kept)->run_id + ", not of the parent's (" +
+                                       parent.kept_snapshot->run_id + "): a later backup replaced it");
+    }
+    const std::string now_lv = view_->snapshot_name().substr(view_->snapshot_name().find('/') + 1);
+    auto ranges = ThinChangedRanges(vg, (*kept)->lv_name, now_lv);
+    if (!ranges.ok()) return ranges.status();
+    // The parent's used blocks: its snapshot, activated read-only for the map, then let go.
+    const std::string full = (*kept)->full_name();
+    HOTSNAP_RETURN_IF_ERROR(RunLvmChange(RealLvmControl(), {"lvchange", "-ay", "-K", full},
+                                         "activating the kept snapshot " + full));
+    Result<UsedBlockMap> used = Status(Code::kInternal, "");
+    {
+      auto device = OpenSource("/dev/" + full);
+      used = device.ok() ? MapUsedBlocks(*device, options_.all_blocks, false) : Result<UsedBlockMap>(device.status());
+    }
+    Status off = RunLvmChange(RealLvmControl(), {"lvchange", "-an", full}, "deactivating the kept snapshot " + full);
+    if (!used.ok()) return used.status();
+    HOTSNAP_RETURN_IF_ERROR(off);
+    ChangeLog log;
+    log.origin = "thin_delta";
+    log.token = ChangeLogToken{BootId(), parent_hash, 0, device_bytes};
+    log.changed = std::move(ranges.value());
+    log.parent_used = std::make_shared<const UsedBlockMap>(std::move(used.value()));
+    return log;
+  }
+
   LvmViewOptions ViewOptions() const {
     LvmViewOptions l;
+    l.keep_snapshot = options_.keep_snapshot;
     l.source = subject_->path;
     l.mode = SnapshotModeName(mode_);
     l.cow_bytes = options_.cow_bytes;

@@ -168,6 +168,10 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
       ("queue-depth", po::value<unsigned>(&o.queue_depth)->default_value(4),
        "reads in flight (1-64); each holds one 4 MiB chunk")
       ("overwrite", "replace DEST if it exists")
+      ("keep-snapshot", "--snapshot lvm-thin: keep the thin snapshot (as VG/hotsnap-keep-ORIGIN, "
+       "inactive, one per origin, replacing the previous one) once the image is published, so that "
+       "the next backup with --base this image asks the pool's metadata (thin_delta) what changed "
+       "instead of reading every used block. It holds pool space as the origin changes")
       ("base", po::value<std::string>(&o.base), "PARENT: write a delta image holding only the chunks "
        "that differ from PARENT (an earlier image of this source, full or delta); restore, verify, "
        "mount and cat find PARENT beside the delta (or in --chain DIR). Every used block is read "
@@ -206,6 +210,10 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   o.overwrite = p->vm.count("overwrite") > 0;
   o.allow_io_uring = p->vm.count("no-io-uring") == 0;
   o.all_blocks = p->vm.count("all-blocks") > 0;
+  o.keep_snapshot = p->vm.count("keep-snapshot") > 0;
+  if (o.keep_snapshot && o.snapshot != SnapshotMode::kLvmThin && o.snapshot != SnapshotMode::kAuto) {
+    return Status(Code::kUsage, "--keep-snapshot applies only to --snapshot lvm-thin (or auto on a thin LV)");
+  }
   if (p->vm.count("cow-size")) {
     auto cow = ParseCowSize(p->vm["cow-size"].as<std::string>());
     if (!cow.ok()) return cow.status();

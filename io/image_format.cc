@@ -228,6 +228,11 @@ std::string EncodeMetadataFrame(const ImageMetadata& meta) {
                  {"image_hash", meta.base->image_hash.Hex()},
                  {"created_utc", meta.base->created_utc}};
   }
+  if (meta.kept_snapshot) {
+    j["kept_snapshot"] = {{"vg", meta.kept_snapshot->vg},
+                          {"lv", meta.kept_snapshot->lv},
+                          {"run_id", meta.kept_snapshot->run_id}};
+  }
   if (!meta.stands_for.empty()) {
     auto& list = j["stands_for"] = nlohmann::ordered_json::array();
     for (const Hash128& h : meta.stands_for) list.push_back(h.Hex());
@@ -309,6 +314,10 @@ Result<ImageMetadata> DecodeMetadataPayload(std::span<const uint8_t> payload) {
     if ((meta.layout == Layout::kDelta) != meta.base.has_value()) {
       return Corrupt(meta.base ? "metadata frame: a base, but the layout is not delta"
                                : "metadata frame: delta layout without a base");
+    }
+    if (auto k = j.find("kept_snapshot"); k != j.end()) {
+      meta.kept_snapshot = KeptSnapshotRef{k->at("vg").get<std::string>(), k->at("lv").get<std::string>(),
+                                           k->at("run_id").get<std::string>()};
     }
     if (auto sf = j.find("stands_for"); sf != j.end()) {
       for (const auto& h : *sf) {

@@ -113,6 +113,15 @@ struct BaseReference {
   bool operator==(const BaseReference&) const = default;
 };
 
+// An LVM thin snapshot kept after the backup as the parent of the next delta
+// (--keep-snapshot): where it is and the run that took it.
+struct KeptSnapshotRef {
+  std::string vg;
+  std::string lv;      // hotsnap-keep-<origin>
+  std::string run_id;  // the snapshot's own run id (its tags say it)
+  bool operator==(const KeptSnapshotRef&) const = default;
+};
+
 // What the metadata frame records about the source and the run.
 struct ImageMetadata {
   uint32_t format_version = kFormatVersion;
@@ -143,6 +152,8 @@ struct ImageMetadata {
   // its parent and writes an image with the delta's content, which the delta's children may
   // use as their parent (their chunk hashes still check every byte). Empty otherwise.
   std::vector<Hash128> stands_for;
+  // --snapshot lvm-thin --keep-snapshot: the snapshot this image was read from, kept.
+  std::optional<KeptSnapshotRef> kept_snapshot;
   // Number of chunks the device divides into.
   uint64_t chunk_count() const { return (device_bytes + chunk_bytes - 1) / chunk_bytes; }
   // Uncompressed size of chunk `index` in bytes (the last one may be short).
