@@ -13,6 +13,8 @@
 //   after-link      io/sink.cc               link() made the final name (where renameat2 refuses
 //                                            RENAME_NOREPLACE), the temporary name not yet removed
 //   during-restore  agent/restore_job.cc     a chunk was written to the restore target
+//   merge-before-unlink  agent/merge_job.cc  the merged image replaced the delta, the old
+//                                            parent not yet removed
 // Thread-safe.
 #ifndef HOTSNAP_BASE_CRASH_POINT_H_
 #define HOTSNAP_BASE_CRASH_POINT_H_
