@@ -289,6 +289,22 @@ TEST_F(MergeTest, ParentFoundThroughChainDirIsRemovedThere) {
   EXPECT_EQ(Restored(d2_), sha_d2_);
 }
 
+TEST_F(MergeTest, ASiblingBesideTheDeltaKeepsAParentInChainDir) {
+  // A second delta of F beside D1, then F moved away: it is still F's child.
+  const std::string other = images_ + "/D1b.zst";
+  Change("echo branch > note");
+  Backup(other, f_);
+  const std::string parents = tmp_.File("parents");
+  ASSERT_EQ(mkdir(parents.c_str(), 0700), 0);
+  const std::string moved = parents + "/F.zst";
+  ASSERT_EQ(rename(f_.c_str(), moved.c_str()), 0);
+  CommandResult m = Merge(Quote(d1_) + " --chain " + Quote(parents));
+  ASSERT_EQ(m.exit_code, 0) << m.out << m.err;
+  EXPECT_NE(m.err.find(other + " names it as its base"), std::string::npos) << m.err;
+  EXPECT_TRUE(PathExists(moved));
+  EXPECT_EQ(StockRestored(d1_), sha_d1_);
+}
+
 TEST_F(MergeTest, CrashAfterTheRenameBeforeTheUnlinkLeavesAChainThatRestores) {
   CommandResult m = Merge(Quote(d1_), "HOTSNAP_CRASH_AT=merge-before-unlink ");
   ASSERT_EQ(m.exit_code, kSigkillExit) << "the crash point did not fire: " << m.err;
