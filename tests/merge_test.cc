@@ -185,6 +185,9 @@ TEST_F(MergeTest, MergedImageStandsForTheDeltaAndCopiesEveryFrameVerbatim) {
     uint32_t source_bytes = before.HasFrame(i) ? before.ChunkFrameBytes(i) : parent.ChunkFrameBytes(i);
     EXPECT_EQ(after.ChunkFrameBytes(i), source_bytes) << "chunk " << i;
   }
+  CommandResult info = RunOk(Hotsnap("info " + Quote(d1_)));
+  EXPECT_NE(info.out.find("stands for:     xxh3-128:" + before.trailer.image_hash.Hex()), std::string::npos)
+      << info.out;
   EXPECT_EQ(after.report.changed_chunks, 0u);
   EXPECT_TRUE(after.report.change_source.empty());
 }
