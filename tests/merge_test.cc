@@ -192,6 +192,16 @@ TEST_F(MergeTest, MergedImageStandsForTheDeltaAndCopiesEveryFrameVerbatim) {
   EXPECT_TRUE(after.report.change_source.empty());
 }
 
+TEST_F(MergeTest, CompactOfTheChainBeforeAndAfterAMergeRestoresTheSame) {
+  // compact shares merge's frame copy (agent/chain_copy.h): a three-link chain, then two.
+  const std::string plain = tmp_.File("plain.zst");
+  RunOk(Hotsnap("compact " + Quote(d2_) + " -o " + Quote(plain)));
+  EXPECT_EQ(StockRestored(plain), sha_d2_);
+  ASSERT_EQ(Merge(Quote(d1_)).exit_code, 0);
+  RunOk(Hotsnap("compact " + Quote(d2_) + " -o " + Quote(plain) + " --overwrite"));
+  EXPECT_EQ(StockRestored(plain), sha_d2_);
+}
+
 TEST_F(MergeTest, CorruptChunkInTheDeltaFailsWithExit5AndChangesNothing) {
   std::vector<uint64_t> own = OwnChunks(d1_);
   // The largest frame D1 holds: its middle byte is compressed data, not a header.
