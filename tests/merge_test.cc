@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -75,10 +76,11 @@ class MergeTest : public ::testing::Test {
     d2_ = images_ + "/D2.zst";
     RunOk("truncate -s " + std::to_string(64 * kMiB) + " " + Quote(source_));
     RunOk("mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 " + Quote(source_));
-    Change("head -c 3145728 /dev/urandom > a && head -c 1048576 /dev/urandom > b && echo one > note");
+    Change("head -c 12582912 /dev/urandom > a && head -c 1048576 /dev/urandom > b && echo one > note");
     Backup(f_, "");
-    // Rewrite part of a, delete b, add c: new, freed and rewritten blocks.
-    Change("dd if=/dev/urandom of=a bs=64K count=8 seek=4 conv=notrunc status=none && rm b && "
+    // Rewrite the middle of a, delete b, add c: new, freed and rewritten blocks. D2 leaves the
+    // middle of a alone: it takes that chunk from D1.
+    Change("dd if=/dev/urandom of=a bs=64K count=4 seek=96 conv=notrunc status=none && rm b && "
            "head -c 2097152 /dev/urandom > c && echo two > note");
     Backup(d1_, f_);
     Change("dd if=/dev/urandom of=c bs=64K count=4 conv=notrunc status=none && "
@@ -94,6 +96,17 @@ class MergeTest : public ::testing::Test {
     std::vector<uint64_t> own = OwnChunks(d1_);
     ASSERT_FALSE(own.empty());
     ASSERT_LT(own.size(), IndexOf(d1_).chunk_frame_bytes.size());
+    // And D2 takes chunks from each link of its chain: a copy from the wrong link would show.
+    ImageIndex d2 = IndexOf(d2_);
+    bool from_d1 = false, from_f = false, own_d2 = false;
+    for (uint64_t i = 0; i < d2.chunk_frame_bytes.size(); ++i) {
+      bool d1_holds = std::find(own.begin(), own.end(), i) != own.end();
+      own_d2 |= d2.HasFrame(i);
+      from_d1 |= !d2.HasFrame(i) && d1_holds;
+      from_f |= !d2.HasFrame(i) && !d1_holds;
+    }
+    ASSERT_TRUE(own_d2 && from_d1 && from_f) << "D2 holds chunks itself: " << own_d2
+                                             << ", takes some from D1: " << from_d1 << ", from F: " << from_f;
   }
 
   // Runs `commands` in the mounted filesystem, then unmounts it.
