@@ -110,9 +110,9 @@ Result<PlannedMerge> PlanMerge(const MergeOptions& options) {
 }
 
 // The merged image, under the temporary name, then renamed over DELTA (steps 1 and 2).
-Status WriteMergedImage(const PlannedMerge& planned, MergeReport* report) {
+Status WriteMergedImage(const PlannedMerge& planned, PublishOps* ops, MergeReport* report) {
   const ImageIndex& index = planned.chain.newest();
-  auto sink = MakeFileSink(planned.plan.delta, FileSinkOptions{/*overwrite=*/true});
+  auto sink = MakeFileSink(planned.plan.delta, FileSinkOptions{.overwrite = true, .ops = ops});
   if (!sink.ok()) return sink.status();
   ImageMetadata meta = index.meta;
   meta.layout = Layout::kPlain;
@@ -131,9 +131,16 @@ Status WriteMergedImage(const PlannedMerge& planned, MergeReport* report) {
 }
 
 // Step 3: DELTA's name holds the merged image; the parent goes. Failures are warnings.
-void RemoveParent(MergeReport* report) {
+void RemoveParent(PublishOps* ops, MergeReport* report) {
   const std::string& parent = report->plan.parent;
-  PublishOps* ops = RealPublishOps();
+  // The file sink only warns when the directory fsync after its rename fails; the rename must
+  // be durable before the unlink is, or a power loss could leave DELTA without its parent.
+  const std::string dir = DirectoryOf(report->plan.delta);
+  if (int err = ops->SyncDirectory(dir); err != 0) {
+    report->warning = "the merge is published, but fsync of " + dir + " failed (" + std::strerror(err) +
+                      "), so the old parent " + parent + " is kept: remove it once the directory is synced";
+    return;
+  }
   if (int err = ops->Unlink(parent); err != 0) {
     report->warning = "the merge is published, but removing the old parent " + parent + " failed (" +
                       std::strerror(err) + "); nothing needs it any more: remove it by hand";
@@ -156,10 +163,11 @@ Result<MergeReport> RunMerge(const MergeOptions& options) {
   report.plan = planned->plan;
   if (options.dry_run) return report;
   // Steps 1 and 2: the merged image replaces DELTA atomically.
-  HOTSNAP_RETURN_IF_ERROR(WriteMergedImage(*planned, &report));
+  PublishOps* ops = options.ops != nullptr ? options.ops : RealPublishOps();
+  HOTSNAP_RETURN_IF_ERROR(WriteMergedImage(*planned, ops, &report));
   CrashPoint("merge-before-unlink");
   // Step 3: only now may the parent go.
-  if (report.plan.remove_parent) RemoveParent(&report);
+  if (report.plan.remove_parent) RemoveParent(ops, &report);
   return report;
 }
 

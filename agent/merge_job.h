@@ -23,6 +23,8 @@
 // A crash before 2 leaves the chain as it was plus a temporary file that `hotsnap cleanup`
 // removes; a crash between 2 and 3 leaves the old parent, which nothing needs any more. Once
 // step 2 is done the merge has succeeded: a failure of step 3 is only a warning in the report.
+// If the directory fsync of step 2 failed (the file sink only warns), the rename may not be
+// durable yet, so the parent is kept, with a warning.
 //
 // dry_run: every check before step 1 (the chain opened and checked, the parent's other
 // children looked for) and the plan returned; nothing is read past the images' indexes,
@@ -36,6 +38,7 @@
 #include "base/status.h"
 #include "io/image_chain.h"
 #include "io/image_format.h"
+#include "io/sink.h"
 
 namespace hotsnap {
 
@@ -44,6 +47,9 @@ struct MergeOptions {
   ChainOptions chain;  // where its parent is (default: beside it)
   bool keep_parent = false;
   bool dry_run = false;
+  // The rename, directory fsyncs and unlink; not owned, must outlive the call. nullptr: the
+  // real calls (io/sink.h). Tests wrap them to fail.
+  PublishOps* ops = nullptr;
 };
 
 // What a merge writes and removes, built by the same checks whether or not it runs.

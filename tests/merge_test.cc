@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/merge_job.h"
 #include "base/unique_fd.h"
 #include "io/image_index.h"
 #include "io/stale_temp_files.h"
@@ -329,6 +330,27 @@ TEST_F(MergeTest, ASiblingBesideTheDeltaKeepsAParentInChainDir) {
   EXPECT_NE(m.err.find(other + " names it as its base"), std::string::npos) << m.err;
   EXPECT_TRUE(PathExists(moved));
   EXPECT_EQ(StockRestored(d1_), sha_d1_);
+}
+
+// The real publishing calls, with the directory fsync made to fail.
+class FailingDirectorySync : public PublishOps {
+ public:
+  int SyncDirectory(const std::string&) override { return EIO; }
+};
+
+TEST_F(MergeTest, AFailedDirectoryFsyncAfterTheRenameKeepsTheParent) {
+  // The rename may not be durable: removing the parent then could lose D1's content.
+  FailingDirectorySync ops;
+  MergeOptions o;
+  o.delta = d1_;
+  o.ops = &ops;
+  auto r = RunMerge(o);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_FALSE(r->parent_removed);
+  EXPECT_NE(r->warning.find("is kept"), std::string::npos) << r->warning;
+  EXPECT_TRUE(PathExists(f_));
+  EXPECT_EQ(StockRestored(d1_), sha_d1_);
+  EXPECT_EQ(Restored(d2_), sha_d2_);
 }
 
 TEST_F(MergeTest, CrashAfterTheRenameBeforeTheUnlinkLeavesAChainThatRestores) {
