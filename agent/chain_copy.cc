@@ -10,7 +10,8 @@
 
 namespace hotsnap {
 
-Result<ChainCopyCounts> AppendChainChunks(const ImageChain& chain, ImageWriter* writer, const char* job) {
+Result<ChainCopyCounts> AppendChainChunks(const ImageChain& chain, ImageWriter* writer,
+                                          const char* job) {
   const ImageIndex& index = chain.newest();
   const ImageMetadata& meta = index.meta;
   auto decompressor = ChunkDecompressor::Create(WindowLogFor(meta.chunk_bytes));
@@ -28,16 +29,17 @@ Result<ChainCopyCounts> AppendChainChunks(const ImageChain& chain, ImageWriter* 
       return Status(Code::kIntegrity, "image " + link.path + ": chunk " + std::to_string(i) +
                                           " frame is larger than a chunk frame can be");
     }
-    HOTSNAP_RETURN_IF_ERROR(
-        ReadExactAt(link.fd.get(), link.path, link.index.chunk_offsets[i], frame.data(), frame_bytes));
+    HOTSNAP_RETURN_IF_ERROR(ReadExactAt(link.fd.get(), link.path, link.index.chunk_offsets[i],
+                                        frame.data(), frame_bytes));
     std::span<const uint8_t> f(frame.data(), frame_bytes);
     uint32_t length = meta.ChunkLength(i);
     Status s = (*decompressor)->Decompress(f, data, length);
     Hash128 h = s.ok() ? HashBytes(data.data(), length) : Hash128{};
     if (!s.ok() || !(h == index.trailer.chunk_hashes[i])) {
-      return Status(Code::kIntegrity, "image " + link.path + ": chunk " + std::to_string(i) +
-                                          " (image offset " + std::to_string(link.index.chunk_offsets[i]) +
-                                          ") is corrupt" + (s.ok() ? ": hash mismatch" : ": " + s.message()));
+      return Status(Code::kIntegrity,
+                    "image " + link.path + ": chunk " + std::to_string(i) + " (image offset " +
+                        std::to_string(link.index.chunk_offsets[i]) + ") is corrupt" +
+                        (s.ok() ? ": hash mismatch" : ": " + s.message()));
     }
     HOTSNAP_RETURN_IF_ERROR(writer->AppendChunk(f, length, h));
     ++counts.chunks;

@@ -22,7 +22,8 @@ struct ChainCopyCounts {
 // trailer's hash of that chunk; otherwise kIntegrity naming the image, chunk and offset, and
 // nothing more is appended. kInterrupted on SIGINT/SIGTERM (`job` names the work: "merge").
 // Memory: one frame and one chunk buffer.
-Result<ChainCopyCounts> AppendChainChunks(const ImageChain& chain, ImageWriter* writer, const char* job);
+Result<ChainCopyCounts> AppendChainChunks(const ImageChain& chain, ImageWriter* writer,
+                                          const char* job);
 
 // The report a plain image made from a delta (or tracked) image carries: `report` without the
 // delta's change fields (how changes were found, chunks changed and unchanged).

@@ -47,7 +47,9 @@ Result<std::string> OtherChildOf(const ImageIndex& parent, const std::vector<std
       const std::string path = dir + "/" + name;
       struct stat st;
       if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      if (std::any_of(skip.begin(), skip.end(), [&](const struct stat& s) { return SameFile(s, st); })) continue;
+      if (std::any_of(skip.begin(), skip.end(),
+                      [&](const struct stat& s) { return SameFile(s, st); }))
+        continue;
       auto link = OpenChainLink(path);
       if (!link.ok() || !link->index.meta.base) continue;
       if (CanStandFor(parent, link->index.meta.base->image_hash)) return path;
@@ -61,14 +63,16 @@ Result<std::string> OtherChildOf(const ImageIndex& parent, const std::vector<std
 Result<PlannedMerge> PlanMerge(const MergeOptions& options) {
   const std::string& path = options.delta;
   if (path == "-" || IsSshUrl(path)) {
-    return Status(Code::kUsage, "merge replaces DELTA in place: it must be an image file here, not " + path);
+    return Status(Code::kUsage,
+                  "merge replaces DELTA in place: it must be an image file here, not " + path);
   }
   auto newest = OpenChainLink(path);
   if (!newest.ok()) return newest.status();
   const Layout layout = newest->index.meta.layout;
   if (layout != Layout::kDelta) {
-    return Status(Code::kUsage, "merge folds a delta image into its full parent; " + path + " is a " +
-                                    LayoutName(layout) + " image, not a delta: nothing to merge");
+    return Status(Code::kUsage, "merge folds a delta image into its full parent; " + path +
+                                    " is a " + LayoutName(layout) +
+                                    " image, not a delta: nothing to merge");
   }
   auto chain = ImageChain::FromLink(std::move(newest.value()), options.chain);
   if (!chain.ok()) return chain.status();
@@ -137,18 +141,21 @@ void RemoveParent(PublishOps* ops, MergeReport* report) {
   // be durable before the unlink is, or a power loss could leave DELTA without its parent.
   const std::string dir = DirectoryOf(report->plan.delta);
   if (int err = ops->SyncDirectory(dir); err != 0) {
-    report->warning = "the merge is published, but fsync of " + dir + " failed (" + std::strerror(err) +
-                      "), so the old parent " + parent + " is kept: remove it once the directory is synced";
+    report->warning = "the merge is published, but fsync of " + dir + " failed (" +
+                      std::strerror(err) + "), so the old parent " + parent +
+                      " is kept: remove it once the directory is synced";
     return;
   }
   if (int err = ops->Unlink(parent); err != 0) {
-    report->warning = "the merge is published, but removing the old parent " + parent + " failed (" +
-                      std::strerror(err) + "); nothing needs it any more: remove it by hand";
+    report->warning = "the merge is published, but removing the old parent " + parent +
+                      " failed (" + std::strerror(err) +
+                      "); nothing needs it any more: remove it by hand";
     return;
   }
   report->parent_removed = true;
   if (int err = ops->SyncDirectory(DirectoryOf(parent)); err != 0) {
-    report->warning = "removed " + parent + ", but fsync of its directory failed (" + std::strerror(err) +
+    report->warning = "removed " + parent + ", but fsync of its directory failed (" +
+                      std::strerror(err) +
                       "): after a power loss it may reappear (harmless; nothing needs it)";
   }
 }

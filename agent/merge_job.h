@@ -61,7 +61,7 @@ struct MergePlan {
   uint64_t delta_chunks = 0;   // chunks whose frame is copied from DELTA
   uint64_t parent_chunks = 0;  // chunks whose frame is copied from the parent
   bool remove_parent = true;
-  std::string keep_reason;     // !remove_parent: why ("--keep-parent", "X names it as its base")
+  std::string keep_reason;  // !remove_parent: why ("--keep-parent", "X names it as its base")
 };
 
 struct MergeReport {
@@ -69,7 +69,7 @@ struct MergeReport {
   uint64_t image_bytes = 0;  // of the merged image (0 in a dry run)
   Hash128 image_hash;        // of the merged image
   bool parent_removed = false;
-  std::string warning;       // after publishing: what failed in removing the parent
+  std::string warning;  // after publishing: what failed in removing the parent
 };
 
 Result<MergeReport> RunMerge(const MergeOptions& options);

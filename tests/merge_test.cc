@@ -77,15 +77,18 @@ class MergeTest : public ::testing::Test {
     d2_ = images_ + "/D2.zst";
     RunOk("truncate -s " + std::to_string(64 * kMiB) + " " + Quote(source_));
     RunOk("mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 " + Quote(source_));
-    Change("head -c 12582912 /dev/urandom > a && head -c 1048576 /dev/urandom > b && echo one > note");
+    Change(
+        "head -c 12582912 /dev/urandom > a && head -c 1048576 /dev/urandom > b && echo one > note");
     Backup(f_, "");
     // Rewrite the middle of a, delete b, add c: new, freed and rewritten blocks. D2 leaves the
     // middle of a alone: it takes that chunk from D1.
-    Change("dd if=/dev/urandom of=a bs=64K count=4 seek=96 conv=notrunc status=none && rm b && "
-           "head -c 2097152 /dev/urandom > c && echo two > note");
+    Change(
+        "dd if=/dev/urandom of=a bs=64K count=4 seek=96 conv=notrunc status=none && rm b && "
+        "head -c 2097152 /dev/urandom > c && echo two > note");
     Backup(d1_, f_);
-    Change("dd if=/dev/urandom of=c bs=64K count=4 conv=notrunc status=none && "
-           "head -c 1048576 /dev/urandom > d && echo three > note");
+    Change(
+        "dd if=/dev/urandom of=c bs=64K count=4 conv=notrunc status=none && "
+        "head -c 1048576 /dev/urandom > d && echo three > note");
     Backup(d2_, d1_);
     sha_f_ = Restored(f_);
     sha_d1_ = Restored(d1_);
@@ -106,8 +109,9 @@ class MergeTest : public ::testing::Test {
       from_d1 |= !d2.HasFrame(i) && d1_holds;
       from_f |= !d2.HasFrame(i) && !d1_holds;
     }
-    ASSERT_TRUE(own_d2 && from_d1 && from_f) << "D2 holds chunks itself: " << own_d2
-                                             << ", takes some from D1: " << from_d1 << ", from F: " << from_f;
+    ASSERT_TRUE(own_d2 && from_d1 && from_f)
+        << "D2 holds chunks itself: " << own_d2 << ", takes some from D1: " << from_d1
+        << ", from F: " << from_f;
   }
 
   // Runs `commands` in the mounted filesystem, then unmounts it.
@@ -196,11 +200,13 @@ TEST_F(MergeTest, MergedImageStandsForTheDeltaAndCopiesEveryFrameVerbatim) {
   for (uint64_t i = 0; i < after.trailer.chunk_hashes.size(); ++i) {
     EXPECT_TRUE(after.trailer.chunk_hashes[i] == before.trailer.chunk_hashes[i]) << "chunk " << i;
     // Nothing recompressed: each frame is the byte count of the one it was copied from.
-    uint32_t source_bytes = before.HasFrame(i) ? before.ChunkFrameBytes(i) : parent.ChunkFrameBytes(i);
+    uint32_t source_bytes =
+        before.HasFrame(i) ? before.ChunkFrameBytes(i) : parent.ChunkFrameBytes(i);
     EXPECT_EQ(after.ChunkFrameBytes(i), source_bytes) << "chunk " << i;
   }
   CommandResult info = RunOk(Hotsnap("info " + Quote(d1_)));
-  EXPECT_NE(info.out.find("stands for:     xxh3-128:" + before.trailer.image_hash.Hex()), std::string::npos)
+  EXPECT_NE(info.out.find("stands for:     xxh3-128:" + before.trailer.image_hash.Hex()),
+            std::string::npos)
       << info.out;
   EXPECT_EQ(after.report.changed_chunks, 0u);
   EXPECT_TRUE(after.report.change_source.empty());
@@ -237,7 +243,9 @@ TEST_F(MergeTest, CorruptChunkInTheParentFailsWithExit5AndChangesNothing) {
   ImageIndex f = IndexOf(f_);
   uint64_t victim = UINT64_MAX;
   for (uint64_t i = 0; i < d1.chunk_frame_bytes.size(); ++i) {
-    if (!d1.HasFrame(i) && (victim == UINT64_MAX || f.ChunkFrameBytes(i) > f.ChunkFrameBytes(victim))) victim = i;
+    if (!d1.HasFrame(i) &&
+        (victim == UINT64_MAX || f.ChunkFrameBytes(i) > f.ChunkFrameBytes(victim)))
+      victim = i;
   }
   ASSERT_NE(victim, UINT64_MAX);
   FlipByteInChunkFrame(f_, victim);
@@ -291,7 +299,8 @@ TEST_F(MergeTest, AParentAnotherDeltaStillNamesIsKept) {
   Backup(other, f_);
   const std::string sha_other = Restored(other);
   CommandResult dry = Merge(Quote(d1_) + " --dry-run");
-  EXPECT_NE(dry.out.find("would keep " + f_ + ": " + other + " names it as its base"), std::string::npos)
+  EXPECT_NE(dry.out.find("would keep " + f_ + ": " + other + " names it as its base"),
+            std::string::npos)
       << dry.out;
   CommandResult m = Merge(Quote(d1_));
   ASSERT_EQ(m.exit_code, 0) << m.out << m.err;
