@@ -428,7 +428,7 @@ Status RunMergeCommand(const std::vector<std::string>& args) {
       ("quiet,q", "print only errors");
   std::string chain_dir;
   AddChainOption(&d, &chain_dir);
-  auto p = Parse(args, "hotsnap merge DELTA [--keep-parent] [--dry-run]",
+  auto p = Parse(args, "hotsnap merge DELTA [--keep-parent] [--dry-run] [--chain DIR]",
                  "Fold DELTA, a delta image (backup --base) whose parent is a full image, into that\n"
                  "parent (forever-forward retention): a plain image of DELTA's content replaces DELTA\n"
                  "under its own name, each chunk's frame copied from DELTA or the parent after checking\n"
