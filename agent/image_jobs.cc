@@ -227,6 +227,10 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
         if (!chain_error.empty()) j["chain_error"] = chain_error;
       }
     }
+    if (!meta.stands_for.empty()) {
+      auto& list = j["stands_for"] = nlohmann::ordered_json::array();
+      for (const Hash128& h : meta.stands_for) list.push_back(h.Hex());
+    }
     j["freeze_ms"] = report.freeze_ms;
     j["rounds"] = report.rounds;
     j["recopied_bytes"] = report.recopied_bytes;
@@ -301,6 +305,9 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
            "hotsnap, or make a plain image with 'hotsnap compact'\n";
   } else {
     out += "layout:         plain (zstd -dc IMAGE restores the device)\n";
+  }
+  for (const Hash128& h : meta.stands_for) {
+    out += "stands for:     xxh3-128:" + h.Hex() + " (a delta merged into this image: its children take this one as their parent)\n";
   }
   if (!report.freeze_ms.empty()) {
     std::string windows;

@@ -17,6 +17,8 @@
 //                                            hotsnap-prev-<origin> (tests/vm: thin_delta_changes)
 //   keep-renamed    snapshot/lvm_kept.cc     the new one renamed hotsnap-keep-<origin>, not committed
 //   keep-committed  snapshot/lvm_kept.cc     the new one committed, the old one not yet removed
+//   merge-before-unlink  agent/merge_job.cc  the merged image replaced the delta, the old
+//                                            parent not yet removed
 // Thread-safe.
 #ifndef HOTSNAP_BASE_CRASH_POINT_H_
 #define HOTSNAP_BASE_CRASH_POINT_H_

@@ -11,6 +11,7 @@
 #include "agent/backup_set.h"
 #include "agent/compact_job.h"
 #include "agent/image_jobs.h"
+#include "agent/merge_job.h"
 #include "agent/progress.h"
 #include "base/log.h"
 #include "cli/parse.h"
@@ -410,6 +411,72 @@ Status RunCompactCommand(const std::vector<std::string>& args) {
   return Status::Ok();
 }
 
+namespace {
+
+// What `merge --dry-run` prints: the plan the checks built.
+std::string DescribeMergePlan(const MergePlan& plan) {
+  std::string text = "would write plain image " + plan.delta + " (as " + plan.temporary +
+                     ", fsynced, then renamed over " + plan.delta + "): " + std::to_string(plan.delta_chunks) +
+                     " chunk frames copied from " + plan.delta + " and " + std::to_string(plan.parent_chunks) +
+                     " from its parent " + plan.parent + ", each checked, nothing recompressed; it stands for " +
+                     plan.delta + " (image hash xxh3-128:" + plan.delta_hash.Hex() + "), so its children keep "
+                     "their parent\n";
+  if (plan.remove_parent) return text + "would remove " + plan.parent + "\n";
+  return text + "would keep " + plan.parent + ": " + plan.keep_reason + "\n";
+}
+
+}  // namespace
+
+Status RunMergeCommand(const std::vector<std::string>& args) {
+  po::options_description d("merge options");
+  MergeOptions o;
+  d.add_options()
+      ("keep-parent", "keep the parent image file after merging")
+      ("dry-run", "check everything and print what would be written and removed; change nothing")
+      ("quiet,q", "print only errors");
+  std::string chain_dir;
+  AddChainOption(&d, &chain_dir);
+  auto p = Parse(args, "hotsnap merge DELTA [--keep-parent] [--dry-run] [--chain DIR]",
+                 "Fold DELTA, a delta image (backup --base) whose parent is a full image, into that\n"
+                 "parent (forever-forward retention): a plain image of DELTA's content replaces DELTA\n"
+                 "under its own name, each chunk's frame copied from DELTA or the parent after checking\n"
+                 "its hash (nothing is recompressed), and then the parent file is removed. DELTA's\n"
+                 "children keep working: the merged image stands for DELTA. Merge the oldest delta\n"
+                 "first: a DELTA whose parent is itself a delta is refused. The parent is kept when\n"
+                 "another image beside it (or beside DELTA) still names it as its base. The new image\n"
+                 "is written beside DELTA under a temporary name, fsynced and renamed over DELTA; a\n"
+                 "crash at any point leaves a chain that restores. The parent is found beside DELTA,\n"
+                 "or in --chain DIR.",
+                 d, {"DELTA"});
+  if (!p.ok()) return p.status();
+  if (p->help) return Status::Ok();
+  if (p->vm.count("quiet")) SetQuiet(true);
+  o.delta = p->vm["DELTA"].as<std::string>();
+  o.keep_parent = p->vm.count("keep-parent") > 0;
+  o.dry_run = p->vm.count("dry-run") > 0;
+  auto chain = ChainOptionsFor(chain_dir);
+  if (!chain.ok()) return chain.status();
+  o.chain = *chain;
+  auto r = RunMerge(o);
+  if (!r.ok()) return r.status();
+  if (o.dry_run) {
+    std::fputs(DescribeMergePlan(r->plan).c_str(), stdout);
+    return Status::Ok();
+  }
+  Notice("merged " + r->plan.delta + " into its parent " + r->plan.parent + ": " + o.delta +
+         " is now a plain image (" + HumanBytes(r->image_bytes) + ", image hash xxh3-128:" +
+         r->image_hash.Hex() + ", standing for xxh3-128:" + r->plan.delta_hash.Hex() + "); " +
+         std::to_string(r->plan.delta_chunks) + " chunks from the delta, " +
+         std::to_string(r->plan.parent_chunks) + " from the parent");
+  if (r->parent_removed) {
+    Notice("removed the old parent " + r->plan.parent);
+  } else if (!r->plan.remove_parent) {
+    Notice("kept the old parent " + r->plan.parent + ": " + r->plan.keep_reason);
+  }
+  if (!r->warning.empty()) Notice("warning: " + r->warning);
+  return Status::Ok();
+}
+
 const std::vector<Command>& Commands() {
   static const std::vector<Command> commands = {
       {"backup", "back up a block device or disk image file into a zstd image", RunBackupCommand},
@@ -417,6 +484,7 @@ const std::vector<Command>& Commands() {
       {"verify", "check every hash in an image", RunVerifyCommand},
       {"info", "describe an image", RunInfoCommand},
       {"compact", "turn a tracked or delta image into a plain one that stock zstd restores", RunCompactCommand},
+      {"merge", "fold the oldest delta image into its full parent (forever-forward)", RunMergeCommand},
       {"cat", "extract a byte range of the device stored in an image", RunCatCommand},
       {"mount", "mount the filesystem in an image read-only, without restoring it", RunMountCommand},
       {"umount", "undo hotsnap mount", RunUmountCommand},

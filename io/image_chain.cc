@@ -12,12 +12,6 @@
 namespace hotsnap {
 namespace {
 
-bool Accepts(const ImageIndex& parent, const Hash128& wanted) {
-  if (parent.trailer.image_hash == wanted) return true;
-  return std::find(parent.meta.stands_for.begin(), parent.meta.stands_for.end(), wanted) !=
-         parent.meta.stands_for.end();
-}
-
 std::string Describe(const BaseReference& base) {
   return base.image + " (image hash xxh3-128:" + base.image_hash.Hex() +
          (base.created_utc.empty() ? "" : ", created " + base.created_utc) + ")";
@@ -41,12 +35,18 @@ Result<std::optional<ChainLink>> FindByHash(const std::string& dir, const Hash12
     struct stat st;
     if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     auto link = OpenChainLink(path);
-    if (link.ok() && Accepts(link->index, wanted)) return std::optional<ChainLink>(std::move(link.value()));
+    if (link.ok() && CanStandFor(link->index, wanted)) return std::optional<ChainLink>(std::move(link.value()));
   }
   return std::optional<ChainLink>();
 }
 
 }  // namespace
+
+bool CanStandFor(const ImageIndex& image, const Hash128& wanted) {
+  if (image.trailer.image_hash == wanted) return true;
+  return std::find(image.meta.stands_for.begin(), image.meta.stands_for.end(), wanted) !=
+         image.meta.stands_for.end();
+}
 
 std::string DirectoryOf(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -109,7 +109,7 @@ Result<ImageChain> ImageChain::FromLink(ChainLink newest, const ChainOptions& op
         return Status(Code::kIntegrity, where + ": " + opened.status().message());
       }
       parent = std::move(opened.value());
-      if (!Accepts(parent->index, base.image_hash)) {
+      if (!CanStandFor(parent->index, base.image_hash)) {
         return Status(Code::kIntegrity,
                       where + ": " + candidate + " is another image (its image hash is xxh3-128:" +
                           parent->index.trailer.image_hash.Hex() +

@@ -68,6 +68,10 @@ class ImageChain {
 // a well-formed image file).
 Result<ChainLink> OpenChainLink(const std::string& path);
 
+// Whether `image` is accepted as the parent a child recorded with image hash `wanted`: its
+// own image hash, or one it stands for (ImageMetadata::stands_for, written by `hotsnap merge`).
+bool CanStandFor(const ImageIndex& image, const Hash128& wanted);
+
 // The directory part of `path` ("." for a bare name).
 std::string DirectoryOf(const std::string& path);
 // The file name part of `path`.
