@@ -96,11 +96,12 @@ void ReportBackup(const BackupReport& r) {
            " chunks changed and stored, the rest are the parent's (changes found by " +
            r.change_source + ": " + r.change_reason + ")");
     if (r.base_remote_tail_bytes != 0) {
+      const uint64_t read = r.base_remote_tail_bytes;
       char share[64];
       std::snprintf(share, sizeof(share), "%.3f%%",
-                    r.base_image_bytes ? 100.0 * r.base_remote_tail_bytes / r.base_image_bytes : 0.0);
-      Notice("read " + std::to_string(r.base_remote_tail_bytes) + " bytes of the parent's tail over ssh (" +
-             share + " of its " + std::to_string(r.base_image_bytes) + " bytes)");
+                    r.base_image_bytes ? 100.0 * read / r.base_image_bytes : 0.0);
+      Notice("read " + std::to_string(read) + " bytes of the parent's tail over ssh (" + share +
+             " of its " + std::to_string(r.base_image_bytes) + " bytes)");
     }
   }
 }

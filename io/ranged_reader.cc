@@ -13,8 +13,8 @@ Status ReadExactAt(int fd, const std::string& name, uint64_t offset, void* dst, 
     ssize_t n = ::pread(fd, p, bytes, static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::FromErrno(Code::kSource, errno, "reading image " + name + " at offset " +
-                                                         std::to_string(offset));
+      return Status::FromErrno(Code::kSource, errno,
+                               "reading image " + name + " at offset " + std::to_string(offset));
     }
     if (n == 0) {
       return Status(Code::kIntegrity,

@@ -77,7 +77,8 @@ Result<std::unique_ptr<SshRangedReader>> SshRangedReader::Open(const SshUrl& url
   bool eof = false;
   HOTSNAP_RETURN_IF_ERROR(r->ReceiveLine(&line, &eof));
   if (eof) return r->SessionFailure("opening the image");
-  if (line.rfind(kSizeTag, 0) != 0 || !ParseDecimal(line.substr(sizeof(kSizeTag) - 1), &r->size_bytes_)) {
+  if (line.rfind(kSizeTag, 0) != 0 ||
+      !ParseDecimal(line.substr(sizeof(kSizeTag) - 1), &r->size_bytes_)) {
     return Status(Code::kSource, "opening the image on " + url.text +
                                      ": the remote side answered '" + line +
                                      "' instead of the file's size");
@@ -87,15 +88,16 @@ Result<std::unique_ptr<SshRangedReader>> SshRangedReader::Open(const SshUrl& url
 
 Status SshRangedReader::Read(uint64_t offset, size_t bytes, void* dst) {
   if (offset > size_bytes_ || bytes > size_bytes_ - offset) {
-    return Status(Code::kIntegrity, "image " + url_.text + ": ends before offset " +
-                                        std::to_string(offset + bytes));
+    return Status(Code::kIntegrity,
+                  "image " + url_.text + ": ends before offset " + std::to_string(offset + bytes));
   }
   if (bytes == 0) return Status::Ok();
   std::string request = std::to_string(offset) + " " + std::to_string(bytes) + "\n";
   for (size_t sent = 0; sent < request.size();) {
     ssize_t n = ::write(stdin_.get(), request.data() + sent, request.size() - sent);
     if (n < 0 && errno == EINTR && !Interrupted()) continue;
-    if (n < 0 && errno == EINTR) return Status(Code::kInterrupted, "interrupted reading " + url_.text);
+    if (n < 0 && errno == EINTR)
+      return Status(Code::kInterrupted, "interrupted reading " + url_.text);
     if (n <= 0) return SessionFailure("reading the image");
     sent += static_cast<size_t>(n);
   }
@@ -109,11 +111,12 @@ Status SshRangedReader::Read(uint64_t offset, size_t bytes, void* dst) {
   if (eof) return SessionFailure(what);
   uint64_t now = 0;
   if (line.rfind(kEndTag, 0) != 0 || !ParseDecimal(line.substr(sizeof(kEndTag) - 1), &now)) {
-    return Status(Code::kSource, what + " on " + url_.text + ": the remote side answered '" +
-                                     line + "' after the range");
+    return Status(Code::kSource, what + " on " + url_.text + ": the remote side answered '" + line +
+                                     "' after the range");
   }
   if (now != size_bytes_) {
-    return Status(Code::kSource, what + " on " + url_.text + ": the file changed while it was read (" +
+    return Status(Code::kSource, what + " on " + url_.text +
+                                     ": the file changed while it was read (" +
                                      std::to_string(size_bytes_) + " bytes when opened, " +
                                      std::to_string(now) + " now)");
   }
@@ -156,7 +159,8 @@ Status SshRangedReader::ReceiveLine(std::string* line, bool* eof) {
     if (*eof || c == '\n') return Status::Ok();
     if (line->size() >= 64) {
       return Status(Code::kSource, "reading the image on " + url_.text +
-                                       ": the remote side sent an overlong line '" + *line + "...'");
+                                       ": the remote side sent an overlong line '" + *line +
+                                       "...'");
     }
     line->push_back(c);
   }

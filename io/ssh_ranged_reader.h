@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "base/status.h"
 #include "base/unique_fd.h"
@@ -49,9 +50,10 @@ class SshRangedReader : public RangedReader {
 
  private:
   SshRangedReader() = default;
-  // Reads exactly `bytes` from the session's stdout; false at EOF (or error) before that.
+  // Reads exactly `bytes` from the session's stdout; sets *eof when it ends before that.
+  // Fails on an interrupt, or when nothing arrives for two minutes.
   Status ReceiveExact(void* dst, size_t bytes, bool* eof);
-  // Reads one '\n'-terminated line (without it) of at most 64 bytes; false at EOF.
+  // Reads one '\n'-terminated line (without it) of at most 64 bytes; sets *eof likewise.
   Status ReceiveLine(std::string* line, bool* eof);
   // The session ended or broke while `what`: ssh's exit status and message, kSource.
   Status SessionFailure(const std::string& what);

@@ -82,9 +82,9 @@ TEST_F(SshDeltaTest, DeltaReadsOnlyTheParentsTailAndSendsOnlyTheChangedChunks) {
   FillRegion(source_, 1 * kChunk + 4096, 64 * 1024);
   FillRegion(source_, 9 * kChunk + 2 * 1024 * 1024, 8192);
   const std::string events = dir_.File("delta.jsonl");
-  CommandResult delta = RunOk(
-      Backup("-o " + Quote(server_->Url(remote_ + "/d1.zst")) + " --base " +
-             Quote(server_->Url(remote_ + "/full.zst")) + " --events-fd 3 3>" + Quote(events)));
+  CommandResult delta = RunOk(Backup("-o " + Quote(server_->Url(remote_ + "/d1.zst")) + " --base " +
+                                     Quote(server_->Url(remote_ + "/full.zst")) +
+                                     " --events-fd 3 3>" + Quote(events)));
   ASSERT_EQ(delta.exit_code, 0) << delta.err;
 
   // The parent's index came over ssh: a tiny share of it, said in the notice and the event.
@@ -133,7 +133,8 @@ TEST_F(SshDeltaTest, DeltaReadsOnlyTheParentsTailAndSendsOnlyTheChangedChunks) {
   RunOk("mkdir " + Quote(local) + " && cp " + Quote(remote_ + "/full.zst") + " " +
         Quote(remote_ + "/d1.zst") + " " + Quote(local));
   RunOk(Hotsnap("restore " + Quote(local + "/d1.zst") + " " + Quote(dir_.File("from-delta.img"))));
-  RunOk(Hotsnap("restore " + Quote(remote_ + "/full2.zst") + " " + Quote(dir_.File("from-full.img"))));
+  RunOk(Hotsnap("restore " + Quote(remote_ + "/full2.zst") + " " +
+                Quote(dir_.File("from-full.img"))));
   EXPECT_EQ(Sha256(dir_.File("from-delta.img")), Sha256(dir_.File("from-full.img")));
   EXPECT_EQ(Sha256(dir_.File("from-delta.img")), Sha256(source_));
 }
@@ -141,7 +142,8 @@ TEST_F(SshDeltaTest, DeltaReadsOnlyTheParentsTailAndSendsOnlyTheChangedChunks) {
 TEST_F(SshDeltaTest, MissingOrUnreachableRemoteBaseIsASourceErrorNamingTheUrl) {
   const std::string out = dir_.File("d.zst");
   const std::string missing = server_->Url(remote_ + "/absent.zst");
-  CommandResult r = ::hotsnap::testing::Run(Backup("-o " + Quote(out) + " --base " + Quote(missing)));
+  CommandResult r =
+      ::hotsnap::testing::Run(Backup("-o " + Quote(out) + " --base " + Quote(missing)));
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find(missing), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("No such file"), std::string::npos) << r.err;
@@ -149,7 +151,8 @@ TEST_F(SshDeltaTest, MissingOrUnreachableRemoteBaseIsASourceErrorNamingTheUrl) {
 
   // Nothing listens on that port.
   const std::string nowhere = "ssh://root@127.0.0.1:" + std::to_string(FreePort()) + "/x.zst";
-  CommandResult u = ::hotsnap::testing::Run(Backup("-o " + Quote(out) + " --base " + Quote(nowhere)));
+  CommandResult u =
+      ::hotsnap::testing::Run(Backup("-o " + Quote(out) + " --base " + Quote(nowhere)));
   EXPECT_EQ(u.exit_code, 3) << u.err;
   EXPECT_NE(u.err.find(nowhere), std::string::npos) << u.err;
   EXPECT_FALSE(PathExists(out));
@@ -162,7 +165,8 @@ TEST_F(SshDeltaTest, DamagedRemoteBaseIsAnIntegrityErrorNamingTheUrl) {
   RunOk("cp " + Quote(remote_ + "/full.zst") + " " + Quote(remote_ + "/footer.zst"));
   FlipByte(remote_ + "/footer.zst", SizeOf(remote_ + "/footer.zst") - 2);
   const std::string footer = server_->Url(remote_ + "/footer.zst");
-  CommandResult r = ::hotsnap::testing::Run(Backup("-o " + Quote(out) + " --base " + Quote(footer)));
+  CommandResult r =
+      ::hotsnap::testing::Run(Backup("-o " + Quote(out) + " --base " + Quote(footer)));
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_NE(r.err.find(footer), std::string::npos) << r.err;
   EXPECT_FALSE(PathExists(out));
@@ -170,7 +174,8 @@ TEST_F(SshDeltaTest, DamagedRemoteBaseIsAnIntegrityErrorNamingTheUrl) {
   // Truncated by a few bytes: the footer is not where it should be.
   RunOk("head -c -3 " + Quote(remote_ + "/full.zst") + " > " + Quote(remote_ + "/short.zst"));
   const std::string short_url = server_->Url(remote_ + "/short.zst");
-  CommandResult s = ::hotsnap::testing::Run(Backup("-o " + Quote(out) + " --base " + Quote(short_url)));
+  CommandResult s =
+      ::hotsnap::testing::Run(Backup("-o " + Quote(out) + " --base " + Quote(short_url)));
   EXPECT_EQ(s.exit_code, 5) << s.err;
   EXPECT_NE(s.err.find(short_url), std::string::npos) << s.err;
   EXPECT_FALSE(PathExists(out));
