@@ -15,6 +15,7 @@
 #include "io/image_writer.h"
 #include "io/sink.h"
 #include "io/source_device.h"
+#include "io/ssh_ranged_reader.h"
 #include "io/ssh_remote.h"
 #include "snapshot/source_lock.h"
 
@@ -124,18 +125,56 @@ Result<std::unique_ptr<Sink>> OpenSink(const BackupPlan& plan) {
   return std::move(file.value());
 }
 
-// --base: the parent must be a complete image file (its own parents found and matching) of
-// this very source: same size, same filesystem.
-Result<DeltaBase> LoadBase(const BackupOptions& options, const BackupSubject& subject,
-                           const CopyMode&) {
-  const std::string& path = options.base;
-  if (IsSshUrl(path) || path == "-") {
-    return Status(Code::kUnsupported, "--base " + path + ": the parent must be an image file here");
-  }
+// --base PATH: the parent image file, with its own chain of parents found complete.
+Result<DeltaBase> LoadLocalBase(const std::string& path) {
   auto chain = ImageChain::Open(path);
   if (!chain.ok()) return chain.status().Wrap("--base " + path);
   const ImageIndex& index = chain->newest();
-  const ImageMetadata& m = index.meta;
+  DeltaBase base;
+  base.path = path;
+  base.file_name = BaseNameOf(path);
+  base.meta = index.meta;
+  base.image_hash = index.trailer.image_hash;
+  base.chunk_hashes = index.trailer.chunk_hashes;
+  base.image_bytes = index.image_bytes;
+  base.chain_links = chain->links().size();
+  return base;
+}
+
+// --base ssh://...: only the parent's own index, read in ranges over one ssh session (its
+// tail and its metadata frame; never its chunks). Its parents, if it is a delta itself, are
+// not looked for on the remote host: the delta needs only the parent's chunk hashes, and
+// restoring it needs the whole chain beside it, which restore checks link by link.
+Result<DeltaBase> LoadRemoteBase(const BackupOptions& options) {
+  auto url = ParseSshUrl(options.base);
+  if (!url.ok()) return url.status().Wrap("--base");
+  auto reader = SshRangedReader::Open(*url, SshOptions{options.ssh_options});
+  if (!reader.ok()) return reader.status().Wrap("--base");
+  auto index = LoadImageIndex(**reader, url->text);
+  if (!index.ok()) return index.status().Wrap("--base");
+  DeltaBase base;
+  base.path = url->text;
+  base.file_name = BaseNameOf(url->path);
+  base.meta = index->meta;
+  base.image_hash = index->trailer.image_hash;
+  base.chunk_hashes = index->trailer.chunk_hashes;
+  base.image_bytes = index->image_bytes;
+  base.remote = true;
+  base.remote_tail_bytes = (*reader)->bytes_received();
+  return base;
+}
+
+// --base: the parent must be a complete image (a file, its own parents found and matching;
+// or an ssh:// image, its own index only) of this very source: same size, same filesystem.
+Result<DeltaBase> LoadBase(const BackupOptions& options, const BackupSubject& subject,
+                           const CopyMode&) {
+  const std::string& path = options.base;
+  if (path == "-") {
+    return Status(Code::kUnsupported, "--base -: the parent must be an image file or an ssh:// image");
+  }
+  auto base = IsSshUrl(path) ? LoadRemoteBase(options) : LoadLocalBase(path);
+  if (!base.ok()) return base.status();
+  const ImageMetadata& m = base->meta;
   if (m.device_bytes != subject.device.size_bytes) {
     return Status(Code::kUsage, "--base " + path + " is an image of a device of " +
                                     std::to_string(m.device_bytes) + " bytes (device_bytes); " +
@@ -146,12 +185,6 @@ Result<DeltaBase> LoadBase(const BackupOptions& options, const BackupSubject& su
                                     options.source + " holds UUID " + subject.fs.uuid +
                                     ": a delta against another filesystem's image is not a backup of this one");
   }
-  DeltaBase base;
-  base.path = path;
-  base.meta = m;
-  base.image_hash = index.trailer.image_hash;
-  base.chunk_hashes = index.trailer.chunk_hashes;
-  base.chain_links = chain->links().size();
   return base;
 }
 
@@ -174,7 +207,7 @@ ImageMetadata NewMetadata(const BackupPlan& plan) {
   if (plan.base) {
     meta.chunk_bytes = plan.base->meta.chunk_bytes;
     meta.layout = Layout::kDelta;
-    meta.base = BaseReference{BaseNameOf(plan.base->path), plan.base->image_hash,
+    meta.base = BaseReference{plan.base->file_name, plan.base->image_hash,
                               plan.base->meta.created_utc};
   }
   return meta;
@@ -252,6 +285,8 @@ BackupReport MakeReport(const BackupPlan& plan, const Sink& sink, const ImageMet
   r.seconds = seconds;
   if (plan.base) {
     r.base = plan.base->path;
+    r.base_image_bytes = plan.base->image_bytes;
+    r.base_remote_tail_bytes = plan.base->remote_tail_bytes;
     r.change_source = copied.report.change_source;
     r.change_reason = copied.report.change_reason;
     r.changed_chunks = writer.changed_chunks();

@@ -58,8 +58,9 @@ struct BackupOptions {
   std::string run_id;
   std::function<Status()> before_publish;
   std::function<Status()> stop;
-  // --base: the parent image file of a delta backup ("" for a full one). Only the chunks
-  // whose content differs from the parent's are stored (docs/image-format.md, delta layout).
+  // --base: the parent image of a delta backup ("" for a full one): a file, or an ssh://
+  // image of which only the index is read. Only the chunks whose content differs from the
+  // parent's are stored (docs/image-format.md, delta layout).
   std::string base;
   // A delta backup: the writes recorded since the parent (agent/change_log.h), asked for at
   // the consistency point; used only if its token proves it complete. Empty: hash compare.
@@ -89,6 +90,8 @@ struct BackupReport {
   std::vector<std::string> crash_consistent;  // members left out (--allow-crash-consistent)
   // A delta backup: its parent, how changes were found, chunks stored and left to the parent.
   std::string base;
+  uint64_t base_image_bytes = 0;        // the parent's size
+  uint64_t base_remote_tail_bytes = 0;  // an ssh:// parent: bytes of its index received
   std::string change_source;
   std::string change_reason;
   uint64_t changed_chunks = 0;
@@ -99,13 +102,18 @@ enum class DestKind { kFile, kStdout, kSsh };
 const char* DestKindName(DestKind kind);  // "file", "stdout", "ssh"
 
 // The parent of a delta backup, as the plan pass found it: its index (tail and metadata
-// only) after its own chain of parents was found complete.
+// only) after its own chain of parents was found complete — for an ssh:// parent, its own
+// index only, read over ssh (its parents are not looked for there).
 struct DeltaBase {
-  std::string path;
+  std::string path;                   // as given: a file path or an ssh:// URL
+  std::string file_name;              // the parent's file name, recorded in the delta
   ImageMetadata meta;
   Hash128 image_hash;
   std::vector<Hash128> chunk_hashes;  // the parent's hash of every chunk
-  size_t chain_links = 1;             // the parent and its own parents
+  uint64_t image_bytes = 0;           // the parent's size
+  size_t chain_links = 1;             // the parent and its own parents (a file parent)
+  bool remote = false;                // an ssh:// parent
+  uint64_t remote_tail_bytes = 0;     // an ssh:// parent: bytes received to index it
 };
 
 // What the plan pass decided. Move-only: it owns the open source and the chosen mode.

@@ -4,6 +4,7 @@
 #include "agent/copy_mode.h"
 #include "agent/events.h"
 #include "agent/tracked_copy.h"
+#include "io/ssh_remote.h"
 #include "snapshot/write_tracker.h"
 
 namespace hotsnap {
@@ -54,9 +55,16 @@ class TrackedMode : public CopyMode {
     }
     o.base_hashes = t->base_hashes;
     o.base_path = t->base_path;
+    int image_fd = t->image_fd;
+    if (IsSshUrl(o.base_path)) {
+      // A parent on another host: the final freeze cannot rebuild its chunks from it, so it
+      // captures whole chunks, as when the image itself cannot be read back.
+      o.base_path.clear();
+      image_fd = -1;
+    }
     t->meta->layout = t->base_hashes.empty() ? Layout::kTracked : Layout::kDelta;
     EmitPhase("read");
-    auto copied = RunTrackedCopy(o, subject_->device, t->meta, t->writer, t->image_fd,
+    auto copied = RunTrackedCopy(o, subject_->device, t->meta, t->writer, image_fd,
                                  std::move(tracker_));
     if (!copied.ok()) return copied.status();
     CopyResult result;

@@ -96,6 +96,14 @@ void ReportBackup(const BackupReport& r) {
            std::to_string(r.changed_chunks + r.unchanged_chunks) +
            " chunks changed and stored, the rest are the parent's (changes found by " +
            r.change_source + ": " + r.change_reason + ")");
+    if (r.base_remote_tail_bytes != 0) {
+      const uint64_t read = r.base_remote_tail_bytes;
+      char share[64];
+      std::snprintf(share, sizeof(share), "%.3f%%",
+                    r.base_image_bytes ? 100.0 * read / r.base_image_bytes : 0.0);
+      Notice("read " + std::to_string(read) + " bytes of the parent's tail over ssh (" + share +
+             " of its " + std::to_string(r.base_image_bytes) + " bytes)");
+    }
   }
 }
 
@@ -174,9 +182,10 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
        "the next backup with --base this image asks the pool's metadata (thin_delta) what changed "
        "instead of reading every used block. It holds pool space as the origin changes")
       ("base", po::value<std::string>(&o.base), "PARENT: write a delta image holding only the chunks "
-       "that differ from PARENT (an earlier image of this source, full or delta); restore, verify, "
-       "mount and cat find PARENT beside the delta (or in --chain DIR). Every used block is read "
-       "and hashed; only changed chunks are compressed and written")
+       "that differ from PARENT (an earlier image of this source, full or delta; a file or "
+       "ssh://[user@]host[:port]/path, of which only the index at its end is read); restore, "
+       "verify, mount and cat find PARENT beside the delta (or in --chain DIR). Every used block "
+       "is read and hashed; only changed chunks are compressed and written")
       ("all-blocks", "read every block, also those the filesystem marks free (default: only "
        "used blocks of ext2/3/4 and xfs; free blocks are stored as zeros)")
       ("no-io-uring", "read with pread instead of io_uring")

@@ -126,6 +126,8 @@ void EmitBackupResult(const BackupReport& r) {
     j["change_reason"] = r.change_reason;
     j["changed_chunks"] = r.changed_chunks;
     j["unchanged_chunks"] = r.unchanged_chunks;
+    j["base_image_bytes"] = r.base_image_bytes;
+    if (r.base_remote_tail_bytes != 0) j["base_ssh_bytes_read"] = r.base_remote_tail_bytes;
   }
   if (r.snapshot_mode == SnapshotMode::kTracked) {
     j["rounds"] = r.rounds;
@@ -187,7 +189,12 @@ void PrintPlan(const BackupPlan& plan) {
   std::printf("  to read:     %s\n", used);
   std::printf("  snapshot:    %s: %s\n", snapshot.c_str(), mode.Describe().c_str());
   std::printf("  target:      %s (%s)\n", o.dest.c_str(), DestKindName(plan.dest_kind));
-  if (plan.base) {
+  if (plan.base && plan.base->remote) {
+    std::printf("  delta of:    %s (image hash xxh3-128:%s; its index read over ssh, %llu bytes; "
+                "its own parents not looked for); changes by hash compare\n",
+                plan.base->path.c_str(), plan.base->image_hash.Hex().c_str(),
+                static_cast<unsigned long long>(plan.base->remote_tail_bytes));
+  } else if (plan.base) {
     std::printf("  delta of:    %s (image hash xxh3-128:%s, %zu image%s in its chain); changes by "
                 "hash compare\n",
                 plan.base->path.c_str(), plan.base->image_hash.Hex().c_str(), plan.base->chain_links,

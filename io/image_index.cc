@@ -1,10 +1,5 @@
 #include "io/image_index.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-
 namespace hotsnap {
 namespace {
 
@@ -12,37 +7,16 @@ Status Corrupt(const std::string& name, const std::string& what) {
   return Status(Code::kIntegrity, "image " + name + ": " + what);
 }
 
-}  // namespace
-
-Status ReadExactAt(int fd, const std::string& name, uint64_t offset, void* dst, size_t bytes) {
-  auto* p = static_cast<uint8_t*>(dst);
-  while (bytes > 0) {
-    ssize_t n = ::pread(fd, p, bytes, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::FromErrno(Code::kSource, errno, "reading image " + name + " at offset " +
-                                                         std::to_string(offset));
-    }
-    if (n == 0) return Corrupt(name, "ends before offset " + std::to_string(offset + bytes));
-    p += n;
-    offset += static_cast<uint64_t>(n);
-    bytes -= static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
-
-namespace {
-
 // Reads the skippable frame of `bytes` at `offset` (whose size the seek table gives) and
 // checks its magic and size field; returns its payload.
-Result<std::vector<uint8_t>> ReadSkippable(int fd, const std::string& name, uint64_t offset,
-                                           uint64_t bytes, uint64_t max_bytes, uint32_t magic,
-                                           const char* what) {
+Result<std::vector<uint8_t>> ReadSkippable(RangedReader& file, const std::string& name,
+                                           uint64_t offset, uint64_t bytes, uint64_t max_bytes,
+                                           uint32_t magic, const char* what) {
   if (bytes < kSkippableHeaderBytes || bytes > max_bytes) {
     return Corrupt(name, std::string("seek table gives the ") + what + " an impossible size");
   }
   std::vector<uint8_t> frame(bytes);
-  HOTSNAP_RETURN_IF_ERROR(ReadExactAt(fd, name, offset, frame.data(), frame.size()));
+  HOTSNAP_RETURN_IF_ERROR(file.Read(offset, frame.size(), frame.data()));
   if (LoadLe32(frame.data()) != magic || LoadLe32(frame.data() + 4) != bytes - kSkippableHeaderBytes) {
     return Corrupt(name, std::string("no ") + what + " frame at offset " + std::to_string(offset));
   }
@@ -53,10 +27,14 @@ Result<std::vector<uint8_t>> ReadSkippable(int fd, const std::string& name, uint
 }  // namespace
 
 Result<ImageIndex> LoadImageIndex(int fd, const std::string& name) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return Status::FromErrno(Code::kSource, errno, "stat " + name);
+  auto file = FdRangedReader::Open(fd, name);
+  if (!file.ok()) return file.status();
+  return LoadImageIndex(*file, name);
+}
+
+Result<ImageIndex> LoadImageIndex(RangedReader& file, const std::string& name) {
   ImageIndex index;
-  index.image_bytes = static_cast<uint64_t>(st.st_size);
+  index.image_bytes = file.size_bytes();
   if (index.image_bytes < kSkippableHeaderBytes * 4 + kSeekFooterBytes) {
     return Corrupt(name, "is too short (" + std::to_string(index.image_bytes) + " bytes) to be an image");
   }
@@ -64,13 +42,13 @@ Result<ImageIndex> LoadImageIndex(int fd, const std::string& name) {
   // Footer → seek table.
   std::vector<uint8_t> footer(kSeekFooterBytes);
   HOTSNAP_RETURN_IF_ERROR(
-      ReadExactAt(fd, name, index.image_bytes - kSeekFooterBytes, footer.data(), footer.size()));
+      file.Read(index.image_bytes - kSeekFooterBytes, footer.size(), footer.data()));
   auto table_bytes = SeekTableFrameBytes(footer);
   if (!table_bytes.ok()) return table_bytes.status().Wrap("image " + name);
   if (*table_bytes > index.image_bytes) return Corrupt(name, "seek table is larger than the file");
   index.seek_table_offset = index.image_bytes - *table_bytes;
   std::vector<uint8_t> table(*table_bytes);
-  HOTSNAP_RETURN_IF_ERROR(ReadExactAt(fd, name, index.seek_table_offset, table.data(), table.size()));
+  HOTSNAP_RETURN_IF_ERROR(file.Read(index.seek_table_offset, table.size(), table.data()));
   uint8_t descriptor = 0;
   auto entries = DecodeSeekTableFrame(table, &descriptor);
   if (!entries.ok()) return entries.status().Wrap("image " + name);
@@ -97,14 +75,14 @@ Result<ImageIndex> LoadImageIndex(int fd, const std::string& name) {
     if (index.entries[0].compressed_bytes != sizeof(poison) || index.entries[0].decompressed_bytes != 0) {
       return Corrupt(name, "tracked or delta layout without its leading guard frame");
     }
-    HOTSNAP_RETURN_IF_ERROR(ReadExactAt(fd, name, 0, poison, sizeof(poison)));
+    HOTSNAP_RETURN_IF_ERROR(file.Read(0, sizeof(poison), poison));
     if (!IsPoisonFrame(poison)) return Corrupt(name, "the leading guard frame is damaged");
   }
 
   // Metadata frame.
   index.metadata_offset = offsets[first];
   index.metadata_frame_bytes = index.entries[first].compressed_bytes;
-  auto meta_payload = ReadSkippable(fd, name, index.metadata_offset, index.metadata_frame_bytes,
+  auto meta_payload = ReadSkippable(file, name, index.metadata_offset, index.metadata_frame_bytes,
                                     kSkippableHeaderBytes + kMaxMetadataPayloadBytes, kMetadataMagic,
                                     "metadata");
   if (!meta_payload.ok()) return meta_payload.status();
@@ -129,7 +107,7 @@ Result<ImageIndex> LoadImageIndex(int fd, const std::string& name) {
   size_t report_entry = trailer_entry - 1;
   index.trailer_offset = offsets[trailer_entry];
   uint64_t trailer_max = kSkippableHeaderBytes + 96 + chunks * 20;
-  auto trailer_payload = ReadSkippable(fd, name, index.trailer_offset,
+  auto trailer_payload = ReadSkippable(file, name, index.trailer_offset,
                                        index.entries[trailer_entry].compressed_bytes, trailer_max,
                                        kTrailerMagic, "trailer");
   if (!trailer_payload.ok()) return trailer_payload.status();
@@ -140,7 +118,7 @@ Result<ImageIndex> LoadImageIndex(int fd, const std::string& name) {
       index.trailer.chunk_bytes != index.meta.chunk_bytes || index.trailer.layout != index.meta.layout) {
     return Corrupt(name, "trailer and metadata disagree on the device geometry or layout");
   }
-  auto report_payload = ReadSkippable(fd, name, offsets[report_entry],
+  auto report_payload = ReadSkippable(file, name, offsets[report_entry],
                                       index.entries[report_entry].compressed_bytes,
                                       kSkippableHeaderBytes + kMaxMetadataPayloadBytes, kReportMagic,
                                       "report");

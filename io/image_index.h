@@ -4,6 +4,8 @@
 // file and the metadata frame from its start, and checks that they agree with each other
 // and with the file size (every frame's compressed size must add up to the file). It
 // does not read the chunk frames; a later chunk read is checked against the trailer hash.
+// The ranges are read through a RangedReader (io/ranged_reader.h): a local file, or a file
+// on another host (io/ssh_ranged_reader.h); the parsing and checks are the same.
 #ifndef HOTSNAP_IO_IMAGE_INDEX_H_
 #define HOTSNAP_IO_IMAGE_INDEX_H_
 
@@ -13,6 +15,7 @@
 
 #include "base/status.h"
 #include "io/image_format.h"
+#include "io/ranged_reader.h"
 
 namespace hotsnap {
 
@@ -35,11 +38,13 @@ struct ImageIndex {
   bool HasFrame(uint64_t index) const { return chunk_frame_bytes[index] != 0; }
 };
 
-// `fd` is a regular file opened for reading; `name` is for messages.
+// Reads, in order: the 9-byte seek-table footer, the seek table, the leading guard frame
+// (tracked and delta layouts), the metadata frame, the trailer and the report — the last
+// four at the offsets the seek table gives. kIntegrity when they are malformed or disagree;
+// the reader's own errors as they are. `name` is for messages.
+Result<ImageIndex> LoadImageIndex(RangedReader& file, const std::string& name);
+// The same for `fd`, a regular file opened for reading.
 Result<ImageIndex> LoadImageIndex(int fd, const std::string& name);
-
-// pread that loops over short reads; kIntegrity on a premature end of file.
-Status ReadExactAt(int fd, const std::string& name, uint64_t offset, void* dst, size_t bytes);
 
 }  // namespace hotsnap
 

@@ -497,6 +497,17 @@ std::vector<std::string> SshArgv(const SshUrl& url, const SshOptions& options,
   return argv;
 }
 
+std::string RemoteFileWord(const SshUrl& url) { return SplitRemotePath(url.path).file; }
+
+std::vector<std::string> SshScriptArgv(const SshUrl& url, const SshOptions& options,
+                                       const std::string& script) {
+  return SshArgv(url, options, RemoteCommand(script));
+}
+
+Result<UniqueFd> MakeStderrCapture() { return MakeMemFd("hotsnap-ssh-err"); }
+
+std::string ReadStderrCapture(int fd) { return ReadMemFd(fd); }
+
 Status SshFailure(Code code, const SshUrl& url, const std::string& what, int exit_code,
                   const std::string& ssh_stderr) {
   std::string said = LastLines(ssh_stderr, 4);

@@ -49,6 +49,19 @@ std::string ShellQuote(const std::string& s);
 std::vector<std::string> SshArgv(const SshUrl& url, const SshOptions& options,
                                  const std::string& remote_command);
 
+// The URL's remote file as one word for the remote POSIX sh: quoted with ShellQuote, or
+// "$HOME"/'rest' for a ssh://host/~/rest path (the remote shell expands only $HOME).
+std::string RemoteFileWord(const SshUrl& url);
+
+// The argv that runs the POSIX sh `script` on the URL's host: SshArgv with `sh -c 'script'`.
+std::vector<std::string> SshScriptArgv(const SshUrl& url, const SshOptions& options,
+                                       const std::string& script);
+
+// A memfd that collects what ssh and the remote side write to stderr (for SshFailure), and
+// its text so far (at most 64 KiB).
+Result<UniqueFd> MakeStderrCapture();
+std::string ReadStderrCapture(int fd);
+
 // A sink that streams the image to the remote host.
 //
 // Opening runs the first ssh session, which checks the destination (refuses an existing
