@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 
+#include "agent/changed_restore.h"
 #include "agent/events.h"
 #include "agent/image_jobs.h"
 #include "agent/privileges.h"
@@ -123,6 +124,7 @@ Result<RestoreReport> RunRestore(const RestoreOptions& options) {
   auto started = std::chrono::steady_clock::now();
   EmitPhase("open");
   HOTSNAP_RETURN_IF_ERROR(CheckRootForDevice(options.target, "restore onto", Code::kTarget));
+  if (options.changed_only) return RunChangedRestore(options);
   auto image = OpenImage(options.image, options.ssh_options);
   if (!image.ok()) return image.status();
   EmitPhase("write");
