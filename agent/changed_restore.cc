@@ -46,7 +46,7 @@ Status CheckTargetHoldsImageSource(const std::string& path, const ImageMetadata&
                                         "table UUID, so --changed-only cannot tell whether " + path +
                                         " is that disk; restore it without --changed-only");
     }
-    auto held = ProbePartitionTable(path, Code::kTarget, /*filesystems=*/false);
+    auto held = ProbePartitionTable(path, Code::kTarget);  // with the partitions' filesystems, for the message
     if (!held.ok()) return held.status();
     if (held->type == want.type && held->uuid == want.uuid) return Status::Ok();
     std::string holds = held->none() ? std::string("no partition table") : DescribePartitionTable(*held);

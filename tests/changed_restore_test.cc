@@ -4,7 +4,8 @@
 // bytes a plain restore of the image into a file gives — and the chunks the run reports as
 // written are exactly the 4 MiB pieces that differed (counted here, independently, by comparing
 // the device with that file). A second run writes nothing. A delta image (backup --base) rolls
-// back through its chain the same way. A target holding another filesystem (mkfs again: a new
+// back through its chain the same way, and a whole GPT disk image onto its own disk (same
+// PTUUID; a new table is refused). A target holding another filesystem (mkfs again: a new
 // UUID) and a mounted target are refused with exit 4, the first left unchanged (sha256); an
 // image on stdin is refused with exit 2.
 #include <string>
@@ -13,22 +14,26 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/json_schema.h"
+#include "tests/partitioned_disk.h"
 #include "tests/test_util.h"
 
 namespace hotsnap {
 namespace {
 
 using ::hotsnap::testing::CommandResult;
+using ::hotsnap::testing::FillRegion;
 using ::hotsnap::testing::Hotsnap;
 using ::hotsnap::testing::JsonSchema;
 using ::hotsnap::testing::LoopDevice;
 using ::hotsnap::testing::MakeFilesystem;
+using ::hotsnap::testing::MakeFilesystemAt;
 using ::hotsnap::testing::MountPoint;
 using ::hotsnap::testing::Quote;
 using ::hotsnap::testing::ReadAll;
 using ::hotsnap::testing::RunOk;
 using ::hotsnap::testing::Sha256;
 using ::hotsnap::testing::TempDir;
+using ::hotsnap::testing::WritePartitionTable;
 
 CommandResult Shell(const std::string& command) { return ::hotsnap::testing::Run(command); }
 
@@ -37,11 +42,13 @@ constexpr uint64_t kChunk = 4 * kMiB;
 
 uint64_t DeviceBytesFor(const std::string& fs) { return fs == "xfs" ? 320 * kMiB : 128 * kMiB; }
 
-std::string FsUuid(const std::string& device) {
-  std::string uuid = RunOk("blkid -p -s UUID -o value " + Quote(device)).out;
+// libblkid's UUID (tag "UUID") or partition table UUID ("PTUUID") of `device`.
+std::string BlkidTag(const std::string& device, const std::string& tag) {
+  std::string uuid = RunOk("blkid -p -s " + tag + " -o value " + Quote(device)).out;
   while (!uuid.empty() && uuid.back() == '\n') uuid.pop_back();
   return uuid;
 }
+std::string FsUuid(const std::string& device) { return BlkidTag(device, "UUID"); }
 
 // Writes `count` files of `mib` MiB of random bytes named PREFIX-N into `dir`.
 void WriteRandomFiles(const std::string& dir, const std::string& prefix, int count, int mib) {
@@ -248,6 +255,43 @@ TEST_P(ChangedRestoreTest, RefusesAMountedTarget) {
 
 INSTANTIATE_TEST_SUITE_P(Filesystems, ChangedRestoreTest, ::testing::Values("ext4", "xfs"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// A whole GPT disk (one ext4 partition): the identity is the partition table's type and PTUUID.
+TEST(ChangedRestoreWholeDiskTest, RollsBackAGptDiskAndRefusesAnotherTable) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  const uint64_t bytes = 64 * kMiB;
+  const std::string table = "label: gpt\nstart=2048,size=100000\n";
+  TempDir dir;
+  LoopDevice device(dir.path(), bytes);
+  WritePartitionTable(device.device(), table);
+  MakeFilesystemAt(dir.path(), device.device(), 2048 * 512, 100000 * 512, "mkfs.ext4 -q -F");
+  const std::string image_ptuuid = BlkidTag(device.device(), "PTUUID");
+  ASSERT_FALSE(image_ptuuid.empty());
+  const std::string image = dir.File("disk.zst");
+  CommandResult r = Shell(Hotsnap("backup " + Quote(device.device()) + " -o " + Quote(image)));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_NE(Shell(Hotsnap("info " + Quote(image))).out.find("gpt table " + image_ptuuid), std::string::npos);
+  const std::string reference = dir.File("reference.raw");
+  PlainRestoreSha(image, reference);
+
+  // Raw writes inside the partition (its free space and its first blocks) and past it.
+  FillRegion(device.device(), 2048 * 512 + 4096, 64 * 1024);
+  FillRegion(device.device(), 20 * kMiB, 3 * kMiB);
+  FillRegion(device.device(), 60 * kMiB, 4096);
+  ExpectRollBack(image, device.device(), reference, bytes);
+
+  // The same layout written anew: another disk as far as the PTUUID says.
+  WritePartitionTable(device.device(), table);
+  const std::string new_ptuuid = BlkidTag(device.device(), "PTUUID");
+  ASSERT_NE(new_ptuuid, image_ptuuid);
+  const std::string before = Sha256(device.device());
+  r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(device.device()) + " --changed-only"));
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find(image_ptuuid), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(new_ptuuid), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rolling a device back to an earlier image of itself"), std::string::npos) << r.err;
+  EXPECT_EQ(Sha256(device.device()), before) << "the refused target was written";
+}
 
 TEST(ChangedRestoreUsageTest, RefusesAnImageThatIsNoFile) {
   HOTSNAP_REQUIRE_PRIVILEGED();
