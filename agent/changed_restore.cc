@@ -333,9 +333,10 @@ Result<RestoreReport> RunChangedRestore(const RestoreOptions& options) {
                                 "out of order, which " + std::string(options.image == "-" ? "stdin" : "an ssh:// stream") +
                                 " cannot do; copy the image to a file first, or restore without --changed-only");
   }
-  if (options.force) {
-    return Status(Code::kUsage, "--force does not apply to --changed-only, which writes only onto the "
-                                "filesystem the image was taken from");
+  if (options.force || options.overwrite) {
+    return Status(Code::kUsage, std::string(options.force ? "--force" : "--overwrite") +
+                                    " does not apply to --changed-only, which rewrites TARGET in place and "
+                                    "only when it holds the filesystem the image was taken from");
   }
   // Pass 1: the image, for random access (a delta through its chain).
   RandomReaderOptions ro;

@@ -39,9 +39,10 @@ namespace hotsnap {
 Status CheckTargetHoldsImageSource(const std::string& path, const ImageMetadata& meta);
 
 // Runs passes 1-4 for options.image onto options.target. Uses image, target, progress,
-// queue_depth, flush_every_bytes, wrap_write_queue, flush and chain; options.force is refused
-// (kUsage). The report's bytes_written, chunks_compared, chunks_written and
-// target_bytes_read say what was done; zero_chunks_skipped stays 0.
+// queue_depth, flush_every_bytes, wrap_write_queue, flush and chain; options.force and
+// options.overwrite are refused (kUsage), as is an image that is not a file ("-", ssh://).
+// The report's bytes_written, chunks_compared, chunks_written and target_bytes_read say what
+// was done; zero_chunks_skipped stays 0.
 Result<RestoreReport> RunChangedRestore(const RestoreOptions& options);
 
 }  // namespace hotsnap

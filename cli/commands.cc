@@ -14,7 +14,6 @@
 #include "agent/progress.h"
 #include "base/log.h"
 #include "cli/parse.h"
-#include "io/ssh_remote.h"
 #include "cli/mount_commands.h"
 #include "cli/scripting.h"
 
@@ -289,18 +288,6 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
   o.overwrite = p->vm.count("overwrite") > 0;
   o.force = p->vm.count("force") > 0;
   o.changed_only = p->vm.count("changed-only") > 0;
-  if (o.changed_only) {
-    if (o.image == "-" || IsSshUrl(o.image)) {
-      return Status(Code::kUsage, "--changed-only needs IMAGE as a file (it reads the image's chunks out of "
-                                  "order, which " + std::string(o.image == "-" ? "stdin" : "an ssh:// stream") +
-                                  " cannot do); copy the image to a file first, or restore without --changed-only");
-    }
-    if (o.force || o.overwrite) {
-      return Status(Code::kUsage, std::string(o.force ? "--force" : "--overwrite") +
-                                      " does not apply to --changed-only, which rewrites TARGET in place and only "
-                                      "when it holds the filesystem the image was taken from");
-    }
-  }
   auto chain = ChainOptionsFor(chain_dir);
   if (!chain.ok()) return chain.status();
   o.chain = *chain;

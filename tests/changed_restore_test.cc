@@ -7,7 +7,7 @@
 // back through its chain the same way, and a whole GPT disk image onto its own disk (same
 // PTUUID; a new table is refused). A target holding another filesystem (mkfs again: a new
 // UUID) and a mounted target are refused with exit 4, the first left unchanged (sha256); an
-// image on stdin is refused with exit 2.
+// image on stdin or ssh://, and --force, are refused with exit 2.
 #include <string>
 #include <vector>
 
@@ -293,7 +293,7 @@ TEST(ChangedRestoreWholeDiskTest, RollsBackAGptDiskAndRefusesAnotherTable) {
   EXPECT_EQ(Sha256(device.device()), before) << "the refused target was written";
 }
 
-TEST(ChangedRestoreUsageTest, RefusesAnImageThatIsNoFile) {
+TEST(ChangedRestoreUsageTest, RefusesAnImageThatIsNoFileAndForce) {
   HOTSNAP_REQUIRE_PRIVILEGED();
   TempDir dir;
   LoopDevice device(dir.path(), 64 * kMiB);
@@ -308,6 +308,10 @@ TEST(ChangedRestoreUsageTest, RefusesAnImageThatIsNoFile) {
   r = Shell(Hotsnap("restore ssh://backup.invalid/img.zst " + Quote(device.device()) + " --changed-only"));
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("needs IMAGE as a file"), std::string::npos) << r.err;
+  // --force would bypass what --changed-only relies on.
+  r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(device.device()) + " --changed-only --force"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--force does not apply"), std::string::npos) << r.err;
   EXPECT_EQ(Sha256(device.device()), before);
 }
 
