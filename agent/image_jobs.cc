@@ -214,6 +214,11 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
     j["compression_ratio"] = ratio;
     j["image_hash"] = trailer.image_hash.Hex();
     j["layout"] = LayoutName(meta.layout);
+    if (meta.kept_snapshot) {
+      j["kept_snapshot"] = {{"vg", meta.kept_snapshot->vg},
+                            {"lv", meta.kept_snapshot->lv},
+                            {"run_id", meta.kept_snapshot->run_id}};
+    }
     if (meta.base) {
       j["base"] = {{"image", meta.base->image},
                    {"image_hash", meta.base->image_hash.Hex()},
@@ -274,6 +279,10 @@ Result<std::string> DescribeImage(const std::string& path, bool json,
   out += "created:        " + meta.created_utc + "\n";
   if (!meta.run_id.empty()) out += "run id:         " + meta.run_id + " (one of a set: manifest.json)\n";
   out += "snapshot mode:  " + meta.snapshot_mode + "\n";
+  if (meta.kept_snapshot) {
+    out += "kept snapshot:  " + meta.kept_snapshot->vg + "/" + meta.kept_snapshot->lv + " (run " +
+           meta.kept_snapshot->run_id + "; the parent's moment for a thin_delta delta)\n";
+  }
   out += "tool version:   " + meta.tool_version + "\n";
   out += "zstd level:     " + std::to_string(meta.level) + "\n";
   out += "chunks:         " + std::to_string(meta.chunk_count()) + " of " + HumanBytes(meta.chunk_bytes) + "\n";

@@ -53,6 +53,9 @@ struct RestoreOptions {
   TargetFlush flush;
   // A delta image: where its parents are (default: beside it).
   ChainOptions chain;
+  // Roll TARGET back to the image in place, writing only the chunks whose bytes differ
+  // (agent/changed_restore.h): TARGET must exist and hold the image's filesystem.
+  bool changed_only = false;
 };
 
 struct RestoreReport {
@@ -62,8 +65,15 @@ struct RestoreReport {
   uint64_t zero_chunks_skipped = 0;
   unsigned background_flushes = 0;  // flushes of the target while writing, before the last
   double seconds = 0;
+  // --changed-only (agent/changed_restore.h): the target's chunks read and hashed, those
+  // written (their bytes differed from the image's), and the bytes read from the target.
+  bool changed_only = false;
+  uint64_t chunks_compared = 0;
+  uint64_t chunks_written = 0;
+  uint64_t target_bytes_read = 0;
 };
 
+// A full restore, or with options.changed_only RunChangedRestore (agent/changed_restore.h).
 Result<RestoreReport> RunRestore(const RestoreOptions& options);
 
 struct VerifyReport {

@@ -281,6 +281,9 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
       ("overwrite", "replace TARGET if it is an existing regular file")
       ("force", "restore onto a device that holds another filesystem or signature (swap, RAID, LVM) "
        "than the one the image was taken from; without it such a target is refused")
+      ("changed-only", "roll TARGET (an existing device or file holding the image's own filesystem, "
+       "or for a whole-disk image its own partition table) back to IMAGE (a file), reading every chunk "
+       "of TARGET and writing only those that differ from the image")
       ("queue-depth", po::value<unsigned>(&o.queue_depth)->default_value(4), "writes in flight (1-64)");
   std::string chain_dir;
   AddChainOption(&d, &chain_dir);
@@ -292,7 +295,9 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
                  "Restore IMAGE (a path, - for stdin, or ssh://[user@]host[:port]/path) onto TARGET: a block device that is not\n"
                  "mounted or in use and at least as large as the image's source, or a regular file\n"
                  "(created sparse). Every chunk is checked before it is written. A delta image\n"
-                 "(backup --base) is restored from its file with its parents (beside it, or --chain).",
+                 "(backup --base) is restored from its file with its parents (beside it, or --chain).\n"
+                 "With --changed-only, TARGET is rolled back in place: only the chunks whose bytes differ\n"
+                 "from the image's (by their XXH3-128) are written.",
                  d, {"IMAGE", "TARGET"});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
@@ -300,6 +305,7 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
   o.target = p->vm["TARGET"].as<std::string>();
   o.overwrite = p->vm.count("overwrite") > 0;
   o.force = p->vm.count("force") > 0;
+  o.changed_only = p->vm.count("changed-only") > 0;
   auto chain = ChainOptionsFor(chain_dir);
   if (!chain.ok()) return chain.status();
   o.chain = *chain;
@@ -316,10 +322,18 @@ Status RunRestoreCommand(const std::vector<std::string>& args) {
   auto r = RunRestore(o);
   if (!r.ok()) return r.status();
   EmitRestoreResult(o, *r);
-  char line[256];
-  std::snprintf(line, sizeof(line), "restored %s to %s: %s written, %llu zero chunks left as holes, %.1f s",
-                o.image.c_str(), o.target.c_str(), HumanBytes(r->bytes_written).c_str(),
-                static_cast<unsigned long long>(r->zero_chunks_skipped), r->seconds);
+  char line[512];
+  if (r->changed_only) {
+    std::snprintf(line, sizeof(line),
+                  "rolled %s back to %s: %llu of %llu chunks differed, %s written, %s read from the target, %.1f s",
+                  o.target.c_str(), o.image.c_str(), static_cast<unsigned long long>(r->chunks_written),
+                  static_cast<unsigned long long>(r->chunks_compared), HumanBytes(r->bytes_written).c_str(),
+                  HumanBytes(r->target_bytes_read).c_str(), r->seconds);
+  } else {
+    std::snprintf(line, sizeof(line), "restored %s to %s: %s written, %llu zero chunks left as holes, %.1f s",
+                  o.image.c_str(), o.target.c_str(), HumanBytes(r->bytes_written).c_str(),
+                  static_cast<unsigned long long>(r->zero_chunks_skipped), r->seconds);
+  }
   Notice(line);
   return Status::Ok();
 }

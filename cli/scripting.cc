@@ -146,6 +146,12 @@ void EmitRestoreResult(const RestoreOptions& o, const RestoreReport& r) {
   j["device_bytes"] = r.meta.device_bytes;
   j["bytes_written"] = r.bytes_written;
   j["zero_chunks_skipped"] = r.zero_chunks_skipped;
+  if (r.changed_only) {
+    j["changed_only"] = true;
+    j["chunks_compared"] = r.chunks_compared;
+    j["chunks_written"] = r.chunks_written;
+    j["target_bytes_read"] = r.target_bytes_read;
+  }
   j["seconds"] = r.seconds;
   EmitResult(std::move(j));
 }

@@ -15,6 +15,13 @@ namespace {
 class UringReader : public BlockReader {
  public:
   UringReader(int fd, const ReaderOptions& options) : fd_(fd), options_(options) {}
+  // A registered file stays referenced by the ring until the ring's teardown, which the kernel
+  // finishes asynchronously after close: a device opened with O_EXCL (a changed-only restore's
+  // target) would stay claimed for a moment after hotsnap exited, and the next run would get
+  // EBUSY. Unregistering waits for the reads using it and drops the reference now.
+  ~UringReader() override {
+    if (fixed_file_) io_uring_unregister_files(queue_.ring());
+  }
 
   // Returns 0 or -errno from ring setup and buffer registration.
   int Init() {

@@ -1,0 +1,50 @@
+// `hotsnap restore IMAGE TARGET --changed-only`: rolls TARGET back to IMAGE in place, writing
+// only the chunks whose bytes differ from the image's.
+//
+// The passes:
+//   1. Open the image FILE for random access (ImageRandomReader: a delta image through its
+//      chain). "-" and ssh:// are refused (kUsage): a stream cannot be read out of order.
+//   2. Open TARGET in place (RestoreTarget::OpenInPlace: an existing device, with every check
+//      a full restore makes of one, or an existing file at least the image's size) and check
+//      that it holds the image's own filesystem, or for a whole-disk image its own partition
+//      table (CheckTargetHoldsImageSource). Nothing is written before both pass.
+//   3. Compare: every chunk of the target is read (io/block_reader.h: io_uring, a few reads in
+//      flight), hashed (XXH3-128, on a few threads) and compared with the image trailer's hash
+//      of that chunk. A chunk that differs is decoded from the image (checked against the same
+//      hash) and written (io/block_writer.h). Chunks are written as they are found, in no
+//      particular order.
+//   4. fdatasync (BlockWriter::Finish); a whole-disk GPT image on a larger disk gets its backup
+//      table moved to the end, as after a full restore.
+//
+// The result equals a full restore of the image wherever the image has bytes (bytes past the
+// image on a larger target are left alone, as a full restore leaves them). A device is held
+// exclusively (O_EXCL) and locked against other hotsnap runs meanwhile; a file target is not,
+// so nothing else may write it during the run.
+#ifndef HOTSNAP_AGENT_CHANGED_RESTORE_H_
+#define HOTSNAP_AGENT_CHANGED_RESTORE_H_
+
+#include <string>
+
+#include "agent/image_jobs.h"
+#include "base/status.h"
+#include "io/image_format.h"
+
+namespace hotsnap {
+
+// Whether TARGET at `path` holds what `meta` was taken from: for the image of one filesystem,
+// the libblkid UUID of what `path` holds equals meta.fs_uuid; for a whole-disk image
+// (meta.partition_table non-empty), the partition table's type and PTUUID equal the image's.
+// A mismatch is kTarget, naming the path and both UUIDs; an image that records no UUID is
+// kUnsupported (there is nothing to compare).
+Status CheckTargetHoldsImageSource(const std::string& path, const ImageMetadata& meta);
+
+// Runs passes 1-4 for options.image onto options.target. Uses image, target, progress,
+// queue_depth, flush_every_bytes, wrap_write_queue, flush and chain; options.force and
+// options.overwrite are refused (kUsage), as is an image that is not a file ("-", ssh://).
+// The report's bytes_written, chunks_compared, chunks_written and target_bytes_read say what
+// was done; zero_chunks_skipped stays 0.
+Result<RestoreReport> RunChangedRestore(const RestoreOptions& options);
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_AGENT_CHANGED_RESTORE_H_
