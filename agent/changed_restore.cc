@@ -76,6 +76,9 @@ Status CheckTargetHoldsImageSource(const std::string& path, const ImageMetadata&
 namespace {
 
 constexpr unsigned kReadsInFlight = 4;
+// In a chunk that differs, only the blocks of this size that differ are written: a few
+// rewritten pages of a 4 MiB chunk cost their own bytes, not the chunk's.
+constexpr uint32_t kWriteUnitBytes = 4096;
 
 // One chunk of the target on its way through the compare: read into `buffer`, hashed, and if
 // it differs from the image, the image's bytes of it pinned for the write.
@@ -90,7 +93,26 @@ struct Slot {
   Status status;
   bool differs = false;
   PinnedBytes image;  // the image's bytes of the chunk, when it differs
+  // The runs of kWriteUnitBytes blocks in which the target and the image differ (offsets
+  // and lengths in bytes from the chunk's start), when the chunk differs.
+  std::vector<std::pair<uint32_t, uint32_t>> runs;
 };
+
+// Fills `runs` with the runs of `unit`-byte blocks in which `a` and `b` (`length` bytes each)
+// differ; the last block may be short.
+void DifferingRuns(const uint8_t* a, const uint8_t* b, uint32_t length, uint32_t unit,
+                   std::vector<std::pair<uint32_t, uint32_t>>* runs) {
+  runs->clear();
+  for (uint32_t at = 0; at < length; at += unit) {
+    uint32_t n = std::min(unit, length - at);
+    if (std::memcmp(a + at, b + at, n) == 0) continue;
+    if (!runs->empty() && runs->back().first + runs->back().second == at) {
+      runs->back().second += n;
+    } else {
+      runs->emplace_back(at, n);
+    }
+  }
+}
 
 // Hashes target chunks and compares them with the image's hashes; for a chunk that differs,
 // decodes (pins) the image's bytes of it, so decoding runs on these threads too. Each finished
@@ -146,6 +168,10 @@ class HashPool {
         slot->status = image_->Pin(slot->offset, slot->length, &slot->image);
         if (slot->status.ok() && (slot->image.pieces.size() != 1 || slot->image.bytes != slot->length)) {
           slot->status = Status(Code::kInternal, "chunk " + std::to_string(slot->chunk) + " was not read whole");
+        }
+        if (slot->status.ok()) {
+          DifferingRuns(slot->buffer.data(), static_cast<const uint8_t*>(slot->image.pieces[0].iov_base),
+                        slot->length, kWriteUnitBytes, &slot->runs);
         }
       }
       {
@@ -278,12 +304,15 @@ class ChangedChunkCopier {
   Status OnCompared(Slot* slot) {
     HOTSNAP_RETURN_IF_ERROR(slot->status);
     if (slot->differs) {
-      auto buffer = writer_->Acquire();
-      if (!buffer.ok()) return buffer.status();
-      std::memcpy(buffer->data(), slot->image.pieces[0].iov_base, slot->length);
+      const auto* image = static_cast<const uint8_t*>(slot->image.pieces[0].iov_base);
+      for (const auto& [at, n] : slot->runs) {
+        auto buffer = writer_->Acquire();
+        if (!buffer.ok()) return buffer.status();
+        std::memcpy(buffer->data(), image + at, n);
+        HOTSNAP_RETURN_IF_ERROR(writer_->Write(buffer->first(n), slot->offset + at));
+        report_->bytes_written += n;
+      }
       slot->image = PinnedBytes{};
-      HOTSNAP_RETURN_IF_ERROR(writer_->Write(buffer->first(slot->length), slot->offset));
-      report_->bytes_written += slot->length;
       ++report_->chunks_written;
       CrashPoint("during-restore");
     }

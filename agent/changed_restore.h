@@ -1,5 +1,6 @@
 // `hotsnap restore IMAGE TARGET --changed-only`: rolls TARGET back to IMAGE in place, writing
-// only the chunks whose bytes differ from the image's.
+// only the chunks whose bytes differ from the image's (of those, only the 4 KiB blocks that
+// differ).
 //
 // The passes:
 //   1. Open the image FILE for random access (ImageRandomReader: a delta image through its
