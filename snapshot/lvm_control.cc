@@ -37,24 +37,33 @@ std::string Trim(std::string s) {
   return start == std::string::npos ? "" : s.substr(start);
 }
 
-std::string Field(const json& row, const char* name) {
+
+std::optional<double> PercentField(const json& row, const char* name) {
+  std::string s = LvmReportField(row, name);
+  if (s.empty()) return std::nullopt;
+  return std::strtod(s.c_str(), nullptr);
+}
+
+std::string DescribeFailure(const SubprocessResult& r) {
+  if (r.timed_out) return "timed out";
+  std::string err = Trim(r.err);
+  return "exit code " + std::to_string(r.exit_code) + (err.empty() ? "" : ": " + err);
+}
+
+}  // namespace
+
+std::string LvmReportField(const json& row, const char* name) {
   auto it = row.find(name);
   if (it == row.end() || !it->is_string()) return "";
   return it->get<std::string>();
 }
 
-uint64_t UnsignedField(const json& row, const char* name) {
-  std::string s = Field(row, name);
+uint64_t LvmReportUnsigned(const json& row, const char* name) {
+  std::string s = LvmReportField(row, name);
   return s.empty() ? 0 : std::strtoull(s.c_str(), nullptr, 10);
 }
 
-std::optional<double> PercentField(const json& row, const char* name) {
-  std::string s = Field(row, name);
-  if (s.empty()) return std::nullopt;
-  return std::strtod(s.c_str(), nullptr);
-}
-
-std::vector<std::string> SplitTags(const std::string& s) {
+std::vector<std::string> SplitLvmTags(const std::string& s) {
   std::vector<std::string> tags;
   size_t start = 0;
   while (start < s.size()) {
@@ -66,8 +75,7 @@ std::vector<std::string> SplitTags(const std::string& s) {
   return tags;
 }
 
-// The rows of the report's first table named `table` ("lv", "vg").
-Result<json> ReportRows(const std::string& text, const char* table) {
+Result<json> LvmReportRows(const std::string& text, const char* table) {
   json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.contains("report") || !doc["report"].is_array()) {
     return Status(Code::kInternal, std::string("unexpected output from lvm (not a JSON report): ") +
@@ -82,14 +90,6 @@ Result<json> ReportRows(const std::string& text, const char* table) {
   }
   return rows;
 }
-
-std::string DescribeFailure(const SubprocessResult& r) {
-  if (r.timed_out) return "timed out";
-  std::string err = Trim(r.err);
-  return "exit code " + std::to_string(r.exit_code) + (err.empty() ? "" : ": " + err);
-}
-
-}  // namespace
 
 LvmControl* RealLvmControl() {
   static RealLvm instance;
@@ -108,21 +108,22 @@ const char kLvFields[] =
     "lv_kernel_minor,data_percent,metadata_percent";
 
 Result<std::vector<LvRecord>> ParseLvsReport(const std::string& text) {
-  auto rows = ReportRows(text, "lv");
+  auto rows = LvmReportRows(text, "lv");
   if (!rows.ok()) return rows.status();
   std::vector<LvRecord> lvs;
   for (const json& row : *rows) {
     LvRecord lv;
-    lv.vg_name = Field(row, "vg_name");
-    lv.lv_name = Field(row, "lv_name");
-    lv.lv_path = Field(row, "lv_path");
-    lv.lv_attr = Field(row, "lv_attr");
-    lv.segtype = Field(row, "segtype");
-    lv.pool_lv = Field(row, "pool_lv");
-    lv.origin = Field(row, "origin");
-    lv.tags = SplitTags(Field(row, "lv_tags"));
-    lv.size_bytes = UnsignedField(row, "lv_size");
-    std::string major = Field(row, "lv_kernel_major"), minor = Field(row, "lv_kernel_minor");
+    lv.vg_name = LvmReportField(row, "vg_name");
+    lv.lv_name = LvmReportField(row, "lv_name");
+    lv.lv_path = LvmReportField(row, "lv_path");
+    lv.lv_attr = LvmReportField(row, "lv_attr");
+    lv.segtype = LvmReportField(row, "segtype");
+    lv.pool_lv = LvmReportField(row, "pool_lv");
+    lv.origin = LvmReportField(row, "origin");
+    lv.tags = SplitLvmTags(LvmReportField(row, "lv_tags"));
+    lv.size_bytes = LvmReportUnsigned(row, "lv_size");
+    std::string major = LvmReportField(row, "lv_kernel_major");
+    std::string minor = LvmReportField(row, "lv_kernel_minor");
     lv.kernel_major = major.empty() ? -1 : std::atoi(major.c_str());
     lv.kernel_minor = minor.empty() ? -1 : std::atoi(minor.c_str());
     lv.data_percent = PercentField(row, "data_percent");
@@ -133,14 +134,14 @@ Result<std::vector<LvRecord>> ParseLvsReport(const std::string& text) {
 }
 
 Result<std::vector<VgRecord>> ParseVgsReport(const std::string& text) {
-  auto rows = ReportRows(text, "vg");
+  auto rows = LvmReportRows(text, "vg");
   if (!rows.ok()) return rows.status();
   std::vector<VgRecord> vgs;
   for (const json& row : *rows) {
     VgRecord vg;
-    vg.vg_name = Field(row, "vg_name");
-    vg.free_bytes = UnsignedField(row, "vg_free");
-    vg.extent_bytes = UnsignedField(row, "vg_extent_size");
+    vg.vg_name = LvmReportField(row, "vg_name");
+    vg.free_bytes = LvmReportUnsigned(row, "vg_free");
+    vg.extent_bytes = LvmReportUnsigned(row, "vg_extent_size");
     vgs.push_back(std::move(vg));
   }
   return vgs;

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "base/status.h"
 #include "base/subprocess.h"
 
@@ -98,6 +100,14 @@ Result<std::optional<LvRecord>> FindLogicalVolume(LvmControl* lvm, const std::st
 
 // "4.00 MiB": sizes in messages.
 std::string FormatMiB(uint64_t bytes);
+
+// Reading lvm2's JSON reports (`--reportformat json`): the rows of the first table named
+// `table` ("lv", "vg"; kInternal if `text` is not a report), a row's field as a string ("" if
+// absent), as an unsigned number (0 if absent), and an lv_tags value split at its commas.
+Result<nlohmann::json> LvmReportRows(const std::string& text, const char* table);
+std::string LvmReportField(const nlohmann::json& row, const char* name);
+uint64_t LvmReportUnsigned(const nlohmann::json& row, const char* name);
+std::vector<std::string> SplitLvmTags(const std::string& s);
 
 }  // namespace hotsnap
 

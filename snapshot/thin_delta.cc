@@ -57,21 +57,6 @@ Result<SubprocessResult> RunTool(const std::vector<std::string>& argv,
   return r;
 }
 
-std::string Field(const json& row, const char* name) {
-  auto it = row.find(name);
-  if (it == row.end() || !it->is_string()) return "";
-  return it->get<std::string>();
-}
-
-std::vector<std::string> SplitTags(const std::string& s) {
-  std::vector<std::string> tags;
-  std::istringstream in(s);
-  for (std::string tag; std::getline(in, tag, ',');) {
-    if (!tag.empty()) tags.push_back(tag);
-  }
-  return tags;
-}
-
 const ThinLvRecord* FindRow(const std::vector<ThinLvRecord>& rows, const std::string& name) {
   for (const ThinLvRecord& row : rows) {
     if (row.lv_name == name) return &row;
@@ -156,29 +141,22 @@ Result<std::vector<ThinLvRecord>> ListThinLvs(LvmControl* lvm, const std::string
   if (r->exit_code != 0 || r->timed_out) {
     return Status(Code::kSource, "lvm lvs " + vg + " failed (" + Describe(*r) + ")");
   }
-  json doc = json::parse(r->out, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.contains("report") || !doc["report"].is_array()) {
-    return Status(Code::kInternal, "unexpected output from lvm lvs " + vg +
-                                       " (not a JSON report): " + r->out.substr(0, 200));
-  }
+  auto report = LvmReportRows(r->out, "lv");
+  if (!report.ok()) return report.status().Wrap("lvm lvs " + vg);
   std::vector<ThinLvRecord> rows;
-  for (const json& part : doc["report"]) {
-    auto lv = part.find("lv");
-    if (lv == part.end() || !lv->is_array()) continue;
-    for (const json& row : *lv) {
-      ThinLvRecord t;
-      t.vg_name = Field(row, "vg_name");
-      t.lv_name = Field(row, "lv_name");
-      t.segtype = Field(row, "segtype");
-      t.pool_lv = Field(row, "pool_lv");
-      t.origin = Field(row, "origin");
-      t.thin_id = Field(row, "thin_id");
-      t.lv_attr = Field(row, "lv_attr");
-      t.tags = SplitTags(Field(row, "lv_tags"));
-      t.chunk_bytes = std::strtoull(Field(row, "chunk_size").c_str(), nullptr, 10);
-      t.size_bytes = std::strtoull(Field(row, "lv_size").c_str(), nullptr, 10);
-      rows.push_back(std::move(t));
-    }
+  for (const json& row : *report) {
+    ThinLvRecord t;
+    t.vg_name = LvmReportField(row, "vg_name");
+    t.lv_name = LvmReportField(row, "lv_name");
+    t.segtype = LvmReportField(row, "segtype");
+    t.pool_lv = LvmReportField(row, "pool_lv");
+    t.origin = LvmReportField(row, "origin");
+    t.thin_id = LvmReportField(row, "thin_id");
+    t.lv_attr = LvmReportField(row, "lv_attr");
+    t.tags = SplitLvmTags(LvmReportField(row, "lv_tags"));
+    t.chunk_bytes = LvmReportUnsigned(row, "chunk_size");
+    t.size_bytes = LvmReportUnsigned(row, "lv_size");
+    rows.push_back(std::move(t));
   }
   return rows;
 }
