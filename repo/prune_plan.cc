@@ -29,7 +29,8 @@ struct Forest {
   const RepoImage& at(size_t i) const { return (*images)[i]; }
   // Catalog order of age: creation time, then position (the later entry is the newer).
   bool Older(size_t a, size_t b) const {
-    if (at(a).created_utc_s != at(b).created_utc_s) return at(a).created_utc_s < at(b).created_utc_s;
+    if (at(a).created_utc_s != at(b).created_utc_s)
+      return at(a).created_utc_s < at(b).created_utc_s;
     return a < b;
   }
 };

@@ -27,8 +27,8 @@ int DaysInYear(int year) { return IsLeapYear(year) ? 366 : 365; }
 // that holds their Thursday.
 int64_t IsoYearWeek(const struct tm& t) {
   int year = t.tm_year + 1900;
-  int weekday = (t.tm_wday + 6) % 7;           // Monday 0 .. Sunday 6
-  int thursday = t.tm_yday - weekday + 3;      // day of the year of this week's Thursday
+  int weekday = (t.tm_wday + 6) % 7;       // Monday 0 .. Sunday 6
+  int thursday = t.tm_yday - weekday + 3;  // day of the year of this week's Thursday
   if (thursday < 0) {
     year -= 1;
     thursday += DaysInYear(year);
@@ -75,6 +75,7 @@ struct tm LocalTime(int64_t utc_s) {
 
 std::vector<RetentionDecision> ApplyRetention(const std::vector<int64_t>& created_utc_s,
                                               const RetentionPolicy& policy) {
+  tzset();  // localtime_r need not read TZ itself (glibc reads it once)
   std::vector<RetentionDecision> decisions(created_utc_s.size());
   if (policy.Empty()) {
     // restic keeps everything for an empty policy; the caller refuses one before this.
