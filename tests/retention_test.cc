@@ -379,7 +379,7 @@ TEST(RetentionResticTest, ForgetDryRunAgrees) {
   }
   backups.push_back(restic.BackupCommand("Etc/GMT-2", "2024-10-27 02:30:00"));  // CEST
   backups.push_back(restic.BackupCommand("Etc/GMT-1", "2024-10-27 02:30:00"));  // CET
-  restic.RunAll(backups, 4);
+  restic.RunAll(backups, 8);
 
   // What restic recorded: id -> time.
   nlohmann::json snapshots =
@@ -387,9 +387,14 @@ TEST(RetentionResticTest, ForgetDryRunAgrees) {
   ASSERT_EQ(snapshots.size(), backups.size());
   std::vector<std::string> ids;
   std::vector<int64_t> times;
-  for (const nlohmann::json& snapshot : snapshots) {
-    ids.push_back(snapshot.at("id").get<std::string>());
-    times.push_back(ParseRfc3339(snapshot.at("time").get<std::string>()));
+  std::map<std::string, std::string> labels;  // id -> "local time (short id)", for messages
+  {
+    ScopedTz tz(kZone);
+    for (const nlohmann::json& snapshot : snapshots) {
+      ids.push_back(snapshot.at("id").get<std::string>());
+      times.push_back(ParseRfc3339(snapshot.at("time").get<std::string>()));
+      labels[ids.back()] = LocalText(times.back()) + " (" + ids.back().substr(0, 8) + ")";
+    }
   }
 
   const std::vector<RetentionPolicy> policies = {
@@ -402,7 +407,7 @@ TEST(RetentionResticTest, ForgetDryRunAgrees) {
     forgets.push_back(
         restic.Command(kZone, "--no-lock forget --dry-run --json" + PolicyFlags(policy)));
   }
-  std::vector<std::string> outs = restic.RunAll(forgets, 3);
+  std::vector<std::string> outs = restic.RunAll(forgets, forgets.size());
 
   ScopedTz tz(kZone);
   for (size_t p = 0; p < policies.size(); ++p) {
@@ -410,10 +415,10 @@ TEST(RetentionResticTest, ForgetDryRunAgrees) {
     nlohmann::json groups = nlohmann::json::parse(outs[p]);
     ASSERT_EQ(groups.size(), 1u);
     const nlohmann::json& group = groups[0];
-    std::map<std::string, Reasons> restic_kept;  // id -> reasons
+    std::map<std::string, Reasons> restic_kept;  // label -> reasons
     ASSERT_EQ(group.at("keep").size(), group.at("reasons").size());
     for (size_t k = 0; k < group.at("keep").size(); ++k) {
-      restic_kept[group["keep"][k].at("id").get<std::string>()] =
+      restic_kept[labels.at(group["keep"][k].at("id").get<std::string>())] =
           group["reasons"][k].at("matches").get<Reasons>();
     }
     size_t removed = group.at("remove").is_null() ? 0 : group.at("remove").size();
@@ -422,7 +427,7 @@ TEST(RetentionResticTest, ForgetDryRunAgrees) {
     std::vector<RetentionDecision> decisions = ApplyRetention(times, policies[p]);
     std::map<std::string, Reasons> ours;
     for (size_t i = 0; i < ids.size(); ++i) {
-      if (decisions[i].keep) ours[ids[i]] = decisions[i].reasons;
+      if (decisions[i].keep) ours[labels.at(ids[i])] = decisions[i].reasons;
     }
     EXPECT_EQ(ours, restic_kept);
     // Every policy keeps some and removes some: the comparison is not vacuous.
