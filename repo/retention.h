@@ -16,7 +16,8 @@
 //     bucket is its newest;
 //   - buckets: hour YYYYMMDDHH, day YYYYMMDD, ISO 8601 week (Monday to Sunday, numbered by
 //     the year holding its Thursday), month, year, all of the local wall clock (localtime_r,
-//     TZ): the two 02:00 hours of a DST fall-back are one hourly bucket, as in restic;
+//     TZ): the two 02:00 hours of a DST fall-back are one hourly bucket, as in restic
+//     (which uses the zone each snapshot was taken in: the same while TZ does not change);
 //   - a negative count keeps every bucket (restic 0.15+'s `unlimited`, stored as -1);
 //   - equal times: the entry later in `created_utc_s` counts as the newer (catalogs list
 //     oldest first; restic's order between equal times is its listing order);

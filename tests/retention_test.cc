@@ -115,6 +115,13 @@ std::vector<Case> Cases() {
        {"2024-01-01 08:00:00", "2024-01-10 08:00:00", "2024-01-20 08:00:00", "2024-01-20 09:00:00"},
        Policy(0, 0, 2, 0, 0, 0),
        {{"2024-01-10 08:00:00", kDaily}, {"2024-01-20 09:00:00", kDaily}}},
+      // Fewer days than the count: the newest of each day only (restic 0.14; 0.17+ would
+      // also keep the oldest snapshot, "oldest daily snapshot": see repo/retention.h).
+      {"FewerDaysThanCountNoOldestRule",
+       "UTC",
+       {"2024-01-01 08:00:00", "2024-01-01 12:00:00"},
+       Policy(0, 0, 5, 0, 0, 0),
+       {{"2024-01-01 12:00:00", kDaily}}},
       // ISO weeks: 2019-12-30 (Monday) starts 2020-W01, so it and 2020-01-05 are one week;
       // 2019-12-29 (Sunday) is 2019-W52. 2021-01-01..03 are 2020-W53, 2021-01-04 2021-W01.
       {"IsoWeeksAcrossNewYear",
