@@ -15,6 +15,7 @@
 #include "agent/progress.h"
 #include "base/log.h"
 #include "cli/parse.h"
+#include "cli/agent_commands.h"
 #include "cli/mount_commands.h"
 #include "cli/scripting.h"
 
@@ -512,6 +513,7 @@ const std::vector<Command>& Commands() {
       {"mount", "mount the filesystem in an image read-only, without restoring it", RunMountCommand},
       {"umount", "undo hotsnap mount", RunUmountCommand},
       {"cleanup", "remove what crashed hotsnap processes left behind", RunCleanupCommand},
+      {"agent", "the backup agent: scheduled jobs from /etc/hotsnap/hotsnap.toml", RunAgentCommand},
   };
   return commands;
 }
