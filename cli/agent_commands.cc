@@ -116,8 +116,9 @@ Status RunCheckConfig(const std::vector<std::string>& args) {
     std::optional<DueTime> due = schedule.NextDue(now, state);
     std::string next = "never";
     if (due) {
-      next = due->at_us <= now ? "now (catching up the run of " + FormatLocalTime(due->elapse_us) + ")"
-                               : FormatLocalTime(due->at_us);
+      next = due->at_us <= now
+                 ? "now (catching up the run of " + FormatLocalTime(due->elapse_us) + ")"
+                 : FormatLocalTime(due->at_us);
     }
     std::printf("\njob %s (line %d)\n", job.name.c_str(), job.line);
     std::printf("  sources:    %s\n", Join(job.sources).c_str());
@@ -125,16 +126,17 @@ Status RunCheckConfig(const std::vector<std::string>& args) {
     std::printf("  schedule:   %s\n", event->Normalized().c_str());
     std::printf("  next run:   %s\n", next.c_str());
     if (job.randomized_delay.count() > 0) {
-      std::printf("  delay:      %s of at most %s\n",
-                  FormatTimeSpan(std::chrono::duration_cast<std::chrono::seconds>(schedule.offset()))
-                      .c_str(),
-                  FormatTimeSpan(job.randomized_delay).c_str());
+      std::printf(
+          "  delay:      %s of at most %s\n",
+          FormatTimeSpan(std::chrono::duration_cast<std::chrono::seconds>(schedule.offset()))
+              .c_str(),
+          FormatTimeSpan(job.randomized_delay).c_str());
     }
     std::printf("  last run:   %s\n", last_text.c_str());
     std::printf("  persistent: %s\n", job.persistent ? "yes" : "no");
     std::printf("  keep:       %s\n", DescribeKeep(job.keep).c_str());
-    std::printf("  snapshot:   %s, level %d, a full image every %u\n", SnapshotModeName(job.snapshot),
-                job.level, job.full_every);
+    std::printf("  snapshot:   %s, level %d, a full image every %u\n",
+                SnapshotModeName(job.snapshot), job.level, job.full_every);
   }
   return Status::Ok();
 }

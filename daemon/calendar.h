@@ -40,6 +40,10 @@ class CalendarEvent {
   std::string Normalized() const;
   bool utc() const { return utc_; }
 
+  // Years systemd accepts (two-digit years are 1970..2069).
+  static constexpr int kMinYear = 1970;
+  static constexpr int kMaxYear = 2199;
+
   // One element of a field's list: `start`, or `start..stop` (stop -1: none), every
   // `repeat` (0: once). Seconds are kept in microseconds, like systemd.
   struct Component {

@@ -51,8 +51,8 @@ class ConfigReader {
     try {
       root = toml::parse(text, path_);
     } catch (const toml::parse_error& error) {
-      return Status(Code::kUsage, path_ + ":" + std::to_string(error.source().begin.line) +
-                                      ": " + std::string(error.description()));
+      return Status(Code::kUsage, path_ + ":" + std::to_string(error.source().begin.line) + ": " +
+                                      std::string(error.description()));
     }
     AgentConfig config;
     config.path = path_;
@@ -98,8 +98,8 @@ class ConfigReader {
     *out = value->get();
     return Status::Ok();
   }
-  Status GetInt(const toml::node& node, const std::string& job, const std::string& key,
-                int64_t min, int64_t max, int64_t* out) const {
+  Status GetInt(const toml::node& node, const std::string& job, const std::string& key, int64_t min,
+                int64_t max, int64_t* out) const {
     const auto* value = node.as_integer();
     if (value == nullptr) return TypeError(node, job, key, "an integer");
     if (value->get() < min || value->get() > max) {
@@ -190,9 +190,8 @@ class ConfigReader {
     bool ok = colon != std::string::npos && colon > 0 && colon + 1 < listen.size();
     if (ok) {
       std::string port = listen.substr(colon + 1);
-      ok = port.size() <= 5 &&
-           port.find_first_not_of("0123456789") == std::string::npos && std::stoi(port) > 0 &&
-           std::stoi(port) < 65536;
+      ok = port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos &&
+           std::stoi(port) > 0 && std::stoi(port) < 65536;
     }
     if (!ok) {
       return Error(LineOf(node), "", key,
@@ -283,13 +282,15 @@ class ConfigReader {
     } else if (const auto* text = value.as_string()) {
       std::string s = text->get();
       size_t end = 0;
-      while (end < s.size() && (std::isdigit(static_cast<unsigned char>(s[end])) || s[end] == '.')) {
+      while (end < s.size() &&
+             (std::isdigit(static_cast<unsigned char>(s[end])) || s[end] == '.')) {
         ++end;
       }
       std::string suffix = s.substr(end);
       for (const char* tail : {"B/s", "/s", "B"}) {
         std::string t = tail;
-        if (suffix.size() >= t.size() && suffix.compare(suffix.size() - t.size(), t.size(), t) == 0) {
+        if (suffix.size() >= t.size() &&
+            suffix.compare(suffix.size() - t.size(), t.size(), t) == 0) {
           suffix.resize(suffix.size() - t.size());
           break;
         }
@@ -442,16 +443,16 @@ class ConfigReader {
     if (seen.keep_keys && seen.keep_table) {
       return Error(job.line, n, "keep", "give keep_* keys or a [job.keep] table, not both");
     }
-    for (auto [given, key] : {std::pair{seen.sources, "sources"},
-                              std::pair{seen.repository, "repository"},
-                              std::pair{seen.schedule, "schedule"}}) {
+    for (auto [given, key] :
+         {std::pair{seen.sources, "sources"}, std::pair{seen.repository, "repository"},
+          std::pair{seen.schedule, "schedule"}}) {
       if (!given) return Error(job.line, n, key, "missing (every job needs one)");
     }
     for (const JobConfig& other : config->jobs) {
       if (other.name == job.name) {
-        return Error(job.line, n, "name",
-                     "duplicate job name (first defined at line " + std::to_string(other.line) +
-                         ")");
+        return Error(
+            job.line, n, "name",
+            "duplicate job name (first defined at line " + std::to_string(other.line) + ")");
       }
     }
     config->jobs.push_back(std::move(job));

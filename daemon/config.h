@@ -55,8 +55,8 @@ struct JobConfig {
 };
 
 struct AgentConfig {
-  std::string path;                                 // the file it was read from
-  std::string state_dir = "/var/lib/hotsnap";       // change logs, last-run stamps, metrics
+  std::string path;                            // the file it was read from
+  std::string state_dir = "/var/lib/hotsnap";  // change logs, last-run stamps, metrics
   std::string socket_path = "/run/hotsnap/agent.sock";
   std::string metrics_textfile;  // a node_exporter textfile-collector .prom file; "" none
   std::string metrics_listen;    // "127.0.0.1:9977" serves /metrics; "" none

@@ -32,7 +32,8 @@ std::chrono::microseconds FixedRandomDelay(const std::string& job_name, const st
   for (unsigned char c : seed) mix(c);
   mix(0);
   for (unsigned char c : job_name) mix(c);
-  return std::chrono::microseconds(static_cast<int64_t>(hash % static_cast<uint64_t>(delay.count())));
+  return std::chrono::microseconds(
+      static_cast<int64_t>(hash % static_cast<uint64_t>(delay.count())));
 }
 
 JobSchedule::JobSchedule(CalendarEvent event, bool persistent,
@@ -106,7 +107,8 @@ Status StampStore::Store(const std::string& job, int64_t start_us) const {
     UniqueFd fd(open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd.valid()) return Status::FromErrno(Code::kInternal, errno, "creating " + temporary);
     HOTSNAP_RETURN_IF_ERROR(WriteAll(fd.get(), std::to_string(start_us) + "\n", temporary));
-    if (fsync(fd.get()) != 0) return Status::FromErrno(Code::kInternal, errno, "fsync " + temporary);
+    if (fsync(fd.get()) != 0)
+      return Status::FromErrno(Code::kInternal, errno, "fsync " + temporary);
   }
   if (rename(temporary.c_str(), path.c_str()) != 0) {
     return Status::FromErrno(Code::kInternal, errno, "renaming " + temporary + " to " + path);

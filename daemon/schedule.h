@@ -60,15 +60,15 @@ class TestClock : public Clock {
 
 // What the scheduler knows about one job at a moment.
 struct ScheduleState {
-  int64_t agent_start_us = 0;             // when this agent process started
-  std::optional<int64_t> last_start_us;   // the last run's start (the stamp); none: never ran
-  std::optional<int64_t> last_end_us;     // when that run ended, if it ended in this process
+  int64_t agent_start_us = 0;            // when this agent process started
+  std::optional<int64_t> last_start_us;  // the last run's start (the stamp); none: never ran
+  std::optional<int64_t> last_end_us;    // when that run ended, if it ended in this process
 };
 
 struct DueTime {
-  int64_t at_us = 0;        // run at this time; at or before the state's "now": run at once
-  int64_t elapse_us = 0;    // the calendar elapse it stands for (before the delay)
-  bool catch_up = false;    // a persistent job's run missed while the agent was down
+  int64_t at_us = 0;      // run at this time; at or before the state's "now": run at once
+  int64_t elapse_us = 0;  // the calendar elapse it stands for (before the delay)
+  bool catch_up = false;  // a persistent job's run missed while the agent was down
 };
 
 class JobSchedule {

@@ -16,16 +16,35 @@ struct Unit {
 // Longest names first where one is a prefix of another ("msec" before "ms", "min" before "m").
 constexpr int64_t kSec = 1000000;
 constexpr Unit kUnits[] = {
-    {"seconds", kSec},        {"second", kSec},         {"sec", kSec},
-    {"s", kSec},              {"minutes", 60 * kSec},   {"minute", 60 * kSec},
-    {"min", 60 * kSec},       {"months", 2629800 * kSec}, {"month", 2629800 * kSec},
-    {"msec", 1000},           {"ms", 1000},             {"m", 60 * kSec},
-    {"M", 2629800 * kSec},    {"hours", 3600 * kSec},   {"hour", 3600 * kSec},
-    {"hr", 3600 * kSec},      {"h", 3600 * kSec},       {"days", 86400 * kSec},
-    {"day", 86400 * kSec},    {"d", 86400 * kSec},      {"weeks", 604800 * kSec},
-    {"week", 604800 * kSec},  {"w", 604800 * kSec},     {"years", 31557600 * kSec},
-    {"year", 31557600 * kSec}, {"y", 31557600 * kSec},  {"usec", 1},
-    {"us", 1},                {"µs", 1},
+    {"seconds", kSec},
+    {"second", kSec},
+    {"sec", kSec},
+    {"s", kSec},
+    {"minutes", 60 * kSec},
+    {"minute", 60 * kSec},
+    {"min", 60 * kSec},
+    {"months", 2629800 * kSec},
+    {"month", 2629800 * kSec},
+    {"msec", 1000},
+    {"ms", 1000},
+    {"m", 60 * kSec},
+    {"M", 2629800 * kSec},
+    {"hours", 3600 * kSec},
+    {"hour", 3600 * kSec},
+    {"hr", 3600 * kSec},
+    {"h", 3600 * kSec},
+    {"days", 86400 * kSec},
+    {"day", 86400 * kSec},
+    {"d", 86400 * kSec},
+    {"weeks", 604800 * kSec},
+    {"week", 604800 * kSec},
+    {"w", 604800 * kSec},
+    {"years", 31557600 * kSec},
+    {"year", 31557600 * kSec},
+    {"y", 31557600 * kSec},
+    {"usec", 1},
+    {"us", 1},
+    {"µs", 1},
 };
 
 }  // namespace
@@ -48,7 +67,8 @@ Result<std::chrono::microseconds> ParseTimeSpan(const std::string& text) {
     }
     size_t n = 0;
     bool dot = false;
-    while (n < p.size() && (std::isdigit(static_cast<unsigned char>(p[n])) || (p[n] == '.' && !dot))) {
+    while (n < p.size() &&
+           (std::isdigit(static_cast<unsigned char>(p[n])) || (p[n] == '.' && !dot))) {
       dot = dot || p[n] == '.';
       ++n;
     }
@@ -58,9 +78,8 @@ Result<std::chrono::microseconds> ParseTimeSpan(const std::string& text) {
     p.remove_prefix(n);
     skip_spaces();
     size_t unit_length = 0;
-    while (unit_length < p.size() &&
-           (std::isalpha(static_cast<unsigned char>(p[unit_length])) ||
-            static_cast<unsigned char>(p[unit_length]) >= 0x80)) {
+    while (unit_length < p.size() && (std::isalpha(static_cast<unsigned char>(p[unit_length])) ||
+                                      static_cast<unsigned char>(p[unit_length]) >= 0x80)) {
       ++unit_length;
     }
     std::string_view unit = p.substr(0, unit_length);

@@ -1,8 +1,6 @@
 // The agent's configuration file (daemon/config.h): what each key becomes, and that every
 // mistake is an error naming file:line, the job and the key. Schedules are checked with the
 // real calendar parser (daemon/calendar.h).
-#include "daemon/config.h"
-
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -10,6 +8,7 @@
 #include <vector>
 
 #include "daemon/calendar.h"
+#include "daemon/config.h"
 #include "daemon/time_span.h"
 #include "tests/test_util.h"
 
@@ -118,7 +117,8 @@ health_check_url = "https://hc.example/ping/abc"
   EXPECT_EQ(job.level, 9);
   EXPECT_EQ(job.rate_limit_bytes_per_s, 50000000u);
   EXPECT_EQ(job.allow_crash_consistent, std::vector<std::string>{"/boot/efi"});
-  EXPECT_EQ(job.ssh_options, (std::vector<std::string>{"Port=2222", "IdentityFile=/etc/hotsnap/key"}));
+  EXPECT_EQ(job.ssh_options,
+            (std::vector<std::string>{"Port=2222", "IdentityFile=/etc/hotsnap/key"}));
   EXPECT_EQ(job.health_check_url, "https://hc.example/ping/abc");
 }
 
@@ -164,7 +164,8 @@ TEST(AgentConfigTest, RateLimitAndDelaySpellings) {
                                          {"20", 20000000},
                                          {"0.5", 500000}}) {
     SCOPED_TRACE(c.value);
-    Result<AgentConfig> config = ParseText(std::string(kMinimalJob) + "rate_limit = " + c.value + "\n");
+    Result<AgentConfig> config =
+        ParseText(std::string(kMinimalJob) + "rate_limit = " + c.value + "\n");
     ASSERT_TRUE(config.ok()) << config.status().message();
     EXPECT_EQ(config->jobs[0].rate_limit_bytes_per_s, c.bytes_per_s);
   }
@@ -200,14 +201,18 @@ TEST(AgentConfigTest, MistakesAreErrorsNamingFileLineJobAndKey) {
   const std::string p = std::string(kPath) + ":";
   const std::vector<BadConfig> cases = {
       {"syntax", "[[job]\nname = 1\n", p + "1: ..."},
-      {"unknown top-level key", "jobs = 1\n", p + "1: jobs: unknown key (expected [agent] or [[job]])"},
+      {"unknown top-level key", "jobs = 1\n",
+       p + "1: jobs: unknown key (expected [agent] or [[job]])"},
       {"unknown agent key", "[agent]\nstate_dri = \"/x\"\n",
-       p + "2: agent.state_dri: unknown key (expected state_dir, socket, metrics_textfile, metrics_listen)"},
+       p + "2: agent.state_dri: unknown key (expected state_dir, socket, metrics_textfile, "
+           "metrics_listen)"},
       {"relative state_dir", "[agent]\nstate_dir = \"var\"\n",
        p + "2: agent.state_dir: expected an absolute path, found \"var\""},
       {"bad listen", "[agent]\nmetrics_listen = \"localhost\"\n",
-       p + "2: agent.metrics_listen: expected HOST:PORT (e.g. \"127.0.0.1:9977\"), found \"localhost\""},
-      {"agent not a table", "agent = 3\n", p + "1: agent: expected a table ([agent]), found an integer"},
+       p + "2: agent.metrics_listen: expected HOST:PORT (e.g. \"127.0.0.1:9977\"), found "
+           "\"localhost\""},
+      {"agent not a table", "agent = 3\n",
+       p + "1: agent: expected a table ([agent]), found an integer"},
       {"unknown job key", Job("schedul = \"daily\"\n"), p + "6: job 'db': schedul: unknown key"},
       {"wrong type", Job("persistent = \"yes\"\n"),
        p + "6: job 'db': persistent: expected true or false, found a string"},
@@ -218,20 +223,25 @@ TEST(AgentConfigTest, MistakesAreErrorsNamingFileLineJobAndKey) {
       {"keep negative", Job("keep_last = -1\n"),
        p + "6: job 'db': keep_last: must be between 0 and 1000000, found -1"},
       {"unknown keep key", Job("[job.keep]\nlast = 1\ndayly = 2\n"),
-       p + "8: job 'db': keep.dayly: unknown key (expected last, hourly, daily, weekly, monthly, yearly)"},
+       p + "8: job 'db': keep.dayly: unknown key (expected last, hourly, daily, weekly, monthly, "
+           "yearly)"},
       {"keep twice", Job("keep_last = 1\n[job.keep]\ndaily = 2\n"),
        p + "1: job 'db': keep: give keep_* keys or a [job.keep] table, not both"},
       {"bad schedule", Job("").replace(Job("").find("\"daily\""), 7, "\"Mon..Fry\""),
-       p + "5: job 'db': schedule: invalid calendar event \"Mon..Fry\": expected a weekday at \"Fry\""},
+       p + "5: job 'db': schedule: invalid calendar event \"Mon..Fry\": expected a weekday at "
+           "\"Fry\""},
       {"schedule out of range", Job("").replace(Job("").find("\"daily\""), 7, "\"*-*-* 25:00\""),
-       p + "5: job 'db': schedule: invalid calendar event \"*-*-* 25:00\": hour 25 is out of range (0..23)"},
+       p + "5: job 'db': schedule: invalid calendar event \"*-*-* 25:00\": hour 25 is out of range "
+           "(0..23)"},
       {"missing name", "[[job]]\nsources = [\"/dev/a\"]\n",
        p + "1: name: missing (every job needs a name)"},
       {"missing sources", "[[job]]\nname = \"a\"\nrepository = \"/r\"\nschedule = \"daily\"\n",
        p + "1: job 'a': sources: missing (every job needs one)"},
-      {"missing repository", "[[job]]\nname = \"a\"\nsources = [\"/dev/a\"]\nschedule = \"daily\"\n",
+      {"missing repository",
+       "[[job]]\nname = \"a\"\nsources = [\"/dev/a\"]\nschedule = \"daily\"\n",
        p + "1: job 'a': repository: missing (every job needs one)"},
-      {"missing schedule", "\n\n[[job]]\nname = \"a\"\nsources = [\"/dev/a\"]\nrepository = \"/r\"\n",
+      {"missing schedule",
+       "\n\n[[job]]\nname = \"a\"\nsources = [\"/dev/a\"]\nrepository = \"/r\"\n",
        p + "3: job 'a': schedule: missing (every job needs one)"},
       {"duplicate job", Job("\n") + kMinimalJob,
        p + "7: job 'db': name: duplicate job name (first defined at line 1)"},
@@ -242,30 +252,39 @@ TEST(AgentConfigTest, MistakesAreErrorsNamingFileLineJobAndKey) {
       {"relative source", "[[job]]\nname = \"a\"\nsources = [\"sda\"]\n",
        p + "3: job 'a': sources: expected device paths or \"machine\", found \"sda\""},
       {"machine with devices", "[[job]]\nname = \"a\"\nsources = [\"machine\", \"/dev/sda\"]\n",
-       p + "3: job 'a': sources: \"machine\" stands for every disk and cannot be combined with devices"},
+       p + "3: job 'a': sources: \"machine\" stands for every disk and cannot be combined with "
+           "devices"},
       {"duplicate source", "[[job]]\nname = \"a\"\nsources = [\"/dev/a\", \"/dev/a\"]\n",
        p + "3: job 'a': sources: \"/dev/a\" is given twice"},
       {"empty sources", "[[job]]\nname = \"a\"\nsources = []\n", p + "3: job 'a': sources: empty"},
       {"relative repository", "[[job]]\nname = \"a\"\nrepository = \"backups\"\n",
-       p + "3: job 'a': repository: expected an absolute directory or ssh://[user@]host/path, found \"backups\""},
+       p + "3: job 'a': repository: expected an absolute directory or ssh://[user@]host/path, "
+           "found \"backups\""},
       {"bad snapshot", Job("snapshot = \"zfs\"\n"), p + "6: job 'db': snapshot: ..."},
-      {"bad level", Job("level = 23\n"), p + "6: job 'db': level: must be between -131072 and 22, found 23"},
+      {"bad level", Job("level = 23\n"),
+       p + "6: job 'db': level: must be between -131072 and 22, found 23"},
       {"bad rate", Job("rate_limit = \"fast\"\n"),
-       p + "6: job 'db': rate_limit: expected a rate like \"50M\" (MB/s) or \"512K\", found \"fast\""},
+       p + "6: job 'db': rate_limit: expected a rate like \"50M\" (MB/s) or \"512K\", found "
+           "\"fast\""},
       {"rate too small", Job("rate_limit = \"1K\"\n"),
        p + "6: job 'db': rate_limit: must be between 0.1 and 1000000 MB/s (like --rate-limit)"},
       {"bad delay unit", Job("randomized_delay = \"15 parsecs\"\n"),
-       p + "6: job 'db': randomized_delay: invalid time span \"15 parsecs\": unknown unit \"parsecs\"..."},
-      {"negative delay", Job("randomized_delay = -5\n"), p + "6: job 'db': randomized_delay: out of range"},
-      {"delay too long", Job("randomized_delay = \"8d\"\n"), p + "6: job 'db': randomized_delay: at most a week"},
+       p + "6: job 'db': randomized_delay: invalid time span \"15 parsecs\": unknown unit "
+           "\"parsecs\"..."},
+      {"negative delay", Job("randomized_delay = -5\n"),
+       p + "6: job 'db': randomized_delay: out of range"},
+      {"delay too long", Job("randomized_delay = \"8d\"\n"),
+       p + "6: job 'db': randomized_delay: at most a week"},
       {"hook timeout zero", Job("hook_timeout = 0\n"),
        p + "6: job 'db': hook_timeout: must be more than 0 and at most 1 day"},
       {"unknown hook", Job("[job.hooks]\npre_frezee = \"x\"\n"),
-       p + "7: job 'db': hooks.pre_frezee: unknown key (expected pre_freeze, while_frozen, post_thaw, hook_timeout, crash_consistent)"},
+       p + "7: job 'db': hooks.pre_frezee: unknown key (expected pre_freeze, while_frozen, "
+           "post_thaw, hook_timeout, crash_consistent)"},
       {"hook wrong type", Job("pre_freeze = [\"a\"]\n"),
        p + "6: job 'db': pre_freeze: expected a string, found an array"},
       {"bad health url", Job("health_check_url = \"hc.example\"\n"),
-       p + "6: job 'db': health_check_url: expected an http:// or https:// URL, found \"hc.example\""},
+       p + "6: job 'db': health_check_url: expected an http:// or https:// URL, found "
+           "\"hc.example\""},
       {"job not a table", "job = 3\n", p + "1: job: expected [[job]] tables, found an integer"},
       {"named job not a table", "[job]\ndb = 3\n",
        p + "2: job.db: expected a [job.NAME] table (or use [[job]] tables), found an integer"},
@@ -325,8 +344,8 @@ TEST(AgentConfigTest, TheShippedExampleIsValid) {
 
 TEST(AgentConfigTest, CheckConfigCommand) {
   const std::string example = std::string(HOTSNAP_SOURCE_DIR) + "/dist/hotsnap.toml.example";
-  testing::CommandResult ok = testing::Run(
-      testing::Hotsnap("agent check-config --config " + testing::Quote(example)));
+  testing::CommandResult ok =
+      testing::Run(testing::Hotsnap("agent check-config --config " + testing::Quote(example)));
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_NE(ok.out.find("OK, 2 jobs"), std::string::npos) << ok.out;
   EXPECT_NE(ok.out.find("job db (line 13)"), std::string::npos) << ok.out;

@@ -47,12 +47,12 @@ class ScopedTz {
 
 bool HaveSystemdAnalyze() { return testing::Run("systemd-analyze --version").exit_code == 0; }
 
-#define REQUIRE_SYSTEMD_ANALYZE()                                                  \
-  do {                                                                             \
-    if (!HaveSystemdAnalyze()) {                                                   \
-      if (InCi()) FAIL() << "CI=true but systemd-analyze is missing (systemd)";    \
-      GTEST_SKIP() << "needs systemd-analyze (package systemd)";                   \
-    }                                                                              \
+#define REQUIRE_SYSTEMD_ANALYZE()                                               \
+  do {                                                                          \
+    if (!HaveSystemdAnalyze()) {                                                \
+      if (InCi()) FAIL() << "CI=true but systemd-analyze is missing (systemd)"; \
+      GTEST_SKIP() << "needs systemd-analyze (package systemd)";                \
+    }                                                                           \
   } while (0)
 
 struct Analyzed {
@@ -78,8 +78,7 @@ std::string After(const std::string& line, const std::string& label) {
 std::vector<Analyzed> Analyze(const std::string& zone, int64_t base_s, int iterations,
                               const std::vector<std::string>& expressions) {
   std::string command = "TZ=" + Quote(zone) + " systemd-analyze calendar --base-time=@" +
-                        std::to_string(base_s) + " --iterations=" +
-                        std::to_string(iterations);
+                        std::to_string(base_s) + " --iterations=" + std::to_string(iterations);
   for (const std::string& e : expressions) command += " " + Quote(e);
   testing::CommandResult result = testing::Run(command);
   EXPECT_EQ(result.exit_code, 0) << command << "\n" << result.err;
@@ -120,6 +119,7 @@ std::vector<Analyzed> Analyze(const std::string& zone, int64_t base_s, int itera
 }
 
 // The expressions every zone is checked with.
+// clang-format off
 const std::vector<std::string> kExpressions = {
     // Shorthands, in any case.
     "minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually", "quarterly",
@@ -144,6 +144,7 @@ const std::vector<std::string> kExpressions = {
     "daily UTC", "Mon 02:00 UTC", "hourly utc", "*-*-* 00/6:00 UTC", "@1800000000",
     "Sat,Sun 03:30 UTC",
 };
+// clang-format on
 
 // Base times (UTC seconds): an ordinary Friday, just before the March and October daylight
 // saving changes of 2027 in Europe, a leap February, and the turn of a year.
@@ -226,7 +227,9 @@ TEST(CalendarTest, APinnedDaylightZoneNeverRepeatsAnElapse) {
   ASSERT_TRUE(first);
   EXPECT_EQ(*first, 1824940800LL * 1000000);  // 02:00 CEST, as systemd says
   std::optional<int64_t> second = event->Next(*first);
-  if (second) EXPECT_GT(*second, *first);
+  if (second) {
+    EXPECT_GT(*second, *first);
+  }
 }
 
 struct Invalid {

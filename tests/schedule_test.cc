@@ -84,19 +84,18 @@ TEST(ScheduleTest, NextDueTable) {
       {"the catch-up run started: next is in the future", "daily", true, "2026-12-04 10:00:00",
        "2026-12-04 10:00:01", nullptr, "2026-12-04 10:05:00", "2026-12-05 00:00:00", false},
       {"an elapse during the run is skipped", "hourly", true, "2026-12-04 09:00:00",
-       "2026-12-04 10:00:00", "2026-12-04 11:30:00", "2026-12-04 11:30:00",
-       "2026-12-04 12:00:00", false},
+       "2026-12-04 10:00:00", "2026-12-04 11:30:00", "2026-12-04 11:30:00", "2026-12-04 12:00:00",
+       false},
       {"due while up: due time passed, not a catch-up", "hourly", false, "2026-12-04 09:00:00",
-       "2026-12-04 10:00:00", "2026-12-04 10:10:00", "2026-12-04 11:00:00",
-       "2026-12-04 11:00:00", false},
-      {"elapse exactly at the agent's start counts as missed", "daily", true,
-       "2026-12-05 00:00:00", "2026-12-04 00:00:00", nullptr, "2026-12-05 00:00:00",
-       "2026-12-05 00:00:00", true},
+       "2026-12-04 10:00:00", "2026-12-04 10:10:00", "2026-12-04 11:00:00", "2026-12-04 11:00:00",
+       false},
+      {"elapse exactly at the agent's start counts as missed", "daily", true, "2026-12-05 00:00:00",
+       "2026-12-04 00:00:00", nullptr, "2026-12-05 00:00:00", "2026-12-05 00:00:00", true},
       {"a one-time event missed while down is still caught up", "2025-01-01", true,
        "2026-12-04 10:00:00", "2024-12-31 00:00:00", nullptr, "2026-12-04 10:00:00",
        "2026-12-04 10:00:00", true},
-      {"never again once it ran", "2025-01-01", true, "2026-12-04 10:00:00",
-       "2025-01-01 00:00:00", nullptr, "2026-12-04 10:00:00", nullptr, false},
+      {"never again once it ran", "2025-01-01", true, "2026-12-04 10:00:00", "2025-01-01 00:00:00",
+       nullptr, "2026-12-04 10:00:00", nullptr, false},
       {"a past elapse before the stamp is not missed", "2026-12-01 12:00", true,
        "2026-12-04 10:00:00", "2026-12-02 00:00:00", nullptr, "2026-12-04 10:00:00", nullptr,
        false},
@@ -188,9 +187,8 @@ TEST(ScheduleTest, ARunLongerThanThePeriodDoesNotOverlapOrQueue) {
   TestClock clock(At("2026-12-04 10:00:00"));
   JobSchedule schedule = Make("*:0/15", true);
   // Each run takes 40 minutes: the 10:30 and 10:45 elapses pass during the 10:15 run.
-  std::vector<int64_t> starts =
-      Simulate(schedule, &clock, &stamps, At("2026-12-04 12:00:00"), INT64_MAX, INT64_MAX,
-               40 * 60 * kSec);
+  std::vector<int64_t> starts = Simulate(schedule, &clock, &stamps, At("2026-12-04 12:00:00"),
+                                         INT64_MAX, INT64_MAX, 40 * 60 * kSec);
   EXPECT_EQ(starts, (std::vector<int64_t>{At("2026-12-04 10:15:00"), At("2026-12-04 11:00:00"),
                                           At("2026-12-04 11:45:00")}));
 }
