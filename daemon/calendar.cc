@@ -298,9 +298,11 @@ std::optional<int64_t> CalendarEvent::Next(int64_t after_us) const {
     time_t elapse = MakeTime(&c, utc_);
     if (elapse < 0) return std::nullopt;
     // A zone pinned to daylight saving ("hourly CEST") can land on the ambiguous hour of the
-    // autumn change and come back to `after_us` itself (systemd 252 finds the hour after; we
-    // have not reproduced that). An elapse that is not in the future would make a caller run
-    // the job in a loop: we say "never" instead. Plain local time and UTC never get here.
+    // autumn change and come back to `after_us` itself: glibc's mktime resolves a tm_isdst
+    // that contradicts the zone from a guess cached by earlier calls, so systemd-analyze (which
+    // goes on to the next hour) and this process can differ. An elapse that is not in the
+    // future would make a caller run the job in a loop: we say "never" instead. Plain local
+    // time and UTC never get here.
     if (static_cast<int64_t>(elapse) * kUsecPerSec + tm_usec <= after_us) return std::nullopt;
     return static_cast<int64_t>(elapse) * kUsecPerSec + tm_usec;
   }

@@ -13,6 +13,10 @@
 // semiannually/biannually), "@SECONDS" (an epoch time, in UTC), and a trailing time zone of
 // "UTC" or the local zone's own abbreviations (tzname[0], tzname[1], e.g. "CET"/"CEST" under
 // TZ=Europe/Berlin, which pins daylight saving off/on as systemd does).
+// Pinning daylight saving with an abbreviation is systemd's own trap: "daily CET" never
+// elapses while CEST is in force (systemd-analyze says "never" too), and "hourly CEST" stops at
+// the autumn change, where glibc's mktime resolves the contradiction from a cached guess
+// that depends on earlier calls; Next() then says "never" rather than repeat an elapse.
 // Not supported, by design: other named zones ("Mon 02:00 Asia/Tokyo"). systemd computes
 // those by switching the process's TZ, which is not safe in a threaded daemon; Parse says so.
 //
