@@ -2,6 +2,8 @@
 // mistake is an error naming file:line, the job and the key. Schedules are checked with the
 // real calendar parser (daemon/calendar.h).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include <chrono>
 #include <string>
@@ -9,6 +11,7 @@
 
 #include "daemon/calendar.h"
 #include "daemon/config.h"
+#include "daemon/schedule.h"
 #include "daemon/time_span.h"
 #include "tests/test_util.h"
 
@@ -362,6 +365,19 @@ TEST(AgentConfigTest, CheckConfigCommand) {
   EXPECT_NE(refused.err.find(bad + ":6: job 'db': level: expected an integer, found a string"),
             std::string::npos)
       << refused.err;
+
+  // A stamp two days old: the persistent job is due now, as the agent would run it.
+  const std::string state = dir.path() + "/state";
+  ASSERT_EQ(mkdir(state.c_str(), 0755), 0);
+  const int64_t two_days_ago_us = (static_cast<int64_t>(time(nullptr)) - 2 * 86400) * 1000000;
+  ASSERT_TRUE(StampStore(state).Store("db", two_days_ago_us).ok());
+  const std::string late = dir.path() + "/late.toml";
+  testing::WriteFile(late, "[agent]\nstate_dir = \"" + state + "\"\n" + Job(""));
+  testing::CommandResult due =
+      testing::Run(testing::Hotsnap("agent check-config --config " + testing::Quote(late)));
+  EXPECT_EQ(due.exit_code, 0) << due.err;
+  EXPECT_NE(due.out.find("next run:   now (catching up the run of "), std::string::npos) << due.out;
+  EXPECT_EQ(due.out.find("last run:   never"), std::string::npos) << due.out;
 
   testing::CommandResult unknown = testing::Run(testing::Hotsnap("agent frobnicate"));
   EXPECT_EQ(unknown.exit_code, 2);
