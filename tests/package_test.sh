@@ -33,6 +33,7 @@ state=/var/lib/hotsnap
 marker=/run/hotsnap-package-test.marker
 enable_link=/etc/systemd/system/multi-user.target.wants/$unit
 dsh_enabled=/var/lib/systemd/deb-systemd-helper-enabled/$unit.dsh-also
+mask_link=/etc/systemd/system/$unit
 dsh_masked=/var/lib/systemd/deb-systemd-helper-masked/$unit
 
 failures=0
@@ -109,8 +110,17 @@ shims=$work/shims
 calls=$work/systemd-calls.log
 mkdir -p "$shims"
 : >"$calls"
+# `systemctl --root=/ ...` (deb-systemd-helper's preset on a first install) edits unit links
+# on the filesystem without a service manager: that one is passed to the real systemctl.
+real_systemctl=$(command -v systemctl || true)
 for shim in systemctl deb-systemd-invoke; do
-  printf '#!/bin/sh\necho "%s $*" >>%q\nexit 0\n' "$shim" "$calls" >"$shims/$shim"
+  {
+    printf '#!/bin/sh\necho "%s $*" >>%q\n' "$shim" "$calls"
+    if [[ $shim == systemctl && -n $real_systemctl ]]; then
+      printf 'case "$1" in --root=*) exec %q "$@" ;; esac\n' "$real_systemctl"
+    fi
+    printf 'exit 0\n'
+  } >"$shims/$shim"
   chmod 755 "$shims/$shim"
 done
 calls_since() { tail -n +"$(($1 + 1))" "$calls"; }  # calls_since N: the calls after the first N
@@ -129,7 +139,7 @@ if [[ $status != unknown && $status != not-installed ]]; then
   rm -rf "$work"
   skip "the hotsnap package is already $status here; the test would replace and purge it"
 fi
-for path in /usr/bin/hotsnap "$config_dir" "$state"; do
+for path in /usr/bin/hotsnap "$config_dir" "$state" "$enable_link" "$mask_link"; do
   absent "$path" || { rm -rf "$work"; skip "$path exists here; the test would replace or remove it"; }
 done
 touch "$marker"
@@ -216,7 +226,9 @@ left=$(while read -r path; do
 done <"$work/listed")
 check "purged: every file the package listed is gone${left:+ (left: $left)}" test -z "$left"
 check "purged: the enable link is gone" absent "$enable_link"
-check "purged: deb-systemd-helper's state is gone" sh -c "! test -e '$dsh_enabled' && ! test -e '$dsh_masked'"
+for path in "$dsh_enabled" "$dsh_masked" "$mask_link"; do
+  check "purged: deb-systemd-helper's $path is gone" absent "$path"
+done
 check "purged: $state is gone" absent "$state"
 
 # ---- 4. With a config: start on a fresh install, try-restart on reinstall, stop on remove ---
@@ -235,7 +247,8 @@ before=$(call_count)
 run_dpkg -r hotsnap || fail "dpkg -r failed"
 check "a remove stops the unit" has_line "deb-systemd-invoke stop $unit" "$(calls_since "$before")"
 check "removed: the binary is gone" absent /usr/bin/hotsnap
-check "removed: the unit is masked by deb-systemd-helper" test -L "$dsh_masked"
+check "removed: the unit is masked by deb-systemd-helper" \
+  test "$(readlink "$mask_link")" = /dev/null -a -e "$dsh_masked"
 mkdir -p "$state/repo"
 echo '{"format": "hotsnap-repository", "version": 1}' >"$state/repo/hotsnap-repo.json"
 purge_out=$(run_dpkg --purge hotsnap) || fail "dpkg --purge (with a repository) failed"
@@ -244,7 +257,9 @@ check "purge keeps a repository in $state" test -f "$state/repo/hotsnap-repo.jso
 check "purge keeps the admin's config" test -f "$config"
 status=$(package_status)
 check "purged again: dpkg reports hotsnap $status" test "$status" = unknown -o "$status" = not-installed
-check "purged again: the enable link is gone" absent "$enable_link"
+for path in "$enable_link" "$dsh_enabled" "$dsh_masked" "$mask_link"; do
+  check "purged again: $path is gone" absent "$path"
+done
 
 [[ $failures -eq 0 ]] || fail "$failures check(s) failed"
 echo "PASS"
