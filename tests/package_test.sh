@@ -23,8 +23,8 @@
 # Exit 0: passed; 77: skipped (outside CI only: CI=true turns a skip into a failure).
 set -euo pipefail
 
-build_dir=$1
-source_dir=$2
+build_dir=$(realpath "$1")
+source_dir=$(realpath "$2")
 binary=$build_dir/hotsnap
 unit=hotsnap-agent.service
 config_dir=/etc/hotsnap
