@@ -79,7 +79,8 @@ std::string EscapeLabelValue(const std::string& value);
 // io/stale_temp_files.h cleans up after a crash, and that the collector ignores), fsyncs
 // it, makes it mode 0644 (node_exporter does not run as root), renames it over `path` and
 // fsyncs the directory. A reader sees the old file or the new one, never a part. kTarget
-// on failure, with the temporary file removed.
+// on failure, with the temporary file removed. The temporary name is one per process and
+// path: calls for the same path must not run concurrently (the agent writes from its loop).
 Status WriteTextfile(const std::string& path, const std::string& text);
 
 }  // namespace hotsnap

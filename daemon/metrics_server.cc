@@ -162,6 +162,7 @@ Status MetricsServer::AcceptAll() {
 bool MetricsServer::Serve(Connection& c, uint32_t events) {
   if (!c.responding) {
     char buf[2048];
+    bool eof = false;
     for (;;) {
       ssize_t n = recv(c.fd.get(), buf, sizeof(buf), 0);
       if (n > 0) {
@@ -169,7 +170,10 @@ bool MetricsServer::Serve(Connection& c, uint32_t events) {
         if (c.request.size() > kMaxRequestBytes) break;
         continue;
       }
-      if (n == 0) break;  // the peer shut its side: answer what we have, if complete
+      if (n == 0) {  // the peer shut its side: answer what we have, if complete
+        eof = true;
+        break;
+      }
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       return false;
@@ -180,7 +184,7 @@ bool MetricsServer::Serve(Connection& c, uint32_t events) {
       c.response = PlainError("400 Bad Request", false);
     } else if (complete) {
       c.response = Respond(c.request);
-    } else if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    } else if (eof || (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
       return false;  // gone before a whole request arrived
     } else {
       return true;  // wait for the rest

@@ -6,7 +6,9 @@
 // call HandleReadable() when it is readable. fd() is an epoll descriptor holding the
 // listening socket and every open connection, so one fd covers them all and a slow client
 // never blocks the loop. At most kMaxConnections are open at once; a new one beyond that
-// closes the oldest. A request larger than kMaxRequestBytes is answered 400.
+// closes the oldest. A request larger than kMaxRequestBytes is answered 400. Only the request
+// head is read: a client that sends a body or a second request may see its connection reset
+// after the response (Prometheus sends neither).
 //
 // The listener binds HOST:PORT ("127.0.0.1:9977", "[::1]:9977", "localhost:9977": the first
 // address the name resolves to); port 0 picks a free port, see port(). The metrics carry no
