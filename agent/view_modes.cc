@@ -308,6 +308,7 @@ class LvmMode : public CopyMode {
     const std::string now_lv = view_->snapshot_name().substr(view_->snapshot_name().find('/') + 1);
     auto ranges = ThinChangedRangesIn(*rows, vg, (*kept)->lv_name, now_lv);
     if (!ranges.ok()) return ranges.status();
+    view_->NoteThinReport(*rows);  // Keep() needs no lvs of its own
     // The parent's used blocks: its snapshot mapped read-only straight from the pool
     // (device-mapper, not LVM: two dmsetup runs instead of two lvchange), then let go.
     auto used = MapKeptSnapshot(*rows, **kept);

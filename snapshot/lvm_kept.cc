@@ -171,13 +171,18 @@ Status RepairKeptSnapshots(LvmControl* lvm, const std::string& lease_dir, const 
 Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_dir,
                                       const std::string& vg, const std::string& snapshot_lv,
                                       const std::string& origin_lv, const std::string& run_id,
-                                      int64_t created_unix) {
+                                      int64_t created_unix, const std::vector<ThinLvRecord>* listed) {
   const std::string kept_name = KeptSnapshotName(origin_lv),
                     retired_name = RetiredSnapshotName(origin_lv);
   const std::string what = "keeping " + vg + "/" + snapshot_lv + " as " + kept_name;
   // One lvs for the whole sequence: the repair (and a second lvs) only when it shows a crash's
   // leftovers; the record returned is the run's snapshot's row under its new name.
-  auto lvs = ListThinLvs(lvm, vg);
+  Result<std::vector<ThinLvRecord>> lvs = Status(Code::kInternal, "");
+  if (listed != nullptr && Find(*listed, snapshot_lv) != nullptr) {
+    lvs = *listed;
+  } else {
+    lvs = ListThinLvs(lvm, vg);
+  }
   if (!lvs.ok()) return lvs.status().Wrap(what);
   if (KeptSnapshotsNeedRepairIn(*lvs, origin_lv)) {
     HOTSNAP_RETURN_IF_ERROR(RepairKeptSnapshots(lvm, lease_dir, vg, origin_lv, run_id).Wrap(what));

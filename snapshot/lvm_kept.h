@@ -80,10 +80,13 @@ bool IsKeptSnapshotLv(const std::string& lv_name, const std::vector<std::string>
 // RUN_ID at CREATED_UNIX). Its device must be closed. The record returned is the snapshot's
 // row of that one lvs, under its new name. Errors: kSource quoting LVM; after a
 // failure before the commit the new snapshot is gone and the old kept one is back.
+// `listed` (may be null): a ListThinLvs report of VG made since the snapshot was created, with
+// no LVM change to the origin's LVs since (a delta's, thin_delta.h), used instead of that lvs.
 Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_dir,
                                       const std::string& vg, const std::string& snapshot_lv,
                                       const std::string& origin_lv, const std::string& run_id,
-                                      int64_t created_unix);
+                                      int64_t created_unix,
+                                      const std::vector<ThinLvRecord>* listed = nullptr);
 
 // Puts a state left by a crash in KeepThinSnapshot right (see above); does nothing when there
 // is nothing to do, or while a live run other than `except_run` has an LV of ORIGIN under way.

@@ -337,7 +337,7 @@ Status LvmSnapshotView::Keep() {
   released_ = true;
   const std::string lv = snapshot_.substr(snapshot_.find('/') + 1);
   auto kept = KeepThinSnapshot(options_.lvm, options_.lease_dir, origin_.vg_name, lv, origin_.lv_name,
-                               run_id_, created_unix_);
+                               run_id_, created_unix_, thin_report_ ? &*thin_report_ : nullptr);
   if (!kept.ok()) {
     // A failure before KeepThinSnapshot began leaves the snapshot under the run's name (after
     // that it has removed it already, and this finds nothing to remove).

@@ -103,6 +103,9 @@ class LvmSnapshotView : public ConsistentView {
   // the old kept one is left as it was, and the view is released. kInternal without
   // keep_snapshot or after Release().
   Status Keep();
+  // A ListThinLvs report of the origin's VG made after the snapshot was created (a delta's),
+  // for Keep() to use instead of its own lvs.
+  void NoteThinReport(std::vector<ThinLvRecord> rows) { thin_report_ = std::move(rows); }
   // What Keep() kept; nullopt before it, or when it failed.
   const std::optional<KeptSnapshot>& kept() const { return kept_; }
 
@@ -129,6 +132,7 @@ class LvmSnapshotView : public ConsistentView {
   bool released_ = false;
   int64_t created_unix_ = 0;  // when lvcreate ran
   std::optional<KeptSnapshot> kept_;
+  std::optional<std::vector<ThinLvRecord>> thin_report_;
   std::chrono::steady_clock::time_point last_check_{};
   std::chrono::steady_clock::duration next_interval_{};
   Status last_status_;

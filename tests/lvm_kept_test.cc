@@ -222,6 +222,26 @@ TEST(KeptSnapshotSequence, ASnapshotRecordedAtCreationNeedsOneLvsAndFourChanges)
   EXPECT_EQ(lvm.log.size(), 1u);
 }
 
+// A delta hands over the report it read for thin_delta: no lvs at all.
+TEST(KeptSnapshotSequence, AReportGivenStandsInForTheLvs) {
+  hotsnap::testing::TempDir leases;
+  TableLvm lvm = WithOldAndNew();
+  FakeLv& fresh = lvm.lvs.at(std::string("hotsnap-data-") + kRun);
+  fresh.tags.insert(std::string("hotsnap_keep_run_") + kRun);
+  fresh.tags.insert("hotsnap_keep_time_200");
+  auto report = ListThinLvs(&lvm, "vg");
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  lvm.log.clear();
+  auto kept = KeepThinSnapshot(&lvm, leases.path(), "vg", std::string("hotsnap-data-") + kRun,
+                               "data", kRun, 200, &report.value());
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  EXPECT_EQ(kept->thin_id, 7u);
+  for (const std::string& line : lvm.log) EXPECT_NE(line.rfind("lvs", 0), 0u) << line;
+  EXPECT_EQ(lvm.log.size(), 4u);
+  ASSERT_EQ(lvm.lvs.size(), 1u);
+  EXPECT_TRUE(lvm.lvs.at("hotsnap-keep-data").tags.count("hotsnap_keep"));
+}
+
 TEST(KeptSnapshot, NeedsRepairOnlyAfterACrash) {
   const std::vector<std::string> committed = {"hotsnap", "hotsnap_keep"};
   const std::vector<std::string> uncommitted = {"hotsnap", "hotsnap_run_0123456789ab"};
