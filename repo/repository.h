@@ -44,6 +44,7 @@ struct RepoBackupRequest {
 struct RepoBackupResult {
   RepoImage image;
   BackupReport report;
+  std::string why;  // why a full image or a delta on which parent ("first backup of vg0-data")
 };
 
 Result<RepoBackupResult> BackupIntoRepository(const RepoBackupRequest& request);
