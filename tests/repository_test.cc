@@ -329,6 +329,16 @@ TEST_F(RepositoryTest, FailedBackupsLeaveFilesAndCatalogUnchanged) {
   EXPECT_TRUE(Contains(r.status().message(), "injected")) << r.status().message();
   EXPECT_EQ(Files(repo_), before);
 
+  // The catalog cannot be written once the image is published (its temporary name is taken
+  // by a directory): the image is unpublished again.
+  std::string blocker = repo_ + "/.catalog.json.hotsnap-" + std::to_string(::getpid()) + ".tmp";
+  ASSERT_EQ(::mkdir(blocker.c_str(), 0700), 0);
+  auto unrecorded = Backup(7);
+  ASSERT_FALSE(unrecorded.ok());
+  EXPECT_TRUE(Contains(unrecorded.status().message(), "recording data/data-")) << unrecorded.status().message();
+  ASSERT_EQ(::rmdir(blocker.c_str()), 0);
+  EXPECT_EQ(Files(repo_), before);
+
   // A source that is gone.
   RepoBackupRequest gone = Request(7);
   gone.options.source = tmp_.File("no-such-device");
