@@ -199,7 +199,7 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
       ("all-blocks", "read every block, also those the filesystem marks free (default: only "
        "used blocks of ext2/3/4 and xfs; free blocks are stored as zeros)")
       ("no-io-uring", "read with pread instead of io_uring")
-      ("dry-run", "print the plan (source, filesystem, bytes to read, snapshot method, target) "
+      ("dry-run", "print the plan (source, filesystem, bytes to read, snapshot method, target; with --repo also full or delta and why) "
        "and exit without writing anything");
   AddCommonOptions(&d);
   AddEventOptions(&d);
@@ -275,8 +275,17 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   }
   if (!repo.repo.empty()) {
     if (sources.size() > 1) return Status(Code::kUsage, "--repo takes one source per backup");
-    if (p->vm.count("dry-run")) return Status(Code::kUsage, "--dry-run does not apply to --repo yet");
     repo.options = o;
+    if (p->vm.count("dry-run")) {
+      auto plan = PlanIntoRepository(repo);
+      if (!plan.ok()) return plan.status();
+      PrintPlan(plan->backup);
+      std::printf("repository %s: would write %s, %s (%s), and record it in the catalog\n", repo.repo.c_str(),
+                  plan->file.c_str(), plan->parent_file.empty() ? "a full image" : ("a delta on " + plan->parent_file).c_str(),
+                  plan->why.c_str());
+      std::fflush(stdout);
+      return Status::Ok();
+    }
     auto r = BackupIntoRepository(repo);
     if (!r.ok()) return r.status();
     ReportBackup(r->report);

@@ -123,7 +123,10 @@ std::string RepoSourceName(const std::string& device) {
   return name.empty() ? "source" : name;
 }
 
-Result<RepoBackupResult> BackupIntoRepository(const RepoBackupRequest& request) {
+namespace {
+
+// The request's checks; the source's name in the repository.
+Result<std::string> CheckRequest(const RepoBackupRequest& request) {
   const std::string& repo = request.repo;
   if (repo.empty()) return Status(Code::kUsage, "no repository given");
   if (!request.options.dest.empty() || !request.options.base.empty()) {
@@ -137,6 +140,50 @@ Result<RepoBackupResult> BackupIntoRepository(const RepoBackupRequest& request) 
   if (!ValidSourceName(source)) {
     return Status(Code::kUsage, "'" + source + "' cannot name a source in a repository (letters, digits, '-', '_', '.')");
   }
+  return source;
+}
+
+// Full or delta, the image's name, and the backup's own plan passes on the options that gives.
+Result<RepoBackupPlan> PlanWith(const RepoBackupRequest& request, const std::string& source,
+                                const std::vector<RepoImage>& images) {
+  const std::string& repo = request.repo;
+  NextImage next = ChooseNext(repo, source, images, request.full_every);
+  RepoBackupPlan plan;
+  plan.source = source;
+  plan.file = NewImageFile(repo, source, static_cast<int64_t>(::time(nullptr)));
+  plan.parent_file = next.parent != nullptr ? next.parent->file : "";
+  plan.why = next.why;
+  BackupOptions options = request.options;
+  options.dest = repo + "/" + plan.file;
+  options.base = next.parent != nullptr ? repo + "/" + plan.parent_file : "";
+  options.overwrite = false;
+  auto backup = PlanBackup(options);
+  if (!backup.ok()) return backup.status();
+  plan.backup = std::move(backup).value();
+  return plan;
+}
+
+}  // namespace
+
+Result<RepoBackupPlan> PlanIntoRepository(const RepoBackupRequest& request) {
+  auto source = CheckRequest(request);
+  if (!source.ok()) return source.status();
+  std::vector<RepoImage> images;
+  Status marker = CheckRepoMarker(request.repo);
+  if (marker.ok()) {
+    auto listed = ReadCatalog(request.repo);
+    if (!listed.ok()) return listed.status();
+    images = std::move(listed).value();
+  } else if (marker.code() != Code::kUsage) {
+    return marker;
+  }  // else no repository yet: the first backup makes it (and refuses a non-empty directory)
+  return PlanWith(request, *source, images);
+}
+
+Result<RepoBackupResult> BackupIntoRepository(const RepoBackupRequest& request) {
+  const std::string& repo = request.repo;
+  auto source = CheckRequest(request);
+  if (!source.ok()) return source.status();
   HOTSNAP_RETURN_IF_ERROR(InitRepository(repo));
 
   // Everything below under the repository's lock.
@@ -146,30 +193,28 @@ Result<RepoBackupResult> BackupIntoRepository(const RepoBackupRequest& request) 
   if (!lock.ok()) return lock.status();
   auto images = ReadCatalog(repo);
   if (!images.ok()) return images.status();
-  HOTSNAP_RETURN_IF_ERROR(MakeSourceDir(repo, source));
+  HOTSNAP_RETURN_IF_ERROR(MakeSourceDir(repo, *source));
   // Under the lock no other backup of this repository runs: any temporary file there is a
   // crashed run's (a live process's is kept all the same).
   StaleTempReport stale;
-  if (Status s = RemoveStaleTemporaryFiles(repo + "/" + source, &stale); !s.ok()) {
+  if (Status s = RemoveStaleTemporaryFiles(repo + "/" + *source, &stale); !s.ok()) {
     Notice("warning: " + s.message());
   }
   for (const std::string& removed : stale.removed) Notice("removed " + removed + " (left by a crashed run)");
 
   // Full or delta, then the backup itself: it publishes the image, or nothing.
-  NextImage next = ChooseNext(repo, source, *images, request.full_every);
-  BackupOptions options = request.options;
-  const std::string file = NewImageFile(repo, source, static_cast<int64_t>(::time(nullptr)));
-  options.dest = repo + "/" + file;
-  options.base = next.parent != nullptr ? repo + "/" + next.parent->file : "";
-  options.overwrite = false;
-  auto report = RunBackup(options);
+  auto plan = PlanWith(request, *source, *images);
+  if (!plan.ok()) return plan.status();
+  const std::string file = plan->file;
+  const std::string expected_parent = plan->parent_file;
+  const std::string why = plan->why;
+  auto report = RunPlan(std::move(plan->backup));
   if (!report.ok()) return report.status();
 
   // The record, from the published image itself, then the catalog.
   auto record = RepoImageFromFile(repo, file);
   if (!record.ok()) return record.status().Wrap("reading back " + file).WithCleanup(Unpublish(repo, file));
-  record->source = source;
-  std::string expected_parent = next.parent != nullptr ? next.parent->file : "";
+  record->source = *source;
   if (record->parent_file != expected_parent) {
     return Status(Code::kInternal, file + " names " + record->parent_file + " as its parent, not " + expected_parent)
         .WithCleanup(Unpublish(repo, file));
@@ -178,7 +223,7 @@ Result<RepoBackupResult> BackupIntoRepository(const RepoBackupRequest& request) 
   if (Status written = WriteCatalog(repo, *images); !written.ok()) {
     return written.Wrap("recording " + file + " in the catalog").WithCleanup(Unpublish(repo, file));
   }
-  RepoBackupResult result{std::move(record).value(), std::move(report).value(), next.why};
+  RepoBackupResult result{std::move(record).value(), std::move(report).value(), why};
   // The image is published and recorded: a lock that cannot be removed is only a warning
   // (the next run finds it stale).
   if (Status released = lock->Release(); !released.ok()) Notice("warning: " + released.message());

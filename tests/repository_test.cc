@@ -365,6 +365,22 @@ TEST_F(RepositoryTest, FailedBackupsLeaveFilesAndCatalogUnchanged) {
   EXPECT_EQ(listed->size(), 1u);
 }
 
+TEST_F(RepositoryTest, DryRunPrintsTheChoiceAndWritesNothing) {
+  std::string dry = Hotsnap("backup " + Quote(loop_->device()) + " --repo " + Quote(repo_) +
+                            " --source-name data --snapshot none --dry-run");
+  CommandResult first = RunOk(dry);
+  EXPECT_TRUE(Contains(first.out, "would write data/data-") && Contains(first.out, "a full image (first backup"))
+      << first.out;
+  EXPECT_FALSE(testing::PathExists(repo_)) << "a dry run made the repository";
+  Change(0);
+  auto full = Backup(7);
+  ASSERT_TRUE(full.ok()) << full.status().message();
+  auto before = Files(repo_);
+  CommandResult second = RunOk(dry);
+  EXPECT_TRUE(Contains(second.out, "a delta on " + full->image.file)) << second.out;
+  EXPECT_EQ(Files(repo_), before);
+}
+
 TEST_F(RepositoryTest, NotARepositoryIsRefused) {
   RunOk("mkdir -p " + Quote(repo_) + " && echo x > " + Quote(repo_ + "/other"));
   auto r = Backup(7);
