@@ -87,7 +87,8 @@ Status RunPruneCommand(const std::vector<std::string>& args) {
   po::options_description d("prune options");
   PruneOptions o;
   d.add_options()
-      ("keep-last", po::value<int>(&o.policy.keep_last)->default_value(0), "keep the N newest images")
+      ("keep-last", po::value<int>(&o.policy.keep_last)->default_value(0), "keep the N newest images (-1 for each "
+       "--keep-... option: every one, restic's unlimited)")
       ("keep-hourly", po::value<int>(&o.policy.keep_hourly)->default_value(0), "keep the newest image of each of the N newest hours")
       ("keep-daily", po::value<int>(&o.policy.keep_daily)->default_value(0), "... days")
       ("keep-weekly", po::value<int>(&o.policy.keep_weekly)->default_value(0), "... ISO weeks")
@@ -107,7 +108,7 @@ Status RunPruneCommand(const std::vector<std::string>& args) {
   if (p->vm.count("quiet")) SetQuiet(true);
   for (int n : {o.policy.keep_last, o.policy.keep_hourly, o.policy.keep_daily, o.policy.keep_weekly,
                 o.policy.keep_monthly, o.policy.keep_yearly}) {
-    if (n < 0) return Status(Code::kUsage, "--keep-... counts must not be negative");
+    if (n < -1) return Status(Code::kUsage, "--keep-... counts are N >= 0, or -1 for every one (restic's unlimited)");
   }
   o.repo = p->vm["REPO"].as<std::string>();
   o.dry_run = p->vm.count("dry-run") > 0;
