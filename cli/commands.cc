@@ -14,9 +14,11 @@
 #include "agent/merge_job.h"
 #include "agent/progress.h"
 #include "base/log.h"
+#include "repo/repository.h"
 #include "cli/parse.h"
 #include "cli/agent_commands.h"
 #include "cli/mount_commands.h"
+#include "cli/repo_commands.h"
 #include "cli/scripting.h"
 
 namespace po = boost::program_options;
@@ -140,10 +142,18 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   po::options_description d("backup options");
   BackupOptions o;
   std::string snapshot;
+  RepoBackupRequest repo;
   d.add_options()
-      ("output,o", po::value<std::string>(&o.dest), "image path, or - for stdout (required); with "
+      ("output,o", po::value<std::string>(&o.dest), "image path, or - for stdout (required unless --repo); with "
        "several sources, an existing directory: one image per source, DIR/NAME.zst, and "
        "DIR/manifest.json")
+      ("repo", po::value<std::string>(&repo.repo), "REPO: back up into a repository (docs/repository.md), "
+       "created if missing: a full image, or a delta on the source's newest image, named by UTC time "
+       "under REPO/SOURCE/ and recorded in REPO/catalog.json (instead of -o and --base)")
+      ("full-every", po::value<unsigned>(&repo.full_every)->default_value(7), "--repo: a full image once "
+       "the newest chain holds N deltas (0: every backup full)")
+      ("source-name", po::value<std::string>(&repo.source_name), "--repo: the source's name in the "
+       "repository (default: from its path, /dev/vg0/data -> vg0-data)")
       ("snapshot", po::value<std::string>(&snapshot)->default_value("auto"),
        "how to get a consistent view of every filesystem mounted read-write from SOURCE or its "
        "partitions (one consistency group, frozen together): auto (lvm or lvm-thin for a logical "
@@ -190,14 +200,14 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
       ("all-blocks", "read every block, also those the filesystem marks free (default: only "
        "used blocks of ext2/3/4 and xfs; free blocks are stored as zeros)")
       ("no-io-uring", "read with pread instead of io_uring")
-      ("dry-run", "print the plan (source, filesystem, bytes to read, snapshot method, target) "
+      ("dry-run", "print the plan (source, filesystem, bytes to read, snapshot method, target; with --repo also full or delta and why) "
        "and exit without writing anything");
   AddCommonOptions(&d);
   AddEventOptions(&d);
   AddSshOptions(&d, &o.ssh_options);
   AddRateLimitOption(&d);
   AddPriorityOptions(&d);
-  auto p = Parse(args, "hotsnap backup SOURCE... -o DEST [options]",
+  auto p = Parse(args, "hotsnap backup SOURCE... -o DEST [options]  |  hotsnap backup SOURCE --repo REPO [options]",
                  "Back up SOURCE (a block device or a regular file) into a zstd image at DEST.\n"
                  "The image is written under a temporary name and renamed when complete.\n"
                  "DEST may be - (stdout) or ssh://[user@]host[:port]/path (the system ssh client;\n"
@@ -210,8 +220,11 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
                  d, {"SOURCE..."});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
-  if (o.dest.empty()) {
+  if (o.dest.empty() && repo.repo.empty()) {
     return Status(Code::kUsage, "missing -o DEST\nusage: hotsnap backup SOURCE... -o DEST [options]");
+  }
+  if (!repo.repo.empty() && (!o.dest.empty() || !o.base.empty())) {
+    return Status(Code::kUsage, "--repo chooses the image's name and parent itself: -o and --base do not apply");
   }
   const auto sources = p->vm["SOURCE..."].as<std::vector<std::string>>();
   o.source = sources.front();
@@ -260,6 +273,26 @@ Status RunBackupCommand(const std::vector<std::string>& args) {
   HOTSNAP_RETURN_IF_ERROR(ApplyPriorityOptions(p->vm));
   if (sources.size() > 1 && !o.base.empty()) {
     return Status(Code::kUsage, "--base applies to a backup of one source");
+  }
+  if (!repo.repo.empty()) {
+    if (sources.size() > 1) return Status(Code::kUsage, "--repo takes one source per backup");
+    repo.options = o;
+    if (p->vm.count("dry-run")) {
+      auto plan = PlanIntoRepository(repo);
+      if (!plan.ok()) return plan.status();
+      PrintPlan(plan->backup);
+      std::printf("repository %s: would write %s, %s (%s), and record it in the catalog\n", repo.repo.c_str(),
+                  plan->file.c_str(), plan->parent_file.empty() ? "a full image" : ("a delta on " + plan->parent_file).c_str(),
+                  plan->why.c_str());
+      std::fflush(stdout);
+      return Status::Ok();
+    }
+    auto r = BackupIntoRepository(repo);
+    if (!r.ok()) return r.status();
+    ReportBackup(r->report);
+    Notice("recorded " + r->image.file + " (" + (r->image.parent_file.empty() ? "full" : "delta") +
+           ": " + r->why + ") in the catalog of " + repo.repo);
+    return Status::Ok();
   }
   if (sources.size() > 1) return RunBackupSetCommand(o, sources, p->vm.count("dry-run") > 0);
   // The dry run and the run share the plan: a dry run prints it instead of running it.
@@ -513,6 +546,9 @@ const std::vector<Command>& Commands() {
       {"mount", "mount the filesystem in an image read-only, without restoring it", RunMountCommand},
       {"umount", "undo hotsnap mount", RunUmountCommand},
       {"cleanup", "remove what crashed hotsnap processes left behind", RunCleanupCommand},
+      {"list", "list the images in a repository", RunListCommand},
+      {"check", "check a repository's catalog, files and chains (--read-data: every byte)", RunCheckCommand},
+      {"prune", "remove images from a repository by a retention policy, chain-aware", RunPruneCommand},
       {"agent", "the backup agent: scheduled jobs from /etc/hotsnap/hotsnap.toml", RunAgentCommand},
   };
   return commands;

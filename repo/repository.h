@@ -44,9 +44,23 @@ struct RepoBackupRequest {
 struct RepoBackupResult {
   RepoImage image;
   BackupReport report;
+  std::string why;  // why a full image or a delta on which parent ("first backup of vg0-data")
 };
 
 Result<RepoBackupResult> BackupIntoRepository(const RepoBackupRequest& request);
+
+// What BackupIntoRepository would do, built by the same passes (the choice of full or delta,
+// then PlanBackup on the options it sets), for `backup --repo --dry-run`. Reads the catalog
+// (a missing or empty directory: a repository still to be made) and the source; takes no
+// lock and writes nothing. A run decides again under the lock.
+struct RepoBackupPlan {
+  std::string source;       // the source's name in the repository
+  std::string file;         // the image it would write, relative to the root
+  std::string parent_file;  // "" : a full image
+  std::string why;
+  BackupPlan backup;
+};
+Result<RepoBackupPlan> PlanIntoRepository(const RepoBackupRequest& request);
 
 // Every image in the catalog, oldest first.
 Result<std::vector<RepoImage>> ListRepository(const std::string& repo);
