@@ -466,7 +466,7 @@ Result<RestoreReport> RunChangedRestore(const RestoreOptions& options) {
   const UsedBlockMap used = MapImageUsedBlocks(**image, &why_all);
   if (why_all.empty()) {
     Notice("comparing the " + HumanBytes(used.used_bytes()) + " the image's " + meta.fs_type +
-           " bitmap marks used; its free blocks are left as they are");
+           " uses (" + meta.used_map + ", read from the image); its free blocks are left as they are");
   } else {
     Notice("comparing every block (" + why_all + ")");
   }

@@ -10,8 +10,8 @@
 //      that it holds the image's own filesystem, or for a whole-disk image its own partition
 //      table (CheckTargetHoldsImageSource). Nothing is written before both pass.
 //   3. Map: which blocks the image's own filesystem uses (agent/image_used_map.h: for the image
-//      of an ext2/3/4 filesystem mapped by its bitmap, the bitmaps read from the image; every
-//      block for any other image).
+//      of an ext2/3/4 or xfs filesystem mapped by its bitmap or bnobt, those records read from
+//      the image; every block for any other image).
 //   4. Compare: of every chunk, the target's bytes that the map marks used are read
 //      (io/block_reader.h: io_uring, a few reads in flight; free gaps under 64 KiB are read
 //      through), the free ones set to zeros — what the image holds there — and the chunk
@@ -26,8 +26,8 @@
 // The rule: afterwards every block the image's filesystem uses equals the image, byte for
 // byte, and so does every byte of an image compared whole (bytes past the image on a larger
 // target are left alone, as a full restore leaves them). A block free in the image keeps what
-// the target held there: the restored filesystem does not use it (its bitmaps, used blocks,
-// say so), where a full restore would have written zeros. A device is held
+// the target held there: the restored filesystem does not use it (its free-space records, used
+// blocks, say so), where a full restore would have written zeros. A device is held
 // exclusively (O_EXCL) and locked against other hotsnap runs meanwhile; a file target is not,
 // so nothing else may write it during the run.
 #ifndef HOTSNAP_AGENT_CHANGED_RESTORE_H_

@@ -2,14 +2,15 @@
 // `restore --changed-only` compares (agent/changed_restore.h).
 //
 // A backup stores the blocks its map found free as zeros, and the image holds the
-// filesystem's own record of which blocks those are. For the image of one ext2/3/4
-// filesystem whose metadata says it was mapped by its bitmap ("ext4 bitmap"), the map is
-// made again from the image's bytes: libext2fs reads the superblock, group descriptors and
-// bitmaps through the image's decoder (fsmap/ext_ranged_io.h; only the chunks holding them
-// are decoded), with the rules of fsmap/used_block_map.h (unused inode-table tails are
-// free). Every other image gets UsedBlockMap::AllBlocks and a reason: a whole disk, xfs, an
-// image taken with --all-blocks or without a filesystem, or one whose bitmaps libext2fs
-// cannot trust or read (the map's own fallbacks).
+// filesystem's own record of which blocks those are. For the image of one ext2/3/4 or xfs
+// filesystem whose metadata says it was mapped that way ("ext4 bitmap", "xfs bnobt"), the map
+// is made again from the image's bytes, read through the image's decoder (only the chunks
+// holding the records are decoded): libext2fs reads the superblock, group descriptors and
+// bitmaps (fsmap/ext_ranged_io.h), the xfs reader the superblock, log, AGFs, AGFLs and
+// free-space btrees, with the rules of fsmap/used_block_map.h (unused ext inode-table tails
+// are free). Every other image gets UsedBlockMap::AllBlocks and a reason: a whole disk, an
+// image taken with --all-blocks or without a filesystem, or one whose records cannot be read
+// or trusted (the map's own fallbacks).
 #ifndef HOTSNAP_AGENT_IMAGE_USED_MAP_H_
 #define HOTSNAP_AGENT_IMAGE_USED_MAP_H_
 
