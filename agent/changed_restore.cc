@@ -452,6 +452,11 @@ Result<RestoreReport> RunChangedRestore(const RestoreOptions& options) {
   RandomReaderOptions ro;
   ro.cache_chunks = 4;  // chunks are decoded once each, on the hashing threads
   ro.chain = options.chain;
+  // Through the page cache: only the chunks that differ are decoded, few and scattered, and
+  // an image rolled back to is often cached (just written, copied or verified); O_DIRECT
+  // would read each from the disk again (bench/bench_changed_restore.sh, 40 chunks of 4 MiB
+  // decoded: 0.35 s against 0.39-0.48 s with O_DIRECT, on a busy machine).
+  ro.direct_reads = false;
   auto image = ImageRandomReader::Open(options.image, ro);
   if (!image.ok()) return image.status();
   const ImageMetadata& meta = (*image)->meta();
