@@ -24,8 +24,10 @@
 #   CHANGE_PERCENT  percent of the used bytes rewritten before each restore (default: 1)
 #
 # Rows:
-#   restore --changed-only  every chunk of the target read (O_DIRECT) and hashed, only those
-#                           that differ decoded and written, fdatasync at the end
+#   restore --changed-only  of every chunk, the target's blocks the image's ext4 bitmap marks
+#                           used read (O_DIRECT) and hashed (free ones as zeros), only the
+#                           chunks that differ decoded and their differing blocks written,
+#                           fdatasync at the end
 #   restore (full)          `hotsnap restore IMAGE DEV --force`, as timed by bench_restore.sh
 # The image is in the page cache (read once first); the target's backing file is written back
 # (`sync`) after each change and before every timed command, so no command pays for the

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 
+#include "fsmap/ext_ranged_io.h"
 #include "fsmap/used_block_map_builder.h"
 
 namespace hotsnap {
@@ -124,17 +125,15 @@ Status AddBitmapRuns(ext2_filsys fs, UsedBlockMapBuilder* builder) {
   return Status::Ok();
 }
 
-}  // namespace
-
-Result<UsedBlockMap> ExtUsedBlockMap(const std::string& open_path, const std::string& device_name,
-                                     const std::string& fs_type, uint64_t base_bytes,
-                                     uint64_t device_bytes, std::string* notice) {
-  // Read-only (no EXT2_FLAG_RW): libext2fs then never writes, and skips MMP updates. The
-  // unix I/O manager's "offset=" option adds base_bytes to every read.
+// ExtUsedBlockMap's work, with the filesystem opened as `open_name` through `manager`
+// (with `io_options`, or none when empty).
+Result<UsedBlockMap> MapExt(const std::string& open_name, const std::string& io_options, io_manager manager,
+                            const std::string& device_name, const std::string& fs_type,
+                            uint64_t device_bytes, std::string* notice) {
+  // Read-only (no EXT2_FLAG_RW): libext2fs then never writes, and skips MMP updates.
   ext2_filsys raw = nullptr;
-  std::string io_options = "offset=" + std::to_string(base_bytes);
-  errcode_t err = ext2fs_open2(open_path.c_str(), io_options.c_str(), EXT2_FLAG_64BITS, 0, 0,
-                               unix_io_manager, &raw);
+  errcode_t err = ext2fs_open2(open_name.c_str(), io_options.empty() ? nullptr : io_options.c_str(),
+                               EXT2_FLAG_64BITS, 0, 0, manager, &raw);
   ExtFsPtr fs(raw);
   if (err == EXT2_ET_UNSUPP_FEATURE || err == EXT2_ET_RO_UNSUPP_FEATURE) {
     *notice = fs_type + " on " + device_name + " uses features this libext2fs does not know (" +
@@ -176,6 +175,22 @@ Result<UsedBlockMap> ExtUsedBlockMap(const std::string& open_path, const std::st
     HOTSNAP_RETURN_IF_ERROR(builder.AddUsedBlocks(fs_blocks, builder.device_blocks() - fs_blocks));
   }
   return std::move(builder).Build();
+}
+
+}  // namespace
+
+Result<UsedBlockMap> ExtUsedBlockMap(const std::string& open_path, const std::string& device_name,
+                                     const std::string& fs_type, uint64_t base_bytes,
+                                     uint64_t device_bytes, std::string* notice) {
+  // The unix I/O manager's "offset=" option adds base_bytes to every read.
+  return MapExt(open_path, "offset=" + std::to_string(base_bytes), unix_io_manager, device_name, fs_type,
+                device_bytes, notice);
+}
+
+Result<UsedBlockMap> ExtUsedBlockMapOf(RangedReader& source, const std::string& device_name,
+                                       const std::string& fs_type, std::string* notice) {
+  return MapExt(RangedIoName(&source), "", RangedIoManager(), device_name, fs_type, source.size_bytes(),
+                notice);
 }
 
 }  // namespace hotsnap

@@ -7,6 +7,7 @@
 
 #include "base/status.h"
 #include "fsmap/used_block_map.h"
+#include "io/ranged_reader.h"
 
 namespace hotsnap {
 
@@ -20,6 +21,12 @@ namespace hotsnap {
 Result<UsedBlockMap> ExtUsedBlockMap(const std::string& open_path, const std::string& device_name,
                                      const std::string& fs_type, uint64_t base_bytes,
                                      uint64_t device_bytes, std::string* notice);
+
+// The same for the filesystem whose bytes `source` reads (byte 0 of it is the filesystem's
+// first byte; its size_bytes() is the device size), through fsmap/ext_ranged_io.h: for
+// example the filesystem inside an image, read through the image's decoder. Only read.
+Result<UsedBlockMap> ExtUsedBlockMapOf(RangedReader& source, const std::string& device_name,
+                                       const std::string& fs_type, std::string* notice);
 
 }  // namespace hotsnap
 

@@ -93,8 +93,8 @@ struct Record {
 
 class LogReader {
  public:
-  LogReader(int fd, const std::string& device_name, const XfsLogLocation& loc)
-      : fd_(fd), device_name_(device_name), loc_(loc) {}
+  LogReader(const PreadSource& source, const std::string& device_name, const XfsLogLocation& loc)
+      : source_(source), device_name_(device_name), loc_(loc) {}
 
   uint64_t length() const { return loc_.length_bb; }
   uint64_t Wrap(uint64_t block) const { return block % loc_.length_bb; }
@@ -156,7 +156,7 @@ class LogReader {
   Status PreadAll(uint64_t offset, uint64_t length, uint8_t* buf) const {
     uint64_t done = 0;
     while (done < length) {
-      ssize_t n = pread(fd_, buf + done, length - done, static_cast<off_t>(offset + done));
+      ssize_t n = source_(buf + done, length - done, offset + done);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         return Status::FromErrno(
@@ -173,7 +173,7 @@ class LogReader {
     return Status::Ok();
   }
 
-  int fd_;
+  const PreadSource& source_;
   const std::string& device_name_;
   XfsLogLocation loc_;
 };
@@ -336,11 +336,16 @@ Result<std::string> LogReader::ParseRecord(uint64_t block, Record* rec) const {
 
 Result<std::string> XfsLogDirtyReason(int fd, const std::string& device_name, uint64_t device_bytes,
                                       const XfsLogLocation& location) {
+  return XfsLogDirtyReason(FdPreadSource(fd), device_name, device_bytes, location);
+}
+
+Result<std::string> XfsLogDirtyReason(const PreadSource& source, const std::string& device_name,
+                                      uint64_t device_bytes, const XfsLogLocation& location) {
   if (location.length_bb < 2 || location.start_byte > device_bytes ||
       (device_bytes - location.start_byte) / kBbBytes < location.length_bb) {
     return std::string("the log lies outside the device");
   }
-  LogReader log(fd, device_name, location);
+  LogReader log(source, device_name, location);
   uint64_t head = 0;
   uint32_t head_cycle = 0;
   auto problem = log.FindHead(&head, &head_cycle);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "fsmap/pread_source.h"
 
 namespace hotsnap {
 
@@ -31,6 +32,9 @@ struct XfsLogLocation {
 // for failed reads, naming `device_name` and the byte offset.
 Result<std::string> XfsLogDirtyReason(int fd, const std::string& device_name, uint64_t device_bytes,
                                       const XfsLogLocation& location);
+// The same, reading through `source` (fsmap/pread_source.h).
+Result<std::string> XfsLogDirtyReason(const PreadSource& source, const std::string& device_name,
+                                      uint64_t device_bytes, const XfsLogLocation& location);
 
 }  // namespace hotsnap
 

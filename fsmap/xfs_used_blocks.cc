@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fsmap/pread_source.h"
 #include "fsmap/used_block_map_builder.h"
 #include "fsmap/xfs_log.h"
 #include "fsmap/xfs_ondisk.h"
@@ -159,9 +160,9 @@ class AgFreeMerger {
 
 class XfsReader {
  public:
-  XfsReader(int fd, const std::string& device_name, uint64_t base_bytes, uint64_t device_bytes,
-            const Superblock& sb)
-      : fd_(fd),
+  XfsReader(const PreadSource& source, const std::string& device_name, uint64_t base_bytes,
+            uint64_t device_bytes, const Superblock& sb)
+      : source_(source),
         device_name_(device_name),
         base_bytes_(base_bytes),
         device_bytes_(device_bytes),
@@ -184,9 +185,9 @@ class XfsReader {
   Status WalkBnobt(uint32_t agno, const Agf& agf, uint32_t agbno, uint32_t level, bool is_root,
                    AgFreeMerger* merger, uint64_t* budget) const;
 
-  int fd_;
+  const PreadSource& source_;
   const std::string& device_name_;
-  uint64_t base_bytes_;  // where the filesystem starts in fd_
+  uint64_t base_bytes_;  // where the filesystem starts in source_
   uint64_t device_bytes_;
   Superblock sb_;
 };
@@ -200,8 +201,7 @@ Status XfsReader::Read(uint64_t offset, size_t length, uint8_t* buf, uint32_t ag
   }
   size_t done = 0;
   while (done < length) {
-    ssize_t n =
-        pread(fd_, buf + done, length - done, static_cast<off_t>(base_bytes_ + offset + done));
+    ssize_t n = source_(buf + done, length - done, base_bytes_ + offset + done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       return Status::FromErrno(Code::kSource, errno,
@@ -377,7 +377,7 @@ Status XfsReader::MapAg(uint32_t agno, UsedBlockMapBuilder* builder) {
 
 // Why the log may hold changes the AGFs lack ("" if it does not). An external log is on
 // another device hotsnap does not read, so it cannot be judged.
-Result<std::string> LogDirtyReason(int fd, const std::string& device_name, uint64_t base_bytes,
+Result<std::string> LogDirtyReason(const PreadSource& source, const std::string& device_name, uint64_t base_bytes,
                                    uint64_t device_bytes, const Superblock& sb) {
   if (sb.log_start == 0) return std::string("external log, not inspected");
   uint64_t agno = sb.log_start >> sb.ag_block_log;
@@ -391,20 +391,19 @@ Result<std::string> LogDirtyReason(int fd, const std::string& device_name, uint6
   log.fs_uuid = sb.uuid;
   log.fs_start_byte = base_bytes;
   log.fs_bytes = device_bytes;
-  return XfsLogDirtyReason(fd, device_name, base_bytes + device_bytes, log);
+  return XfsLogDirtyReason(source, device_name, base_bytes + device_bytes, log);
 }
 
-}  // namespace
-
-Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uint64_t base_bytes,
-                                     uint64_t device_bytes, std::string* notice) {
+// XfsUsedBlockMap's work, reading through `source`.
+Result<UsedBlockMap> MapXfs(const PreadSource& source, const std::string& device_name, uint64_t base_bytes,
+                            uint64_t device_bytes, std::string* notice) {
   std::array<uint8_t, 512> raw{};
   if (device_bytes < raw.size()) {
     return Status(Code::kSource, "xfs on " + device_name + ": device too small for a superblock");
   }
   ssize_t n;
   do {
-    n = pread(fd, raw.data(), raw.size(), static_cast<off_t>(base_bytes));
+    n = source(raw.data(), raw.size(), base_bytes);
   } while (n < 0 && errno == EINTR);
   if (n < 0)
     return Status::FromErrno(Code::kSource, errno, "reading xfs superblock of " + device_name);
@@ -433,7 +432,7 @@ Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uin
   }
 
   // The AGFs are current only if nothing in the log awaits replay (see the kernel note).
-  auto log_dirty = LogDirtyReason(fd, device_name, base_bytes, device_bytes, sb);
+  auto log_dirty = LogDirtyReason(source, device_name, base_bytes, device_bytes, sb);
   if (!log_dirty.ok()) return log_dirty.status();
   if (!log_dirty->empty()) {
     *notice =
@@ -442,7 +441,7 @@ Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uin
   }
 
   UsedBlockMapBuilder builder("xfs", device_bytes, sb.block_bytes);
-  XfsReader reader(fd, device_name, base_bytes, device_bytes, sb);
+  XfsReader reader(source, device_name, base_bytes, device_bytes, sb);
   for (uint32_t agno = 0; agno < sb.ag_count; ++agno) {
     HOTSNAP_RETURN_IF_ERROR(reader.MapAg(agno, &builder));
   }
@@ -452,6 +451,18 @@ Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uin
         builder.AddUsedBlocks(sb.data_blocks, builder.device_blocks() - sb.data_blocks));
   }
   return std::move(builder).Build();
+}
+
+}  // namespace
+
+Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uint64_t base_bytes,
+                                     uint64_t device_bytes, std::string* notice) {
+  return MapXfs(FdPreadSource(fd), device_name, base_bytes, device_bytes, notice);
+}
+
+Result<UsedBlockMap> XfsUsedBlockMapOf(RangedReader& source, const std::string& device_name,
+                                       std::string* notice) {
+  return MapXfs(RangedPreadSource(&source), device_name, 0, source.size_bytes(), notice);
 }
 
 }  // namespace hotsnap

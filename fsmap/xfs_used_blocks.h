@@ -8,6 +8,7 @@
 
 #include "base/status.h"
 #include "fsmap/used_block_map.h"
+#include "io/ranged_reader.h"
 
 namespace hotsnap {
 
@@ -23,6 +24,12 @@ namespace hotsnap {
 // `base_bytes`, and no byte outside [base_bytes, base_bytes + device_bytes) is read.
 Result<UsedBlockMap> XfsUsedBlockMap(int fd, const std::string& device_name, uint64_t base_bytes,
                                      uint64_t device_bytes, std::string* notice);
+
+// The same for the filesystem whose bytes `source` reads (byte 0 of it is the superblock; its
+// size_bytes() is the device size): for example the filesystem inside an image, read through
+// the image's decoder.
+Result<UsedBlockMap> XfsUsedBlockMapOf(RangedReader& source, const std::string& device_name,
+                                       std::string* notice);
 
 }  // namespace hotsnap
 

@@ -92,7 +92,8 @@ Result<std::unique_ptr<ImageRandomReader>> ImageRandomReader::Open(const std::st
   // Frames are read once each and decoded at once: the page cache would only add a copy
   // and the cost of filling it. Filesystems without O_DIRECT refuse it here (EINVAL).
   for (const ChainLink& link : reader->chain_.links()) {
-    reader->direct_fds_.emplace_back(::open(link.path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+    reader->direct_fds_.emplace_back(opts.direct_reads ? ::open(link.path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT)
+                                                       : -1);
   }
   return reader;
 }

@@ -13,8 +13,9 @@
 // (itself hash-checked when the index is loaded) already says what the chunk holds.
 //
 // Frames are read with O_DIRECT where the image's filesystem allows it (through the page
-// cache otherwise): each is read once and decoded at once, so the page cache would only add
-// a copy and the cost of filling and reclaiming it.
+// cache otherwise, and always with RandomReaderOptions::direct_reads false): each is read
+// once and decoded at once, so the page cache would only add a copy and the cost of filling
+// and reclaiming it.
 //
 // Read-ahead (RandomReaderOptions::readahead_chunks, off by default): when reads move from
 // one chunk to the next, the following chunks are decoded (and hash-checked) on background
@@ -65,6 +66,8 @@ struct RandomReaderOptions {
                                  // At most cache_chunks / 2: they wait in the cache.
   size_t readahead_threads = 2;  // background decoders (at most readahead_chunks)
   ChainOptions chain;            // where a delta image's parents are (io/image_chain.h)
+  bool direct_reads = true;      // frames with O_DIRECT where allowed; false: through the
+                                 // page cache (a few scattered frames of a cached image)
 };
 
 struct RandomReaderStats {

@@ -1,17 +1,26 @@
 // End-to-end tests of `hotsnap restore IMAGE TARGET --changed-only` on real loop devices
 // (privileged), with ext4 and XFS: a device backed up unmounted, then changed through a mount
-// (files rewritten, deleted, created), is rolled back to the image byte for byte — the same
-// bytes a plain restore of the image into a file gives — and the chunks the run reports as
-// written are exactly the 4 MiB pieces that differed (counted here, independently, by comparing
-// the device with that file). A second run writes nothing. A delta image (backup --base) rolls
-// back through its chain the same way, and a whole GPT disk image onto its own disk (same
-// PTUUID; a new table is refused). A target holding another filesystem (mkfs again: a new
-// UUID) and a mounted target are refused with exit 4, the first left unchanged (sha256); an
-// image on stdin or ssh://, and --force, are refused with exit 2.
+// (files rewritten, deleted, created), is rolled back to the image on every block the image's
+// filesystem uses (the map made here, independently, by fsmap opening a plain restore of the
+// image into a file by name): the same bytes that file holds — and the chunks the run reports
+// as written are exactly the 4 MiB pieces that differed (counted here by comparing the device,
+// its free blocks taken as zeros, with that file). A second run writes nothing. On ext4,
+// garbage in blocks free in the image is neither read nor rewritten and the rolled-back
+// filesystem is still sound and holds the image's files, while one changed used block in a
+// chunk that is nearly all free is found and rewritten alone. A delta image (backup --base)
+// rolls back through its chain the same way, and a whole GPT disk image onto its own disk
+// byte for byte (same PTUUID; a new table is refused). A target holding another filesystem
+// (mkfs again: a new UUID) and a mounted target are refused with exit 4, the first left
+// unchanged (sha256); an image on stdin or ssh://, and --force, are refused with exit 2.
+#include <fcntl.h>
+
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "base/unique_fd.h"
+#include "fsmap/used_block_map.h"
 
 #include "tests/json_schema.h"
 #include "tests/partitioned_disk.h"
@@ -86,10 +95,9 @@ void ChangeFilesystem(const std::string& device, const TempDir& dir, int round) 
   RunOk("rm -rf " + Quote(mount.path() + "/doc"));
 }
 
-// Pieces of `piece` bytes (default: 4 MiB chunks) in which `a` and `b` differ, over their
-// first `bytes` bytes.
-uint64_t DifferingChunks(const std::string& a, const std::string& b, uint64_t bytes, uint64_t piece = kChunk) {
-  std::string x = ReadAll(a), y = ReadAll(b);
+// Pieces of `piece` bytes (4 MiB chunks, 4 KiB blocks) in which `x` and `y` differ, over
+// their first `bytes` bytes.
+uint64_t DifferingPieces(const std::string& x, const std::string& y, uint64_t bytes, uint64_t piece) {
   EXPECT_GE(x.size(), bytes);
   EXPECT_GE(y.size(), bytes);
   if (x.size() < bytes || y.size() < bytes) return 0;
@@ -99,6 +107,41 @@ uint64_t DifferingChunks(const std::string& a, const std::string& b, uint64_t by
     if (x.compare(at, n, y, at, n) != 0) ++differing;
   }
   return differing;
+}
+
+// The same for two files or devices.
+uint64_t DifferingChunks(const std::string& a, const std::string& b, uint64_t bytes, uint64_t piece = kChunk) {
+  return DifferingPieces(ReadAll(a), ReadAll(b), bytes, piece);
+}
+
+// The used-block map of the filesystem in `file` (a plain restore of an image), made by the
+// fsmap library opening the file by name, apart from the image the run under test reads.
+UsedBlockMap MapOfFile(const std::string& file) {
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  EXPECT_TRUE(fd.valid()) << file;
+  std::string notice;
+  auto map = ComputeUsedBlockMap(fd.get(), file, ::hotsnap::testing::SizeOf(file), &notice);
+  EXPECT_TRUE(map.ok()) << map.status().message();
+  EXPECT_EQ(notice, "");
+  if (!map.ok()) return UsedBlockMap::AllBlocks(::hotsnap::testing::SizeOf(file));
+  return std::move(map.value());
+}
+
+// The first `bytes` bytes of `path` with every byte `used` leaves out set to zero: what
+// --changed-only compares with the image.
+std::string UsedBytesOf(const std::string& path, const UsedBlockMap& used, uint64_t bytes) {
+  std::string data = ReadAll(path);
+  EXPECT_GE(data.size(), bytes);
+  data.resize(bytes);
+  std::vector<ByteExtent> extents;
+  used.UsedIn(0, bytes, &extents);
+  uint64_t at = 0;
+  for (const ByteExtent& e : extents) {
+    std::fill(data.begin() + at, data.begin() + e.offset_bytes, '\0');
+    at = e.end_bytes();
+  }
+  std::fill(data.begin() + at, data.end(), '\0');
+  return data;
 }
 
 JsonSchema LoadSchema() {
@@ -135,13 +178,19 @@ std::string PlainRestoreSha(const std::string& image, const std::string& file) {
 
 // Rolls `device` back to `image` with --changed-only --json and checks the result against an
 // independent count of the chunks in which the device differs from `reference` (a plain
-// restore of the image), and the device's bytes against it afterwards.
+// restore of the image), and the device's bytes against it afterwards. With `used` (the map
+// of the image's filesystem), the device's bytes outside it count as zeros, as the image holds there,
+// and only the bytes in it must equal the reference afterwards; without, every byte.
 void ExpectRollBack(const std::string& image, const std::string& device, const std::string& reference,
-                    uint64_t device_bytes) {
+                    uint64_t device_bytes, const UsedBlockMap* used = nullptr) {
+  const UsedBlockMap all = UsedBlockMap::AllBlocks(device_bytes);
+  const UsedBlockMap& map = used != nullptr ? *used : all;
   const uint64_t chunks = (device_bytes + kChunk - 1) / kChunk;
-  const uint64_t differing = DifferingChunks(device, reference, device_bytes);
+  const std::string want = ReadAll(reference);
+  const std::string before = UsedBytesOf(device, map, device_bytes);
+  const uint64_t differing = DifferingPieces(before, want, device_bytes, kChunk);
   // In a chunk that differs only the 4 KiB blocks that differ are written.
-  const uint64_t differing_blocks = DifferingChunks(device, reference, device_bytes, 4096);
+  const uint64_t differing_blocks = DifferingPieces(before, want, device_bytes, 4096);
   EXPECT_GT(differing, 0u) << "the change made no difference: the test proves nothing";
   EXPECT_LT(differing, chunks) << "every chunk differs: the test proves nothing";
   CommandResult r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(device) + " --changed-only --json"));
@@ -158,13 +207,25 @@ void ExpectRollBack(const std::string& image, const std::string& device, const s
   EXPECT_EQ(result.value("chunks_written", uint64_t{0}), differing) << result.dump();
   EXPECT_EQ(result.value("bytes_written", uint64_t{0}), differing_blocks * 4096) << result.dump();
   EXPECT_LT(differing_blocks * 4096, differing * kChunk) << "the changes should not fill whole chunks";
-  EXPECT_EQ(result.value("target_bytes_read", uint64_t{0}), device_bytes) << result.dump();
+  if (used == nullptr) {
+    EXPECT_EQ(result.value("target_bytes_read", uint64_t{0}), device_bytes) << result.dump();
+  } else {
+    // The used bytes, and free gaps read through; never the free chunks.
+    EXPECT_GE(result.value("target_bytes_read", uint64_t{0}), used->used_bytes()) << result.dump();
+    EXPECT_LT(result.value("target_bytes_read", uint64_t{device_bytes}), device_bytes) << result.dump();
+  }
   result = ResultEvent(again.err);
   EXPECT_EQ(result.value("chunks_compared", uint64_t{0}), chunks) << result.dump();
   EXPECT_EQ(result.value("chunks_written", uint64_t{99}), 0u) << result.dump();
   EXPECT_EQ(result.value("bytes_written", uint64_t{99}), 0u) << result.dump();
-  EXPECT_EQ(Sha256(device), Sha256(reference)) << "the rolled-back device differs from a full restore";
-  EXPECT_EQ(DifferingChunks(device, reference, device_bytes), 0u);
+  if (used == nullptr) {
+    EXPECT_EQ(Sha256(device), Sha256(reference)) << "the rolled-back device differs from a full restore";
+    EXPECT_EQ(DifferingChunks(device, reference, device_bytes), 0u);
+  } else {
+    const std::string after = UsedBytesOf(device, map, device_bytes);
+    EXPECT_EQ(DifferingPieces(after, UsedBytesOf(reference, map, device_bytes), device_bytes, 4096), 0u)
+        << "a block the image uses differs from a full restore";
+  }
 }
 
 class ChangedRestoreTest : public ::testing::TestWithParam<std::string> {};
@@ -182,8 +243,9 @@ TEST_P(ChangedRestoreTest, RollsBackOnlyTheChangedChunks) {
   const std::string reference = dir.File("reference.raw");
   PlainRestoreSha(image, reference);
 
+  const UsedBlockMap used = MapOfFile(reference);
   ChangeFilesystem(device.device(), dir, 0);
-  ExpectRollBack(image, device.device(), reference, bytes);
+  ExpectRollBack(image, device.device(), reference, bytes, &used);
   // The rolled-back filesystem is sound.
   const std::string check = fs == "xfs" ? "xfs_repair -n " : "e2fsck -fn ";
   EXPECT_EQ(Shell(check + Quote(device.device())).exit_code, 0);
@@ -207,8 +269,9 @@ TEST_P(ChangedRestoreTest, RollsADeltaImageBackThroughItsChain) {
   const std::string reference = dir.File("reference.raw");
   PlainRestoreSha(delta, reference);
 
+  const UsedBlockMap used = MapOfFile(reference);
   ChangeFilesystem(device.device(), dir, 1);
-  ExpectRollBack(delta, device.device(), reference, bytes);
+  ExpectRollBack(delta, device.device(), reference, bytes, &used);
 }
 
 TEST_P(ChangedRestoreTest, RefusesAnotherFilesystemAndLeavesItUnchanged) {
@@ -259,6 +322,89 @@ TEST_P(ChangedRestoreTest, RefusesAMountedTarget) {
 
 INSTANTIATE_TEST_SUITE_P(Filesystems, ChangedRestoreTest, ::testing::Values("ext4", "xfs"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// ext4: what blocks free in the image hold does not matter — garbage there is neither read nor
+// rewritten, and the rolled-back filesystem is sound and holds the image's files — while one
+// used block changed in a chunk that is nearly all free is found and rewritten alone.
+TEST(ChangedRestoreFreeBlocksTest, LeavesBlocksFreeInTheImageAndFindsAChangedUsedBlock) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  const uint64_t bytes = DeviceBytesFor("ext4");
+  TempDir dir;
+  LoopDevice device(dir.path(), bytes);
+  MakePopulatedFilesystem("ext4", device.device(), dir);
+  const std::string image = dir.File("img.zst");
+  CommandResult r = Shell(Hotsnap("backup " + Quote(device.device()) + " -o " + Quote(image)));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string reference = dir.File("reference.raw");
+  PlainRestoreSha(image, reference);
+  const UsedBlockMap used = MapOfFile(reference);
+  ASSERT_FALSE(used.all_blocks());
+
+  // A chunk the image's filesystem does not use at all, and one it uses less than 1/8 of
+  // (not the first: garbage in the superblock would make the target another filesystem).
+  int64_t free_chunk = -1, sparse_chunk = -1;
+  std::vector<ByteExtent> extents;
+  for (uint64_t c = 1; c < bytes / kChunk; ++c) {
+    extents.clear();
+    used.UsedIn(c * kChunk, kChunk, &extents);
+    uint64_t in_use = 0;
+    for (const ByteExtent& e : extents) in_use += e.length_bytes;
+    if (in_use == 0 && free_chunk < 0) free_chunk = static_cast<int64_t>(c);
+    if (in_use > 0 && in_use < kChunk / 8 && sparse_chunk < 0) sparse_chunk = static_cast<int64_t>(c);
+  }
+  ASSERT_GE(free_chunk, 0) << "no free chunk: the test proves nothing";
+  ASSERT_GE(sparse_chunk, 0) << "no nearly free chunk: the test proves nothing";
+  // In the sparse chunk: the 4 KiB block holding its first used byte, and a free 4 KiB block.
+  extents.clear();
+  used.UsedIn(sparse_chunk * kChunk, kChunk, &extents);
+  const uint64_t used_block = extents.front().offset_bytes / 4096 * 4096;
+  uint64_t free_block = 0;
+  for (uint64_t at = sparse_chunk * kChunk; at < (sparse_chunk + 1) * kChunk; at += 4096) {
+    if (used.NoneUsed(at, 4096)) {
+      free_block = at;
+      break;
+    }
+  }
+  ASSERT_NE(free_block, 0u);
+
+  FillRegion(device.device(), free_chunk * kChunk, kChunk);
+  FillRegion(device.device(), free_block, 4096);
+  FillRegion(device.device(), used_block, 4096);
+  const std::string garbage = ReadAll(device.device());
+  ASSERT_NE(garbage.compare(used_block, 4096, ReadAll(reference), used_block, 4096), 0);
+
+  r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(device.device()) + " --changed-only --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json result = ResultEvent(r.err);
+  EXPECT_EQ(result.value("chunks_written", uint64_t{0}), 1u) << result.dump();
+  EXPECT_EQ(result.value("bytes_written", uint64_t{0}), 4096u) << result.dump();
+  // The free chunk was not even read.
+  EXPECT_LE(result.value("target_bytes_read", bytes), bytes - kChunk) << result.dump();
+
+  const std::string after = ReadAll(device.device());
+  ASSERT_EQ(after.size(), bytes);
+  EXPECT_EQ(after.compare(used_block, 4096, ReadAll(reference), used_block, 4096), 0)
+      << "the changed used block was not rolled back";
+  EXPECT_EQ(after.compare(free_chunk * kChunk, kChunk, garbage, free_chunk * kChunk, kChunk), 0)
+      << "the chunk free in the image was rewritten";
+  EXPECT_EQ(after.compare(free_block, 4096, garbage, free_block, 4096), 0)
+      << "the block free in the image was rewritten";
+  EXPECT_EQ(DifferingPieces(UsedBytesOf(device.device(), used, bytes), UsedBytesOf(reference, used, bytes),
+                            bytes, 4096), 0u)
+      << "a block the image uses differs from a full restore";
+  EXPECT_NE(Sha256(device.device()), Sha256(reference)) << "the free blocks were zeroed after all";
+
+  // A second run finds nothing to do; the filesystem is sound and holds the image's files.
+  r = Shell(Hotsnap("restore " + Quote(image) + " " + Quote(device.device()) + " --changed-only --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  result = ResultEvent(r.err);
+  EXPECT_EQ(result.value("chunks_written", uint64_t{99}), 0u) << result.dump();
+  EXPECT_EQ(Shell("e2fsck -fn " + Quote(device.device())).exit_code, 0);
+  MountPoint rolled(device.device(), dir.File("rolled"), "ro");
+  MountPoint full(reference, dir.File("full"), "ro,loop");
+  CommandResult diff = Shell("diff -r " + Quote(rolled.path()) + " " + Quote(full.path()));
+  EXPECT_EQ(diff.exit_code, 0) << diff.out << diff.err;
+}
 
 // A whole GPT disk (one ext4 partition): the identity is the partition table's type and PTUUID.
 TEST(ChangedRestoreWholeDiskTest, RollsBackAGptDiskAndRefusesAnotherTable) {

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "fsmap/ext_used_blocks.h"
 #include "fsmap/used_block_map.h"
+#include "io/ranged_reader.h"
 #include "tests/test_util.h"
 
 namespace hotsnap {
@@ -266,6 +268,55 @@ TEST(FsmapExt, ImageFileWorks) {
   ASSERT_TRUE(map.ok()) << map.status().message();
   std::string dump = RunOk("dumpe2fs " + Quote(image) + " 2>/dev/null").out;
   EXPECT_EQ(AllUsed(*map), ExpectedFromDumpe2fs(dump, map->device_bytes()));
+}
+
+// A RangedReader that fails every read past `good_bytes` (EIO), around the real file.
+class FailingPastReader : public RangedReader {
+ public:
+  FailingPastReader(RangedReader* inner, uint64_t good_bytes) : inner_(inner), good_bytes_(good_bytes) {}
+  uint64_t size_bytes() const override { return inner_->size_bytes(); }
+  Status Read(uint64_t offset, size_t bytes, void* dst) override {
+    if (offset + bytes > good_bytes_) return Status(Code::kSource, "injected EIO", EIO);
+    return inner_->Read(offset, bytes, dst);
+  }
+
+ private:
+  RangedReader* inner_;
+  uint64_t good_bytes_;
+};
+
+// ExtUsedBlockMapOf reads through a RangedReader (the libext2fs I/O manager of
+// fsmap/ext_ranged_io.h): the same map as by name, and a read error is an error.
+TEST(FsmapExt, RangedReaderGivesTheSameMapAndReportsReadErrors) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  std::string image = dir.File("fs.img");
+  RunOk("truncate -s 64M " + Quote(image) + " && mkfs.ext4 -q -F " + Quote(image));
+  RunOk("head -c 3000000 /dev/urandom > " + Quote(dir.File("data")) + " && debugfs -w -R 'write " +
+        dir.File("data") + " data' " + Quote(image));
+  UniqueFd fd(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  Result<FdRangedReader> file = FdRangedReader::Open(fd.get(), image);
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  std::string notice;
+  Result<UsedBlockMap> map = ExtUsedBlockMapOf(*file, image, "ext4", &notice);
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  EXPECT_EQ(notice, "");
+  EXPECT_FALSE(map->all_blocks());
+  EXPECT_EQ(map->device_bytes(), 64 * kMiB);
+  std::string dump = RunOk("dumpe2fs " + Quote(image) + " 2>/dev/null").out;
+  EXPECT_EQ(AllUsed(*map), ExpectedFromDumpe2fs(dump, map->device_bytes()));
+  Result<UsedBlockMap> by_name = MapPath(image, &notice);
+  ASSERT_TRUE(by_name.ok()) << by_name.status().message();
+  EXPECT_EQ(AllUsed(*map), AllUsed(*by_name));
+
+  // The superblock reads, the descriptors and bitmaps (past the first 8 KiB) do not.
+  FailingPastReader failing(&file.value(), 8192);
+  Result<UsedBlockMap> failed = ExtUsedBlockMapOf(failing, image, "ext4", &notice);
+  EXPECT_FALSE(failed.ok());
+  if (!failed.ok()) {
+    EXPECT_EQ(failed.status().code(), Code::kSource) << failed.status().message();
+  }
 }
 
 TEST(FsmapExt, JournalNeedingRecoveryReadsEverything) {

@@ -11,6 +11,8 @@
 
 #include "base/unique_fd.h"
 #include "fsmap/used_block_map.h"
+#include "fsmap/xfs_used_blocks.h"
+#include "io/ranged_reader.h"
 #include "tests/test_util.h"
 
 namespace hotsnap {
@@ -138,6 +140,32 @@ TEST(FsmapXfs, V5MatchesXfsDbAndDropsDeletedFile) {
   for (const BlockRange& r : deleted) EXPECT_TRUE(map->NoneUsed(r.first * bs, r.count * bs));
   for (const BlockRange& r : live) EXPECT_TRUE(map->AllUsed(r.first * bs, r.count * bs));
   EXPECT_TRUE(map->AllUsed(0, 4 * 512));  // sb, AGF, AGI, AGFL of AG 0
+}
+
+// XfsUsedBlockMapOf reads through a RangedReader (fsmap/pread_source.h): the same map as
+// through the descriptor, checked against xfs_db.
+TEST(FsmapXfs, RangedReaderGivesTheSameMap) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  TempDir dir;
+  const std::string image = dir.File("fs.img");
+  RunOk("truncate -s 320M " + Quote(image) + " && mkfs.xfs -q -f " + Quote(image));
+  {
+    MountPoint mnt(image, dir.File("mnt"), "loop");
+    RunOk("head -c 3000000 /dev/urandom > " + Quote(mnt.path() + "/live"));
+  }
+  UniqueFd fd(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  Result<FdRangedReader> file = FdRangedReader::Open(fd.get(), image);
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  std::string notice;
+  Result<UsedBlockMap> map = XfsUsedBlockMapOf(*file, image, &notice);
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  EXPECT_EQ(notice, "");
+  EXPECT_FALSE(map->all_blocks());
+  Result<UsedBlockMap> by_fd = XfsUsedBlockMap(fd.get(), image, 0, file->size_bytes(), &notice);
+  ASSERT_TRUE(by_fd.ok()) << by_fd.status().message();
+  EXPECT_EQ(AllUsed(*map), AllUsed(*by_fd));
+  CheckAgainstXfsDb(image, *map);
 }
 
 TEST(FsmapXfs, V4MatchesXfsDb) {
