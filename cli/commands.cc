@@ -14,6 +14,7 @@
 #include "agent/merge_job.h"
 #include "agent/progress.h"
 #include "base/log.h"
+#include "cli/agent_commands.h"
 #include "cli/parse.h"
 #include "cli/mount_commands.h"
 #include "cli/scripting.h"
@@ -512,6 +513,8 @@ const std::vector<Command>& Commands() {
       {"mount", "mount the filesystem in an image read-only, without restoring it", RunMountCommand},
       {"umount", "undo hotsnap mount", RunUmountCommand},
       {"cleanup", "remove what crashed hotsnap processes left behind", RunCleanupCommand},
+      {"agent", "the backup agent: run (the daemon), status", RunAgentCommand},
+      {"job", "the running agent's jobs: list, run NAME", RunJobCommand},
   };
   return commands;
 }

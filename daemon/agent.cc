@@ -1,0 +1,529 @@
+#include "daemon/agent.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+
+#include "base/log.h"
+#include "base/subprocess.h"
+#include "io/stale_temp_files.h"
+
+namespace hotsnap {
+namespace {
+
+class SystemClockImpl : public AgentClock {
+ public:
+  int64_t NowUs() const override {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+};
+
+constexpr std::chrono::seconds kPersistEvery{60};
+
+bool IsLocalRepository(const std::string& repo) { return !repo.empty() && repo.find("://") == std::string::npos; }
+
+std::string UtcStamp(int64_t us) {
+  time_t s = static_cast<time_t>(us / 1000000);
+  tm t;
+  gmtime_r(&s, &t);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%04d%02d%02dT%02d%02d%02d.%06dZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
+                t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(us % 1000000));
+  return buf;
+}
+
+nlohmann::json ReportJson(const BackupReport& r) {
+  return {{"source", r.source},
+          {"image", r.dest},
+          {"image_hash", r.image_hash.Hex()},
+          {"base", r.base},
+          {"device_bytes", r.device_bytes},
+          {"used_bytes", r.used_bytes},
+          {"bytes_read", r.bytes_read},
+          {"image_bytes", r.image_bytes},
+          {"chunks", r.chunks},
+          {"changed_chunks", r.changed_chunks},
+          {"unchanged_chunks", r.unchanged_chunks},
+          {"change_source", r.change_source},
+          {"change_reason", r.change_reason},
+          {"seconds", r.seconds}};
+}
+
+// The last image DirectJobRunner made of a source, and how many deltas follow its full one.
+struct LastImage {
+  std::string image;
+  unsigned deltas = 0;
+};
+
+std::string LastImagePath(const std::string& state_dir, const std::string& source) {
+  return state_dir + "/last/" + ChangeLogFileName(source) + ".json";
+}
+
+std::optional<LastImage> ReadLastImage(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  try {
+    nlohmann::json j = nlohmann::json::parse(in);
+    return LastImage{j.at("image").get<std::string>(), j.at("deltas").get<unsigned>()};
+  } catch (const std::exception&) {
+    return std::nullopt;  // unreadable: the next image is a full one
+  }
+}
+
+Status WriteLastImage(const std::string& state_dir, const std::string& path, const LastImage& last) {
+  for (const std::string& dir : {state_dir, state_dir + "/last"}) {
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Status::FromErrno(Code::kTarget, errno, "creating " + dir);
+    }
+  }
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << nlohmann::json{{"image", last.image}, {"deltas", last.deltas}}.dump() << "\n";
+    out.flush();
+    if (!out) return Status(Code::kTarget, "writing " + temp);
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) return Status::FromErrno(Code::kTarget, errno, "renaming " + temp);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status PingHealthCheck(const std::string& url, const std::string& suffix, const std::string& body) {
+  if (url.empty()) return Status::Ok();
+  std::vector<std::string> argv = {"curl", "-fsS", "-m", "10", "--retry", "3", "-o", "/dev/null"};
+  if (!body.empty()) {
+    argv.push_back("--data-raw");
+    argv.push_back(body.substr(0, 10000));  // healthchecks.io keeps the first 10 KB
+  }
+  argv.push_back(url + suffix);
+  SubprocessOptions o;
+  o.timeout = std::chrono::seconds(60);
+  auto r = RunSubprocess(argv, o);
+  if (!r.ok()) return r.status();
+  if (r->exit_code != 0) {
+    return Status(Code::kTarget, "health check " + url + suffix + ": curl exited " + std::to_string(r->exit_code) +
+                                     (r->err.empty() ? "" : ": " + r->err.substr(0, r->err.find('\n'))));
+  }
+  return Status::Ok();
+}
+
+AgentClock* SystemAgentClock() {
+  static SystemClockImpl clock;
+  return &clock;
+}
+
+JobRunner DirectJobRunner(const std::string& state_dir) {
+  return [state_dir](const JobConfig& job, ChangeKeeper* keeper,
+                     const std::function<Status()>& stop) -> Result<std::vector<BackupReport>> {
+    if (!IsLocalRepository(job.repository)) {
+      return Status(Code::kUnsupported, "job '" + job.name + "': repository " + job.repository +
+                                            " is not a local directory (only those until repo/ lands)");
+    }
+    std::vector<BackupReport> reports;
+    for (const std::string& source : job.sources) {
+      if (source == "machine") {
+        return Status(Code::kUnsupported, "job '" + job.name + "': the source \"machine\" is not resolved yet");
+      }
+      const std::string last_path = LastImagePath(state_dir, source);
+      std::optional<LastImage> last = ReadLastImage(last_path);
+      struct stat st;
+      bool delta = last && job.full_every > 0 && last->deltas < job.full_every &&
+                   ::stat(last->image.c_str(), &st) == 0;
+      Status armed = keeper->BeforeBackup(source);
+      if (!armed.ok()) Notice("job '" + job.name + "': " + source + ": no change log: " + armed.message());
+      BackupOptions o;
+      o.source = source;
+      o.dest = job.repository + "/" + ChangeLogFileName(source) + "-" +
+               UtcStamp(std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count()) +
+               ".zst";
+      o.base = delta ? last->image : "";
+      o.snapshot = job.snapshot;
+      o.level = job.level;
+      o.hooks = job.hooks;
+      o.rate_limit_bytes_per_s = job.rate_limit_bytes_per_s;
+      o.allow_crash_consistent = job.allow_crash_consistent;
+      o.ssh_options = job.ssh_options;
+      o.stop = stop;
+      o.change_log = keeper->SourceFor(source);
+      Result<BackupReport> r = RunBackup(o);
+      keeper->AfterBackup(source, r);
+      if (!r.ok()) return r.status().Wrap(source);
+      HOTSNAP_RETURN_IF_ERROR(
+          WriteLastImage(state_dir, last_path, LastImage{o.dest, delta ? last->deltas + 1 : 0}));
+      reports.push_back(std::move(r.value()));
+    }
+    return reports;
+  };
+}
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)) {
+  clock_ = options_.clock != nullptr ? options_.clock : SystemAgentClock();
+  if (!options_.runner) options_.runner = DirectJobRunner(options_.config.state_dir);
+  if (options_.keeper.state_dir.empty()) options_.keeper.state_dir = options_.config.state_dir;
+}
+
+Agent::~Agent() {
+  stopping_ = true;
+  for (auto& [name, job] : jobs_) {
+    if (job.thread.joinable()) job.thread.join();
+  }
+}
+
+Result<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
+  std::unique_ptr<Agent> a(new Agent(std::move(options)));
+  a->started_us_ = a->clock_->NowUs();
+  if (a->options_.handle_signals) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, sig);
+    if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) return Status(Code::kInternal, "blocking signals");
+    a->signal_fd_ = UniqueFd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!a->signal_fd_.valid()) return Status::FromErrno(Code::kInternal, errno, "signalfd");
+  }
+  a->timer_fd_ = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  a->wake_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!a->timer_fd_.valid() || !a->wake_fd_.valid()) return Status::FromErrno(Code::kInternal, errno, "timerfd/eventfd");
+
+  // What dead runs left: their temporary files in the jobs' repositories.
+  for (const JobConfig& job : a->options_.config.jobs) {
+    if (!IsLocalRepository(job.repository)) continue;
+    struct stat st;
+    if (::stat(job.repository.c_str(), &st) != 0) continue;
+    StaleTempReport stale;
+    Status s = RemoveStaleTemporaryFiles(job.repository, &stale);
+    for (const std::string& f : stale.removed) a->Log(5, job.name, "removed " + f + " (left by a dead run)");
+    if (!s.ok()) a->Log(4, job.name, "cleanup of " + job.repository + ": " + s.message());
+  }
+  // The change logs kept by the previous agent.
+  a->keeper_ = std::make_unique<ChangeKeeper>(a->options_.keeper);
+  auto loaded = a->keeper_->Load();
+  if (!loaded.ok()) return loaded.status();
+  for (const LoadedLog& l : *loaded) {
+    a->Log(l.valid ? 6 : 5, "", l.valid ? "change log of " + l.source + " taken back (nothing written since it was kept)"
+                                        : l.reason);
+  }
+  for (const JobConfig& job : a->options_.config.jobs) a->jobs_[job.name].config = job;
+  Agent* self = a.get();
+  auto control = ControlServer::Listen(a->options_.config.socket_path,
+                                       [self](const nlohmann::json& req) { return self->Answer(req); });
+  if (!control.ok()) return control.status();
+  a->control_ = std::move(control.value());
+  a->Schedule();
+  return a;
+}
+
+void Agent::Log(int priority, const std::string& job, const std::string& message) {
+  const std::string line = job.empty() ? message : "job '" + job + "': " + message;
+  if (std::getenv("JOURNAL_STREAM") != nullptr) {
+    // Under systemd: one journal entry with the job as a field (journalctl JOB=db).
+    if (job.empty()) {
+      sd_journal_send("MESSAGE=%s", line.c_str(), "PRIORITY=%d", priority, "SYSLOG_IDENTIFIER=hotsnap", nullptr);
+    } else {
+      sd_journal_send("MESSAGE=%s", line.c_str(), "PRIORITY=%d", priority, "JOB=%s", job.c_str(),
+                      "SYSLOG_IDENTIFIER=hotsnap", nullptr);
+    }
+    return;
+  }
+  std::fprintf(stderr, "hotsnap agent: %s\n", line.c_str());
+}
+
+void Agent::Notify(const std::string& state) { (void)sd_notify(0, state.c_str()); }
+
+std::string Agent::Summary() {
+  int running = 0, failed = 0;
+  for (const auto& [name, job] : jobs_) {
+    running += job.running;
+    failed += job.last && !job.last->ok;
+  }
+  return std::to_string(jobs_.size()) + " jobs, " + std::to_string(running) + " running, " +
+         std::to_string(failed) + " failed at their last run";
+}
+
+Status Agent::StartJobLocked(JobState* job, const std::string& why) {
+  if (stopping_) return Status(Code::kInterrupted, "the agent is stopping");
+  if (job->running) {
+    Log(4, job->config.name, "not started (" + why + "): already running since " + UtcStamp(job->started_us));
+    return Status(Code::kBusy, "job '" + job->config.name + "' is already running");
+  }
+  if (job->thread.joinable()) job->thread.join();  // a finished run not reaped yet
+  job->running = true;
+  job->done = false;
+  job->started_us = clock_->NowUs();
+  Log(6, job->config.name, "started (" + why + ")");
+  JobConfig config = job->config;
+  const std::string name = config.name;
+  job->thread = std::thread([this, config, name] {
+    LastRun run;
+    run.started_us = clock_->NowUs();
+    std::function<Status()> stop = [this] {
+      return stopping_ ? Status(Code::kInterrupted, "the agent is stopping") : Status::Ok();
+    };
+    Status pinged = PingHealthCheck(config.health_check_url, "/start", "");
+    if (!pinged.ok()) Log(4, name, pinged.message());
+    auto r = options_.runner(config, keeper_.get(), stop);
+    run.finished_us = clock_->NowUs();
+    run.ok = r.ok();
+    if (r.ok()) {
+      run.reports = std::move(r.value());
+      run.message = std::to_string(run.reports.size()) + " image(s) made";
+    } else {
+      run.message = r.status().message();
+    }
+    pinged = PingHealthCheck(config.health_check_url, run.ok ? "" : "/fail", run.message);
+    if (!pinged.ok()) Log(4, name, pinged.message());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      JobState& j = jobs_[name];
+      j.result = std::move(run);
+      j.done = true;
+    }
+    uint64_t one = 1;
+    (void)!::write(wake_fd_.get(), &one, sizeof(one));
+  });
+  Notify("STATUS=" + Summary());
+  return Status::Ok();
+}
+
+Status Agent::TriggerJob(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(name);
+  if (it == jobs_.end()) return Status(Code::kUsage, "no job '" + name + "' in " + options_.config.path);
+  return StartJobLocked(&it->second, "requested");
+}
+
+void Agent::Reap() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [name, job] : jobs_) {
+    if (!job.done) continue;
+    if (job.thread.joinable()) job.thread.join();
+    job.done = false;
+    job.running = false;
+    job.last = std::move(job.result);
+    job.result.reset();
+    if (job.last->ok) {
+      std::string detail;
+      for (const BackupReport& r : job.last->reports) {
+        detail += "; " + r.source + " -> " + r.dest + " (" + std::to_string(r.bytes_read) + " bytes read" +
+                  (r.change_source.empty() ? "" : ", changes by " + r.change_source) + ")";
+      }
+      Log(6, name, "succeeded: " + job.last->message + detail);
+    } else {
+      Log(3, name, "failed: " + job.last->message);
+    }
+  }
+  Notify("STATUS=" + Summary());
+}
+
+void Agent::Schedule() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = clock_->NowUs();
+  std::optional<int64_t> first;
+  for (auto& [name, job] : jobs_) {
+    if (!job.next_us && options_.next_run) job.next_us = options_.next_run(job.config, now);
+    if (job.next_us && (!first || *job.next_us < *first)) first = job.next_us;
+  }
+  itimerspec t{};
+  if (first) {
+    int64_t wait = std::max<int64_t>(*first - now, 1000);
+    t.it_value.tv_sec = wait / 1000000;
+    t.it_value.tv_nsec = (wait % 1000000) * 1000;
+  }
+  (void)::timerfd_settime(timer_fd_.get(), 0, &t, nullptr);  // zero disarms
+}
+
+void Agent::RunDue() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t now = clock_->NowUs();
+    for (auto& [name, job] : jobs_) {
+      if (!job.next_us || *job.next_us > now) continue;
+      (void)StartJobLocked(&job, "scheduled");  // refused while running: logged there
+      job.next_us = options_.next_run ? options_.next_run(job.config, now) : std::nullopt;
+    }
+  }
+  Schedule();
+}
+
+void Agent::Reload() {
+  if (!options_.reload) {
+    Log(4, "", "SIGHUP: no configuration file to reload");
+    return;
+  }
+  auto config = options_.reload();
+  if (!config.ok()) {
+    Log(3, "", "SIGHUP: the configuration was not reloaded: " + config.status().message());
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, JobState> next;
+    for (const JobConfig& job : config->jobs) next[job.name].config = job;
+    // A running job keeps its thread and state; its new settings apply from its next run.
+    for (auto& [name, job] : jobs_) {
+      auto it = next.find(name);
+      if (it != next.end()) {
+        JobConfig c = it->second.config;
+        it->second = std::move(job);
+        it->second.config = c;
+        it->second.next_us.reset();
+      } else if (job.running) {
+        Log(4, name, "removed from the configuration; the run under way finishes");
+        next[name] = std::move(job);
+      }
+    }
+    jobs_ = std::move(next);
+    options_.config.jobs = config->jobs;
+  }
+  Log(6, "", "configuration reloaded: " + std::to_string(config->jobs.size()) + " jobs");
+  Schedule();
+}
+
+void Agent::RequestStop() {
+  stopping_ = true;
+  uint64_t one = 1;
+  (void)!::write(wake_fd_.get(), &one, sizeof(one));
+}
+
+Status Agent::Run() {
+  uint64_t watchdog_us = 0;
+  if (sd_watchdog_enabled(0, &watchdog_us) <= 0) watchdog_us = 0;
+  using Steady = std::chrono::steady_clock;
+  Steady::time_point next_watchdog = Steady::now(), next_persist = Steady::now() + kPersistEvery;
+  Notify("READY=1\nSTATUS=" + Summary());
+  Log(6, "", "started: " + Summary() + ", control socket " + options_.config.socket_path);
+  while (!stopping_) {
+    Steady::time_point now = Steady::now();
+    if (watchdog_us != 0 && now >= next_watchdog) {
+      Notify("WATCHDOG=1");
+      next_watchdog = now + std::chrono::microseconds(watchdog_us / 2);
+    }
+    if (now >= next_persist) {
+      Status kept = keeper_->Persist();
+      if (!kept.ok()) Log(4, "", "keeping the change logs: " + kept.message());
+      next_persist = now + kPersistEvery;
+    }
+    Steady::time_point wake = next_persist;
+    if (watchdog_us != 0) wake = std::min(wake, next_watchdog);
+    int timeout_ms = static_cast<int>(
+        std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count()) + 1);
+
+    std::vector<pollfd> fds;
+    for (int fd : {signal_fd_.get(), timer_fd_.get(), wake_fd_.get()}) {
+      if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+    }
+    for (int fd : control_->fds()) fds.push_back({fd, POLLIN, 0});
+    int n = ::poll(fds.data(), fds.size(), timeout_ms);
+    if (n < 0 && errno != EINTR) return Status::FromErrno(Code::kInternal, errno, "poll");
+    for (const pollfd& p : fds) {
+      if ((p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      if (p.fd == signal_fd_.get()) {
+        signalfd_siginfo si;
+        while (::read(signal_fd_.get(), &si, sizeof(si)) == sizeof(si)) {
+          if (si.ssi_signo == SIGHUP) {
+            Reload();
+          } else {
+            Log(6, "", std::string("stopping on ") + (si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT"));
+            stopping_ = true;
+          }
+        }
+      } else if (p.fd == timer_fd_.get()) {
+        uint64_t expirations;
+        (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
+        RunDue();
+      } else if (p.fd == wake_fd_.get()) {
+        uint64_t count;
+        (void)!::read(wake_fd_.get(), &count, sizeof(count));
+        Reap();
+      } else {
+        control_->OnReadable(p.fd);
+      }
+    }
+  }
+
+  // Stop: say so, let the running backups end (they see stop() fail and clean up), keep the logs.
+  Notify("STOPPING=1\nSTATUS=stopping");
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [name, job] : jobs_) {
+      if (job.thread.joinable()) threads.push_back(std::move(job.thread));
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  Reap();
+  Status kept = keeper_->PersistAndStop();
+  if (!kept.ok()) Log(4, "", "keeping the change logs: " + kept.message());
+  control_.reset();
+  Log(6, "", "stopped");
+  return Status::Ok();
+}
+
+nlohmann::json Agent::StatusJson() {
+  std::lock_guard<std::mutex> lock(mu_);
+  nlohmann::json jobs = nlohmann::json::array();
+  for (const auto& [name, job] : jobs_) {
+    nlohmann::json j = {{"name", name}, {"running", job.running}};
+    if (job.running) j["started_utc_us"] = job.started_us;
+    j["next_run_utc_us"] = job.next_us ? nlohmann::json(*job.next_us) : nlohmann::json(nullptr);
+    if (job.last) {
+      nlohmann::json reports = nlohmann::json::array();
+      for (const BackupReport& r : job.last->reports) reports.push_back(ReportJson(r));
+      j["last"] = {{"ok", job.last->ok},
+                   {"message", job.last->message},
+                   {"started_utc_us", job.last->started_us},
+                   {"finished_utc_us", job.last->finished_us},
+                   {"images", reports}};
+    } else {
+      j["last"] = nullptr;
+    }
+    jobs.push_back(j);
+  }
+  return {{"ok", true},
+          {"version", HOTSNAP_VERSION},
+          {"pid", ::getpid()},
+          {"uptime_s", (clock_->NowUs() - started_us_) / 1000000},
+          {"config", options_.config.path},
+          {"jobs", jobs}};
+}
+
+nlohmann::json Agent::Answer(const nlohmann::json& request) {
+  const std::string what = request.value("request", std::string());
+  if (what == "status") return StatusJson();
+  if (what == "job list") {
+    nlohmann::json status = StatusJson();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (nlohmann::json& j : status["jobs"]) {
+      const JobConfig& c = jobs_[j["name"].get<std::string>()].config;
+      j["sources"] = c.sources;
+      j["repository"] = c.repository;
+      j["schedule"] = c.schedule;
+    }
+    return {{"ok", true}, {"jobs", status["jobs"]}};
+  }
+  if (what == "job run") {
+    const std::string name = request.value("job", std::string());
+    Status s = TriggerJob(name);
+    if (!s.ok()) return {{"ok", false}, {"error", s.message()}, {"code", CodeName(s.code())}};
+    return {{"ok", true}, {"job", name}, {"started", true}};
+  }
+  return {{"ok", false}, {"error", "unknown request '" + what + "' (status, job list, job run)"}};
+}
+
+}  // namespace hotsnap

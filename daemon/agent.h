@@ -1,0 +1,149 @@
+// Agent: the daemon of `hotsnap agent run` — one event loop that runs the configured jobs on
+// their schedules and on request, keeps each source's change log between runs
+// (daemon/change_keeper.h), answers the control socket (daemon/control_socket.h) and speaks
+// systemd's notify protocol.
+//
+//   start    the cleanup of what dead runs left (temporary files .NAME.hotsnap-PID.tmp in the
+//            jobs' repositories); the kept change logs loaded (each discarded one's reason
+//            logged, and reported by that source's next run); the control socket bound
+//   loop     poll on: a signalfd (SIGTERM, SIGINT: stop; SIGHUP: reload the configuration),
+//            a timerfd armed for the next due job, an eventfd jobs signal on completion, and
+//            the control socket; sd_notify READY=1 once, WATCHDOG=1 every half WATCHDOG_USEC,
+//            STATUS= on every change; the change logs persisted every minute
+//   stop     STOPPING=1; running jobs asked to stop (their backups end with kInterrupted and
+//            clean up: nothing partial is ever under a final name) and joined; the change logs
+//            persisted with the trackers stopped
+//
+// Each run pings the job's health_check_url: /start before, the URL itself after a success,
+// /fail after a failure (PingHealthCheck). Messages go to the journal with the job's name in
+// the JOB field under systemd (JOURNAL_STREAM set), else to stderr.
+//
+// Jobs run in threads of the agent's process, one run at a time per job name: a trigger while
+// that job runs is refused ("already running") and logged. A kill -9 of the agent is safe:
+// an image is published by an atomic rename, and the next start removes the temporary files
+// of dead runs; a change log not persisted since the last write is discarded at the next start
+// because the device's write counters moved.
+//
+// Thread-safety: Run() on one thread; RequestStop() and TriggerJob() from any.
+#ifndef HOTSNAP_DAEMON_AGENT_H_
+#define HOTSNAP_DAEMON_AGENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/backup_job.h"
+#include "base/status.h"
+#include "base/unique_fd.h"
+#include "daemon/change_keeper.h"
+#include "daemon/config.h"
+#include "daemon/control_socket.h"
+
+namespace hotsnap {
+
+// Wall-clock time in microseconds since the epoch (the unit of daemon/calendar.h). The
+// minimal form of the schedule's Clock, to be swapped for it.
+class AgentClock {
+ public:
+  virtual ~AgentClock() = default;
+  virtual int64_t NowUs() const = 0;
+};
+AgentClock* SystemAgentClock();
+
+// Runs one job: every source backed up. `stop` returns an error once the agent stops.
+using JobRunner = std::function<Result<std::vector<BackupReport>>(const JobConfig& job, ChangeKeeper* keeper,
+                                                                  const std::function<Status()>& stop)>;
+// When `job` is next due strictly after `after_us`; nullopt: never (run on request only).
+using NextRunFn = std::function<std::optional<int64_t>(const JobConfig& job, int64_t after_us)>;
+
+// The runner until repositories (repo/repository.h) land in the agent: each source's image in
+// the job's repository directory as SOURCE-YYYYmmddTHHMMSSZ.zst, a delta on the previous one
+// this runner made (remembered in STATE_DIR/last/SOURCE) unless `full_every` deltas follow the
+// last full image; the change keeper arms, sources and records each backup.
+JobRunner DirectJobRunner(const std::string& state_dir);
+
+// Pings a healthchecks.io-style URL: URL + `suffix` ("/start", "" on success, "/fail"), with
+// `body` (the run's summary or error) POSTed when not empty; through the curl binary, 10 s per
+// try, 3 retries. "" url: nothing. kTarget when the server did not take it.
+Status PingHealthCheck(const std::string& url, const std::string& suffix, const std::string& body);
+
+struct AgentOptions {
+  AgentConfig config;
+  std::function<Result<AgentConfig>()> reload;  // SIGHUP; null: reload refused with a log line
+  JobRunner runner;                             // default: DirectJobRunner(config.state_dir)
+  NextRunFn next_run;                           // default: nothing scheduled
+  AgentClock* clock = nullptr;                  // default: SystemAgentClock()
+  bool handle_signals = true;  // block SIGTERM/SIGINT/SIGHUP and read them with a signalfd
+  ChangeKeeperOptions keeper;  // state_dir filled from the config when empty
+};
+
+class Agent {
+ public:
+  // The start steps (see the header comment). Blocks the signals in the calling thread (and
+  // so in every job thread started later) when options.handle_signals.
+  static Result<std::unique_ptr<Agent>> Start(AgentOptions options);
+  ~Agent();  // stops and joins what still runs
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // The loop, until SIGTERM/SIGINT or RequestStop(); then the stop steps.
+  Status Run();
+  void RequestStop();
+
+  // "started", or why not (kBusy "already running", kUsage no such job).
+  Status TriggerJob(const std::string& name);
+  // The control socket's answers.
+  nlohmann::json Answer(const nlohmann::json& request);
+  nlohmann::json StatusJson();
+
+ private:
+  struct LastRun {
+    bool ok = false;
+    std::string message;  // the error, or a summary of the images made
+    int64_t started_us = 0;
+    int64_t finished_us = 0;
+    std::vector<BackupReport> reports;
+  };
+  struct JobState {
+    JobConfig config;
+    bool running = false;
+    int64_t started_us = 0;
+    std::optional<int64_t> next_us;
+    std::optional<LastRun> last;
+    std::thread thread;
+    bool done = false;  // the thread finished; Reap() joins it
+    std::optional<LastRun> result;
+  };
+
+  explicit Agent(AgentOptions options);
+  Status StartJobLocked(JobState* job, const std::string& why);
+  void Reap();
+  void Schedule();  // next_us of every job, and the timer
+  void RunDue();
+  void Reload();
+  void Log(int priority, const std::string& job, const std::string& message);
+  void Notify(const std::string& state);
+  std::string Summary();
+
+  AgentOptions options_;
+  AgentClock* clock_;
+  int64_t started_us_ = 0;
+  std::unique_ptr<ChangeKeeper> keeper_;
+  std::unique_ptr<ControlServer> control_;
+  UniqueFd signal_fd_, timer_fd_, wake_fd_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::map<std::string, JobState> jobs_;
+};
+
+}  // namespace hotsnap
+
+#endif  // HOTSNAP_DAEMON_AGENT_H_

@@ -1,0 +1,367 @@
+// The agent (daemon/agent.h) with its real parts: the control socket answering status, job list
+// and job run; a job backing up a real loop device, its second run a delta driven by the change
+// log; a trigger while the job runs refused; a non-root peer refused by SO_PEERCRED; SIGTERM
+// in an agent process ending with STOPPING=1 on the notify socket and the logs kept; the
+// temporary files of dead runs removed at start.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon/agent.h"
+#include "daemon/control_socket.h"
+#include "tests/test_util.h"
+
+namespace hotsnap {
+namespace {
+
+using testing::LoopDevice;
+using testing::TempDir;
+
+constexpr uint64_t kMiB = 1024 * 1024;
+constexpr uint64_t kChunk = 4 * kMiB;
+constexpr uint64_t kDevice = 32 * kMiB;
+
+struct Setup {
+  TempDir dir;
+  LoopDevice loop{dir.path(), kDevice};
+  std::string repo = dir.File("repo"), state = dir.File("state"), socket = dir.File("run/agent.sock");
+  Setup() {
+    testing::FillRegion(loop.device(), 0, kDevice);
+    ::mkdir(repo.c_str(), 0700);
+  }
+  AgentConfig Config() const {
+    AgentConfig c;
+    c.path = dir.File("hotsnap.toml");
+    c.state_dir = state;
+    c.socket_path = socket;
+    JobConfig j;
+    j.name = "disk";
+    j.sources = {loop.device()};
+    j.repository = repo;
+    j.schedule = "daily";
+    j.snapshot = SnapshotMode::kNone;
+    j.level = 1;
+    c.jobs = {j};
+    return c;
+  }
+};
+
+// A gate a job's runner waits at until the test opens it (to hold a run "running").
+class Gate {
+ public:
+  void Open() {
+    std::lock_guard<std::mutex> l(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [this] { return open_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+nlohmann::json Ask(const std::string& socket, const nlohmann::json& request) {
+  auto a = ControlRequest(socket, request);
+  EXPECT_TRUE(a.ok()) << a.status().message();
+  return a.ok() ? *a : nlohmann::json();
+}
+
+// Waits for the job's run number `runs` to finish (its "last" changes), by asking the agent.
+nlohmann::json WaitForRun(const std::string& socket, int64_t after_finished_us) {
+  nlohmann::json last;
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        nlohmann::json s = Ask(socket, {{"request", "status"}});
+        if (!s.contains("jobs")) return false;
+        last = s["jobs"][0]["last"];
+        return !last.is_null() && last["finished_utc_us"].get<int64_t>() > after_finished_us &&
+               !s["jobs"][0]["running"].get<bool>();
+      },
+      120));
+  return last;
+}
+
+TEST(AgentTest, AnswersOnItsSocketAndRunsJobsOneAtATimeWithAChangeLog) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  Setup s;
+  // A temporary file of a dead run (its pid reaped) in the repository.
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  const std::string stale = s.repo + "/.loop.zst.hotsnap-" + std::to_string(dead) + ".tmp";
+  testing::WriteFile(stale, "partial");
+
+  Gate gate;
+  std::atomic<int> runs{0};
+  AgentOptions o;
+  o.config = s.Config();
+  o.handle_signals = false;
+  JobRunner direct = DirectJobRunner(s.state);
+  o.runner = [&](const JobConfig& job, ChangeKeeper* keeper, const std::function<Status()>& stop) {
+    if (runs++ == 0) gate.Wait();  // the first run is held until the test lets it go
+    return direct(job, keeper, stop);
+  };
+  auto agent = Agent::Start(std::move(o));
+  ASSERT_TRUE(agent.ok()) << agent.status().message();
+  EXPECT_FALSE(testing::PathExists(stale)) << "the dead run's temporary file is removed at start";
+  struct stat st;
+  ASSERT_EQ(::stat(s.socket.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(s.dir.File("run").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  Status ran;
+  std::thread loop([&] { ran = (*agent)->Run(); });
+
+  nlohmann::json status = Ask(s.socket, {{"request", "status"}});
+  EXPECT_FALSE(status["version"].get<std::string>().empty());
+  EXPECT_EQ(status["pid"], ::getpid());
+  ASSERT_EQ(status["jobs"].size(), 1u);
+  EXPECT_EQ(status["jobs"][0]["name"], "disk");
+  EXPECT_TRUE(status["jobs"][0]["last"].is_null());
+  nlohmann::json list = Ask(s.socket, {{"request", "job list"}});
+  EXPECT_EQ(list["jobs"][0]["repository"], s.repo);
+
+  EXPECT_EQ(Ask(s.socket, {{"request", "job run"}, {"job", "disk"}})["started"], true);
+  auto again = ControlRequest(s.socket, {{"request", "job run"}, {"job", "disk"}});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), Code::kBusy);
+  EXPECT_NE(again.status().message().find("already running"), std::string::npos) << again.status().message();
+  EXPECT_TRUE(Ask(s.socket, {{"request", "status"}})["jobs"][0]["running"].get<bool>());
+  auto unknown = ControlRequest(s.socket, {{"request", "job run"}, {"job", "nope"}});
+  EXPECT_FALSE(unknown.ok());
+  gate.Open();
+  nlohmann::json first = WaitForRun(s.socket, 0);
+  ASSERT_TRUE(first["ok"].get<bool>()) << first.dump();
+  EXPECT_EQ(first["images"][0]["bytes_read"], kDevice);
+
+  // A write, and the second run: a delta reading only the written chunk.
+  testing::FillRegion(s.loop.device(), 5 * kChunk + 4096, 4096);
+  EXPECT_EQ(Ask(s.socket, {{"request", "job run"}, {"job", "disk"}})["started"], true);
+  nlohmann::json second = WaitForRun(s.socket, first["finished_utc_us"].get<int64_t>());
+  ASSERT_TRUE(second["ok"].get<bool>()) << second.dump();
+  EXPECT_EQ(second["images"][0]["change_source"], "change log") << second.dump();
+  EXPECT_EQ(second["images"][0]["changed_chunks"], 1);
+  EXPECT_EQ(second["images"][0]["bytes_read"], kChunk);
+  EXPECT_EQ(runs.load(), 2);
+
+  (*agent)->RequestStop();
+  loop.join();
+  EXPECT_TRUE(ran.ok()) << ran.message();
+  EXPECT_FALSE(testing::PathExists(s.socket)) << "the socket is removed at stop";
+  EXPECT_TRUE(testing::PathExists(s.state + "/changelog/" + ChangeLogFileName(s.loop.device()) + ".json"));
+}
+
+// What a peer running as `nobody` gets from the socket: the first line, or "connect: ERROR".
+std::string AskAsNobody(const std::string& socket) {
+  int p[2];
+  if (::pipe(p) != 0) return "pipe";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(p[0]);
+    std::string said;
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) {
+      said = "setresuid failed";
+    } else {
+      auto a = ControlRequest(socket, {{"request", "status"}});
+      said = a.ok() ? a->dump() : a.status().message();
+    }
+    (void)!::write(p[1], said.data(), said.size());
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  std::string out;
+  char buf[512];
+  for (ssize_t n; (n = ::read(p[0], buf, sizeof(buf))) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(p[0]);
+  ::waitpid(pid, nullptr, 0);
+  return out;
+}
+
+TEST(AgentTest, OnlyRootIsServed) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  Setup s;
+  AgentOptions o;
+  o.config = s.Config();
+  o.handle_signals = false;
+  auto agent = Agent::Start(std::move(o));
+  ASSERT_TRUE(agent.ok()) << agent.status().message();
+  std::thread loop([&] { (void)(*agent)->Run(); });
+  // The directory's mode keeps others out before they reach the socket...
+  std::string said = AskAsNobody(s.socket);
+  EXPECT_NE(said.find("Permission denied"), std::string::npos) << said;
+  // ...and with the modes widened by mistake, SO_PEERCRED still does.
+  ASSERT_EQ(::chmod(s.dir.File("run").c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(s.socket.c_str(), 0666), 0);
+  ASSERT_EQ(::chmod(s.dir.path().c_str(), 0755), 0);
+  said = AskAsNobody(s.socket);
+  EXPECT_NE(said.find("answers only root (uid 65534"), std::string::npos) << said;
+  EXPECT_EQ(Ask(s.socket, {{"request", "status"}})["ok"], true) << "root is still served";
+  (*agent)->RequestStop();
+  loop.join();
+}
+
+TEST(AgentTest, SigtermStopsTheAgentProcessWithStoppingAndKeepsTheLogs) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  Setup s;
+  // The notify socket systemd would give: a datagram socket the agent's sd_notify writes to.
+  const std::string notify = s.dir.File("notify.sock");
+  int n = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(n, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, notify.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(::bind(n, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("NOTIFY_SOCKET", notify.c_str(), 1);
+    AgentOptions o;
+    o.config = s.Config();
+    auto agent = Agent::Start(std::move(o));
+    if (!agent.ok()) ::_exit(2);
+    if (!(*agent)->TriggerJob("disk").ok()) ::_exit(3);
+    Status ran = (*agent)->Run();
+    ::_exit(ran.ok() ? 0 : 1);
+  }
+  // Every notification in order; Await finds the next one containing `want`.
+  timeval limit{120, 0};  // only against a hang: each message comes as soon as its event
+  ::setsockopt(n, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+  std::string all;
+  size_t pos = 0;
+  auto await = [&](const std::string& want) {
+    char buf[4096];
+    size_t found;
+    while ((found = all.find(want, pos)) == std::string::npos) {
+      ssize_t got = ::recv(n, buf, sizeof(buf), 0);
+      if (got <= 0) return false;
+      all.append(buf, static_cast<size_t>(got));
+      all += "\n";
+    }
+    pos = found + want.size();
+    return true;
+  };
+  EXPECT_TRUE(await("READY=1")) << all;
+  // The job's run ends (0 running again; only the loop after READY reaps runs) before the stop.
+  EXPECT_TRUE(await("1 jobs, 0 running, 0 failed")) << all;
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  EXPECT_TRUE(await("STOPPING=1")) << all;
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ::close(n);
+  EXPECT_TRUE(testing::PathExists(s.state + "/changelog/" + ChangeLogFileName(s.loop.device()) + ".json"));
+  EXPECT_FALSE(testing::PathExists(s.socket));
+}
+
+// A one-thread HTTP server on 127.0.0.1 that answers 200 to everything and keeps each
+// request's first line and body.
+class PingServer {
+ public:
+  PingServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    EXPECT_EQ(::listen(fd_, 8), 0);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~PingServer() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/ping/abc"; }
+  std::vector<std::string> requests() {
+    std::lock_guard<std::mutex> l(mu_);
+    return requests_;
+  }
+
+ private:
+  void Serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;  // 50 ms: only how soon the destructor is seen
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      std::string in;
+      char buf[4096];
+      size_t head_end = std::string::npos, want = 0;
+      while (head_end == std::string::npos || in.size() < head_end + 4 + want) {
+        ssize_t n = ::recv(c, buf, sizeof(buf), 0);
+        if (n <= 0) break;
+        in.append(buf, static_cast<size_t>(n));
+        if (head_end == std::string::npos && (head_end = in.find("\r\n\r\n")) != std::string::npos) {
+          size_t cl = in.find("Content-Length: ");
+          if (cl != std::string::npos && cl < head_end) want = std::stoul(in.substr(cl + 16));
+        }
+      }
+      const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      (void)!::send(c, ok.data(), ok.size(), MSG_NOSIGNAL);
+      ::close(c);
+      std::string line = in.substr(0, in.find("\r\n"));
+      std::string body = head_end == std::string::npos ? "" : in.substr(head_end + 4);
+      std::lock_guard<std::mutex> l(mu_);
+      requests_.push_back(line + (body.empty() ? "" : " | " + body));
+    }
+  }
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> requests_;
+};
+
+TEST(AgentTest, HealthChecksArePingedAtStartSuccessAndFailure) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  Setup s;
+  PingServer server;
+  AgentOptions o;
+  o.config = s.Config();
+  o.config.jobs[0].health_check_url = server.url();
+  JobConfig bad = o.config.jobs[0];
+  bad.name = "bad";
+  bad.sources = {s.dir.File("no-such-device")};
+  o.config.jobs.push_back(bad);
+  o.handle_signals = false;
+  auto agent = Agent::Start(std::move(o));
+  ASSERT_TRUE(agent.ok()) << agent.status().message();
+  std::thread loop([&] { (void)(*agent)->Run(); });
+  ASSERT_TRUE((*agent)->TriggerJob("disk").ok());
+  ASSERT_TRUE(testing::WaitUntil([&] { return server.requests().size() >= 2; }, 120));
+  ASSERT_TRUE((*agent)->TriggerJob("bad").ok());
+  ASSERT_TRUE(testing::WaitUntil([&] { return server.requests().size() >= 4; }, 120));
+  (*agent)->RequestStop();
+  loop.join();
+  std::vector<std::string> r = server.requests();
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_EQ(r[0], "GET /ping/abc/start HTTP/1.1");
+  EXPECT_EQ(r[1].rfind("POST /ping/abc HTTP/1.1 | 1 image(s) made", 0), 0u) << r[1];
+  EXPECT_EQ(r[2], "GET /ping/abc/start HTTP/1.1");
+  EXPECT_EQ(r[3].rfind("POST /ping/abc/fail HTTP/1.1 | ", 0), 0u) << r[3];
+  EXPECT_NE(r[3].find("no-such-device"), std::string::npos) << r[3];
+}
+
+}  // namespace
+}  // namespace hotsnap
