@@ -19,6 +19,8 @@
 #include "base/log.h"
 #include "base/subprocess.h"
 #include "io/stale_temp_files.h"
+#include "snapshot/lvm_control.h"
+#include "snapshot/lvm_lease.h"
 
 namespace hotsnap {
 namespace {
@@ -208,9 +210,14 @@ Result<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
     if (::stat(job.repository.c_str(), &st) != 0) continue;
     StaleTempReport stale;
     Status s = RemoveStaleTemporaryFiles(job.repository, &stale);
-    for (const std::string& f : stale.removed) a->Log(5, job.name, "removed " + f + " (left by a dead run)");
+    for (const std::string& f : stale.removed) a->Log(5, job.name, "removed " + f);
     if (!s.ok()) a->Log(4, job.name, "cleanup of " + job.repository + ": " + s.message());
   }
+  // LVM snapshots of backups whose process died (a killed agent's job), as `hotsnap cleanup`.
+  LvmCleanupReport lvm;
+  Status lvm_cleaned = CleanupLvmLeftovers(RealLvmControl(), kDefaultLeaseDir, &lvm);
+  for (const std::string& line : lvm.removed) a->Log(5, "", "removed " + line);
+  if (!lvm_cleaned.ok()) a->Log(4, "", "cleanup of LVM snapshots: " + lvm_cleaned.message());
   // The change logs kept by the previous agent.
   a->keeper_ = std::make_unique<ChangeKeeper>(a->options_.keeper);
   auto loaded = a->keeper_->Load();

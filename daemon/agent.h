@@ -4,7 +4,7 @@
 // systemd's notify protocol.
 //
 //   start    the cleanup of what dead runs left (temporary files .NAME.hotsnap-PID.tmp in the
-//            jobs' repositories); the kept change logs loaded (each discarded one's reason
+//            jobs' repositories, LVM snapshots of dead runs as `hotsnap cleanup`); the kept change logs loaded (each discarded one's reason
 //            logged, and reported by that source's next run); the control socket bound
 //   loop     poll on: a signalfd (SIGTERM, SIGINT: stop; SIGHUP: reload the configuration),
 //            a timerfd armed for the next due job, an eventfd jobs signal on completion, and

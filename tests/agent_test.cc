@@ -34,11 +34,11 @@ constexpr uint64_t kMiB = 1024 * 1024;
 constexpr uint64_t kChunk = 4 * kMiB;
 constexpr uint64_t kDevice = 32 * kMiB;
 
-struct Setup {
+struct AgentSetup {
   TempDir dir;
   LoopDevice loop{dir.path(), kDevice};
   std::string repo = dir.File("repo"), state = dir.File("state"), socket = dir.File("run/agent.sock");
-  Setup() {
+  AgentSetup() {
     testing::FillRegion(loop.device(), 0, kDevice);
     ::mkdir(repo.c_str(), 0700);
   }
@@ -101,7 +101,7 @@ nlohmann::json WaitForRun(const std::string& socket, int64_t after_finished_us) 
 
 TEST(AgentTest, AnswersOnItsSocketAndRunsJobsOneAtATimeWithAChangeLog) {
   HOTSNAP_REQUIRE_PRIVILEGED();
-  Setup s;
+  AgentSetup s;
   // A temporary file of a dead run (its pid reaped) in the repository.
   pid_t dead = ::fork();
   if (dead == 0) ::_exit(0);
@@ -197,7 +197,7 @@ std::string AskAsNobody(const std::string& socket) {
 
 TEST(AgentTest, OnlyRootIsServed) {
   HOTSNAP_REQUIRE_PRIVILEGED();
-  Setup s;
+  AgentSetup s;
   AgentOptions o;
   o.config = s.Config();
   o.handle_signals = false;
@@ -220,7 +220,7 @@ TEST(AgentTest, OnlyRootIsServed) {
 
 TEST(AgentTest, SigtermStopsTheAgentProcessWithStoppingAndKeepsTheLogs) {
   HOTSNAP_REQUIRE_PRIVILEGED();
-  Setup s;
+  AgentSetup s;
   // The notify socket systemd would give: a datagram socket the agent's sd_notify writes to.
   const std::string notify = s.dir.File("notify.sock");
   int n = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -268,6 +268,37 @@ TEST(AgentTest, SigtermStopsTheAgentProcessWithStoppingAndKeepsTheLogs) {
   ::close(n);
   EXPECT_TRUE(testing::PathExists(s.state + "/changelog/" + ChangeLogFileName(s.loop.device()) + ".json"));
   EXPECT_FALSE(testing::PathExists(s.socket));
+}
+
+TEST(AgentTest, TheCommandsTalkToTheAgent) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  AgentSetup s;
+  AgentOptions o;
+  o.config = s.Config();
+  o.handle_signals = false;
+  auto agent = Agent::Start(std::move(o));
+  ASSERT_TRUE(agent.ok()) << agent.status().message();
+  std::thread loop([&] { (void)(*agent)->Run(); });
+  const std::string sock = " --socket " + testing::Quote(s.socket);
+  testing::CommandResult status = testing::RunOk(testing::Hotsnap("agent status" + sock));
+  EXPECT_NE(status.out.find("hotsnap agent "), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("disk"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("never run"), std::string::npos) << status.out;
+  testing::CommandResult list = testing::RunOk(testing::Hotsnap("job list --json" + sock));
+  EXPECT_EQ(nlohmann::json::parse(list.out)["jobs"][0]["sources"][0], s.loop.device()) << list.out;
+  testing::CommandResult run = testing::RunOk(testing::Hotsnap("job run disk" + sock));
+  EXPECT_EQ(run.out, "job 'disk' started\n");
+  testing::CommandResult nope = testing::Run(testing::Hotsnap("job run nope" + sock));
+  EXPECT_EQ(nope.exit_code, 2) << nope.err;
+  EXPECT_NE(nope.err.find("no job 'nope'"), std::string::npos) << nope.err;
+  WaitForRun(s.socket, 0);
+  status = testing::RunOk(testing::Hotsnap("agent status" + sock));
+  EXPECT_NE(status.out.find("ok at "), std::string::npos) << status.out;
+  (*agent)->RequestStop();
+  loop.join();
+  testing::CommandResult down = testing::Run(testing::Hotsnap("agent status" + sock));
+  EXPECT_NE(down.exit_code, 0);
+  EXPECT_NE(down.err.find("is it running?"), std::string::npos) << down.err;
 }
 
 // A one-thread HTTP server on 127.0.0.1 that answers 200 to everything and keeps each
@@ -335,7 +366,7 @@ class PingServer {
 
 TEST(AgentTest, HealthChecksArePingedAtStartSuccessAndFailure) {
   HOTSNAP_REQUIRE_PRIVILEGED();
-  Setup s;
+  AgentSetup s;
   PingServer server;
   AgentOptions o;
   o.config = s.Config();
