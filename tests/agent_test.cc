@@ -270,6 +270,41 @@ TEST(AgentTest, SigtermStopsTheAgentProcessWithStoppingAndKeepsTheLogs) {
   EXPECT_FALSE(testing::PathExists(s.socket));
 }
 
+TEST(AgentTest, AJobRunsWhenDueAndADueRunWhileItRunsIsSkipped) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  AgentSetup s;
+  Gate gate;
+  std::atomic<int> runs{0};
+  std::atomic<int> asked{0};
+  AgentOptions o;
+  o.config = s.Config();
+  o.handle_signals = false;
+  JobRunner direct = DirectJobRunner(s.state);
+  o.runner = [&](const JobConfig& job, ChangeKeeper* keeper, const std::function<Status()>& stop) {
+    if (runs++ == 0) gate.Wait();
+    return direct(job, keeper, stop);
+  };
+  // Due 50 ms after the start, and again 50 ms after that (while the first run is held).
+  o.next_run = [&](const JobConfig&, int64_t after_us) -> std::optional<int64_t> {
+    if (asked++ < 2) return after_us + 50000;
+    return std::nullopt;
+  };
+  auto agent = Agent::Start(std::move(o));
+  ASSERT_TRUE(agent.ok()) << agent.status().message();
+  std::thread loop([&] { (void)(*agent)->Run(); });
+  // The first due time starts the run; the second comes while it is held, and is skipped.
+  ASSERT_TRUE(testing::WaitUntil([&] { return asked.load() >= 3; }, 60)) << "the timer never fired twice";
+  EXPECT_EQ(runs.load(), 1);
+  EXPECT_TRUE(Ask(s.socket, {{"request", "status"}})["jobs"][0]["running"].get<bool>());
+  gate.Open();
+  nlohmann::json last = WaitForRun(s.socket, 0);
+  EXPECT_TRUE(last["ok"].get<bool>()) << last.dump();
+  EXPECT_EQ(runs.load(), 1) << "the run due while the job ran was skipped, not queued";
+  EXPECT_TRUE(Ask(s.socket, {{"request", "status"}})["jobs"][0]["next_run_utc_us"].is_null());
+  (*agent)->RequestStop();
+  loop.join();
+}
+
 TEST(AgentTest, TheCommandsTalkToTheAgent) {
   HOTSNAP_REQUIRE_PRIVILEGED();
   AgentSetup s;

@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -18,6 +20,8 @@ namespace hotsnap {
 namespace {
 
 using testing::Hotsnap;
+using testing::LiveWriter;
+using testing::MountedLoopFs;
 using testing::LoopDevice;
 using testing::Quote;
 using testing::RunOk;
@@ -223,6 +227,67 @@ TEST(ChangeKeeperTest, ALogOfAnotherBootIsDiscardedAndTheRunSaysWhy) {
   ASSERT_TRUE(r2.ok()) << r2.status().message();
   EXPECT_EQ(r2->change_source, "hash compare");
   EXPECT_NE(r2->change_reason.find("was discarded: it was recorded in boot"), std::string::npos) << r2->change_reason;
+}
+
+// The agent's case: a filesystem written all the time, frozen for each backup. The writer runs
+// across both backups, so the log holds writes from before the full image's consistency point
+// too; the delta it drives must still pass the consistency oracle against the frozen moment.
+class ChangeKeeperBusyTest : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Filesystems, ChangeKeeperBusyTest, ::testing::Values("ext4", "xfs"));
+
+TEST_P(ChangeKeeperBusyTest, ADeltaOfABusyFilesystemDrivenByTheKeptLogPassesTheOracle) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  const std::string fs_type = GetParam();
+  TempDir dir;
+  MountedLoopFs fs(dir.path(), fs_type, 256 * kMiB);
+  const std::string mnt = fs.mount_point(), device = fs.device();
+  RunOk("mkdir " + Quote(mnt + "/data") + " && head -c 64M /dev/urandom > " + Quote(mnt + "/data/random.bin") +
+        " && sync -f " + Quote(mnt));
+  const std::string full = dir.File("full.zst"), delta = dir.File("delta.zst"), ref = dir.File("ref.img"),
+                    restored = dir.File("restored.img");
+  ChangeKeeper keeper({dir.File("state")});
+  auto backup = [&](const std::string& out, const std::string& base, const std::string& while_frozen) {
+    Status armed = keeper.BeforeBackup(device);
+    EXPECT_TRUE(armed.ok()) << armed.message();
+    BackupOptions o;
+    o.source = device;
+    o.dest = out;
+    o.base = base;
+    o.snapshot = SnapshotMode::kFreeze;
+    o.max_freeze = std::chrono::milliseconds(120000);
+    o.hooks.timeout = std::chrono::milliseconds(120000);
+    o.hooks.while_frozen = while_frozen;
+    o.level = 1;
+    o.change_log = keeper.SourceFor(device);
+    Result<BackupReport> r = RunBackup(o);
+    keeper.AfterBackup(device, r);
+    return r;
+  };
+  uint64_t before = 0, after = 0;
+  Result<BackupReport> r2 = Status(Code::kInternal, "not run");
+  {
+    LiveWriter writer(mnt);
+    ASSERT_TRUE(writer.WaitForRecords(32, 60)) << "the writer does not write";
+    auto r1 = backup(full, "", "");
+    ASSERT_TRUE(r1.ok()) << r1.status().message();
+    ASSERT_TRUE(writer.WaitForRecords(writer.Records() + 64, 60));
+    before = writer.Records();
+    r2 = backup(delta, full, "dd if=" + Quote(device) + " of=" + Quote(ref) + " bs=4M iflag=direct status=none");
+    ASSERT_TRUE(r2.ok()) << r2.status().message();
+    EXPECT_TRUE(writer.WaitForRecords(writer.Records() + 8, 30)) << "the writer stopped during the backup";
+    writer.Stop();
+    after = writer.Records();
+  }
+  EXPECT_EQ(r2->change_source, "change log") << r2->change_reason;
+  EXPECT_LT(r2->bytes_read * 2, r2->used_bytes) << "the log should spare most reads";
+  std::printf("[ measured ] keeper delta on %s: %lu of %lu chunks read, %lu of %lu used bytes read\n",
+              fs_type.c_str(), static_cast<unsigned long>(r2->changed_chunks),
+              static_cast<unsigned long>(r2->chunks), static_cast<unsigned long>(r2->bytes_read),
+              static_cast<unsigned long>(r2->used_bytes));
+  RunOk(Hotsnap("restore " + Quote(delta) + " " + Quote(restored) + " --no-progress"));
+  uint64_t records = testing::CheckAgainstReference(fs_type, ref, restored, dir.path());
+  EXPECT_GE(records, before) << "records fsynced before the delta began are missing";
+  EXPECT_LT(records, after) << "the writer did not run after the consistency point";
 }
 
 }  // namespace
