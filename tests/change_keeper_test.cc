@@ -239,7 +239,7 @@ TEST_P(ChangeKeeperBusyTest, ADeltaOfABusyFilesystemDrivenByTheKeptLogPassesTheO
   HOTSNAP_REQUIRE_PRIVILEGED();
   const std::string fs_type = GetParam();
   TempDir dir;
-  MountedLoopFs fs(dir.path(), fs_type, 256 * kMiB);
+  MountedLoopFs fs(dir.path(), fs_type, 384 * kMiB);  // xfs needs 300 MB at least
   const std::string mnt = fs.mount_point(), device = fs.device();
   RunOk("mkdir " + Quote(mnt + "/data") + " && head -c 64M /dev/urandom > " + Quote(mnt + "/data/random.bin") +
         " && sync -f " + Quote(mnt));
