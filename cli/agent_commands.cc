@@ -31,8 +31,8 @@ std::string LastResult(const nlohmann::json& job) {
   if (job.value("running", false)) return "running since " + UtcTime(job["started_utc_us"]);
   const nlohmann::json& last = job["last"];
   if (last.is_null()) return "never run";
-  return std::string(last["ok"].get<bool>() ? "ok" : "FAILED") + " at " + UtcTime(last["finished_utc_us"]) + ": " +
-         last["message"].get<std::string>();
+  return std::string(last["ok"].get<bool>() ? "ok" : "FAILED") + " at " +
+         UtcTime(last["finished_utc_us"]) + ": " + last["message"].get<std::string>();
 }
 
 // The socket options shared by the client commands, and the request sent.
@@ -43,21 +43,25 @@ struct ClientArgs {
 
 void AddClientOptions(po::options_description* d, ClientArgs* c) {
   d->add_options()("socket", po::value<std::string>(&c->socket)->default_value(kDefaultSocket),
-                   "the agent's control socket")("json", po::bool_switch(&c->json), "print the agent's answer as JSON");
+                   "the agent's control socket")("json", po::bool_switch(&c->json),
+                                                 "print the agent's answer as JSON");
 }
 
-Status Sub(const std::vector<std::string>& args, const std::string& group,
-           const std::vector<std::pair<std::string, Status (*)(const std::vector<std::string>&)>>& subs) {
+Status Sub(
+    const std::vector<std::string>& args, const std::string& group,
+    const std::vector<std::pair<std::string, Status (*)(const std::vector<std::string>&)>>& subs) {
   std::string names;
   for (const auto& [name, fn] : subs) names += (names.empty() ? "" : "|") + name;
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::printf("usage: hotsnap %s %s [OPTIONS]\n", group.c_str(), names.c_str());
-    return args.empty() ? Status(Code::kUsage, "hotsnap " + group + ": which of " + names + "?") : Status::Ok();
+    return args.empty() ? Status(Code::kUsage, "hotsnap " + group + ": which of " + names + "?")
+                        : Status::Ok();
   }
   for (const auto& [name, fn] : subs) {
     if (args[0] == name) return fn(std::vector<std::string>(args.begin() + 1, args.end()));
   }
-  return Status(Code::kUsage, "hotsnap " + group + ": unknown subcommand '" + args[0] + "' (" + names + ")");
+  return Status(Code::kUsage,
+                "hotsnap " + group + ": unknown subcommand '" + args[0] + "' (" + names + ")");
 }
 
 }  // namespace
@@ -75,11 +79,12 @@ Status RunAgentRunCommand(const std::vector<std::string>& args) {
   po::options_description d("agent run options");
   d.add_options()("config", po::value<std::string>(&config_path)->default_value(kDefaultConfig),
                   "the configuration file");
-  auto p = Parse(args, "hotsnap agent run [--config FILE]",
-                 "Run the agent: the configured jobs on their schedules and on request (hotsnap job run),\n"
-                 "a change log per source between runs, the control socket. Stops on SIGTERM; SIGHUP\n"
-                 "reloads the configuration. Meant to run under systemd (Type=notify).",
-                 d, {});
+  auto p = Parse(
+      args, "hotsnap agent run [--config FILE]",
+      "Run the agent: the configured jobs on their schedules and on request (hotsnap job run),\n"
+      "a change log per source between runs, the control socket. Stops on SIGTERM; SIGHUP\n"
+      "reloads the configuration. Meant to run under systemd (Type=notify).",
+      d, {});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
   // The schedule check belongs to daemon/calendar.h; until it is linked here, schedules are
@@ -99,9 +104,10 @@ Status RunAgentStatusCommand(const std::vector<std::string>& args) {
   ClientArgs c;
   po::options_description d("agent status options");
   AddClientOptions(&d, &c);
-  auto p = Parse(args, "hotsnap agent status [--socket PATH] [--json]",
-                 "What the running agent does: its version, uptime, and each job's last result and next run.", d,
-                 {});
+  auto p = Parse(
+      args, "hotsnap agent status [--socket PATH] [--json]",
+      "What the running agent does: its version, uptime, and each job's last result and next run.",
+      d, {});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
   auto answer = ControlRequest(c.socket, {{"request", "status"}});
@@ -110,13 +116,14 @@ Status RunAgentStatusCommand(const std::vector<std::string>& args) {
     std::printf("%s\n", answer->dump(2).c_str());
     return Status::Ok();
   }
-  std::printf("hotsnap agent %s, pid %d, up %llds, config %s\n", (*answer)["version"].get<std::string>().c_str(),
-              (*answer)["pid"].get<int>(), static_cast<long long>((*answer)["uptime_s"].get<int64_t>()),
+  std::printf("hotsnap agent %s, pid %d, up %llds, config %s\n",
+              (*answer)["version"].get<std::string>().c_str(), (*answer)["pid"].get<int>(),
+              static_cast<long long>((*answer)["uptime_s"].get<int64_t>()),
               (*answer)["config"].get<std::string>().c_str());
   std::printf("%-16s %-24s %s\n", "JOB", "NEXT RUN", "LAST RESULT");
   for (const nlohmann::json& j : (*answer)["jobs"]) {
-    std::printf("%-16s %-24s %s\n", j["name"].get<std::string>().c_str(), UtcTime(j["next_run_utc_us"]).c_str(),
-                LastResult(j).c_str());
+    std::printf("%-16s %-24s %s\n", j["name"].get<std::string>().c_str(),
+                UtcTime(j["next_run_utc_us"]).c_str(), LastResult(j).c_str());
   }
   return Status::Ok();
 }
@@ -125,7 +132,8 @@ Status RunJobListCommand(const std::vector<std::string>& args) {
   ClientArgs c;
   po::options_description d("job list options");
   AddClientOptions(&d, &c);
-  auto p = Parse(args, "hotsnap job list [--socket PATH] [--json]", "The running agent's jobs.", d, {});
+  auto p =
+      Parse(args, "hotsnap job list [--socket PATH] [--json]", "The running agent's jobs.", d, {});
   if (!p.ok()) return p.status();
   if (p->help) return Status::Ok();
   auto answer = ControlRequest(c.socket, {{"request", "job list"}});
@@ -137,10 +145,11 @@ Status RunJobListCommand(const std::vector<std::string>& args) {
   std::printf("%-16s %-20s %-28s %s\n", "JOB", "SCHEDULE", "REPOSITORY", "SOURCES");
   for (const nlohmann::json& j : (*answer)["jobs"]) {
     std::string sources;
-    for (const auto& s : j["sources"]) sources += (sources.empty() ? "" : " ") + s.get<std::string>();
+    for (const auto& s : j["sources"])
+      sources += (sources.empty() ? "" : " ") + s.get<std::string>();
     std::printf("%-16s %-20s %-28s %s\n", j["name"].get<std::string>().c_str(),
-                j["schedule"].get<std::string>().c_str(), j["repository"].get<std::string>().c_str(),
-                sources.c_str());
+                j["schedule"].get<std::string>().c_str(),
+                j["repository"].get<std::string>().c_str(), sources.c_str());
   }
   return Status::Ok();
 }

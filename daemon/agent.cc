@@ -36,15 +36,17 @@ class SystemClockImpl : public AgentClock {
 
 constexpr std::chrono::seconds kPersistEvery{60};
 
-bool IsLocalRepository(const std::string& repo) { return !repo.empty() && repo.find("://") == std::string::npos; }
+bool IsLocalRepository(const std::string& repo) {
+  return !repo.empty() && repo.find("://") == std::string::npos;
+}
 
 std::string UtcStamp(int64_t us) {
   time_t s = static_cast<time_t>(us / 1000000);
   tm t;
   gmtime_r(&s, &t);
   char buf[40];
-  std::snprintf(buf, sizeof(buf), "%04d%02d%02dT%02d%02d%02d.%06dZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
-                t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(us % 1000000));
+  std::snprintf(buf, sizeof(buf), "%04d%02d%02dT%02d%02d%02d.%06dZ", t.tm_year + 1900, t.tm_mon + 1,
+                t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(us % 1000000));
   return buf;
 }
 
@@ -86,7 +88,8 @@ std::optional<LastImage> ReadLastImage(const std::string& path) {
   }
 }
 
-Status WriteLastImage(const std::string& state_dir, const std::string& path, const LastImage& last) {
+Status WriteLastImage(const std::string& state_dir, const std::string& path,
+                      const LastImage& last) {
   for (const std::string& dir : {state_dir, state_dir + "/last"}) {
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
       return Status::FromErrno(Code::kTarget, errno, "creating " + dir);
@@ -99,7 +102,8 @@ Status WriteLastImage(const std::string& state_dir, const std::string& path, con
     out.flush();
     if (!out) return Status(Code::kTarget, "writing " + temp);
   }
-  if (::rename(temp.c_str(), path.c_str()) != 0) return Status::FromErrno(Code::kTarget, errno, "renaming " + temp);
+  if (::rename(temp.c_str(), path.c_str()) != 0)
+    return Status::FromErrno(Code::kTarget, errno, "renaming " + temp);
   return Status::Ok();
 }
 
@@ -118,8 +122,9 @@ Status PingHealthCheck(const std::string& url, const std::string& suffix, const 
   auto r = RunSubprocess(argv, o);
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) {
-    return Status(Code::kTarget, "health check " + url + suffix + ": curl exited " + std::to_string(r->exit_code) +
-                                     (r->err.empty() ? "" : ": " + r->err.substr(0, r->err.find('\n'))));
+    return Status(Code::kTarget,
+                  "health check " + url + suffix + ": curl exited " + std::to_string(r->exit_code) +
+                      (r->err.empty() ? "" : ": " + r->err.substr(0, r->err.find('\n'))));
   }
   return Status::Ok();
 }
@@ -133,13 +138,15 @@ JobRunner DirectJobRunner(const std::string& state_dir) {
   return [state_dir](const JobConfig& job, ChangeKeeper* keeper,
                      const std::function<Status()>& stop) -> Result<std::vector<BackupReport>> {
     if (!IsLocalRepository(job.repository)) {
-      return Status(Code::kUnsupported, "job '" + job.name + "': repository " + job.repository +
-                                            " is not a local directory (only those until repo/ lands)");
+      return Status(Code::kUnsupported,
+                    "job '" + job.name + "': repository " + job.repository +
+                        " is not a local directory (only those until repo/ lands)");
     }
     std::vector<BackupReport> reports;
     for (const std::string& source : job.sources) {
       if (source == "machine") {
-        return Status(Code::kUnsupported, "job '" + job.name + "': the source \"machine\" is not resolved yet");
+        return Status(Code::kUnsupported,
+                      "job '" + job.name + "': the source \"machine\" is not resolved yet");
       }
       const std::string last_path = LastImagePath(state_dir, source);
       std::optional<LastImage> last = ReadLastImage(last_path);
@@ -147,7 +154,8 @@ JobRunner DirectJobRunner(const std::string& state_dir) {
       bool delta = last && job.full_every > 0 && last->deltas < job.full_every &&
                    ::stat(last->image.c_str(), &st) == 0;
       Status armed = keeper->BeforeBackup(source);
-      if (!armed.ok()) Notice("job '" + job.name + "': " + source + ": no change log: " + armed.message());
+      if (!armed.ok())
+        Notice("job '" + job.name + "': " + source + ": no change log: " + armed.message());
       BackupOptions o;
       o.source = source;
       o.dest = job.repository + "/" + ChangeLogFileName(source) + "-" +
@@ -195,13 +203,15 @@ Result<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
     sigset_t set;
     sigemptyset(&set);
     for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, sig);
-    if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) return Status(Code::kInternal, "blocking signals");
+    if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0)
+      return Status(Code::kInternal, "blocking signals");
     a->signal_fd_ = UniqueFd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!a->signal_fd_.valid()) return Status::FromErrno(Code::kInternal, errno, "signalfd");
   }
   a->timer_fd_ = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   a->wake_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!a->timer_fd_.valid() || !a->wake_fd_.valid()) return Status::FromErrno(Code::kInternal, errno, "timerfd/eventfd");
+  if (!a->timer_fd_.valid() || !a->wake_fd_.valid())
+    return Status::FromErrno(Code::kInternal, errno, "timerfd/eventfd");
 
   // What dead runs left: their temporary files in the jobs' repositories.
   for (const JobConfig& job : a->options_.config.jobs) {
@@ -223,13 +233,15 @@ Result<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   auto loaded = a->keeper_->Load();
   if (!loaded.ok()) return loaded.status();
   for (const LoadedLog& l : *loaded) {
-    a->Log(l.valid ? 6 : 5, "", l.valid ? "change log of " + l.source + " taken back (nothing written since it was kept)"
-                                        : l.reason);
+    a->Log(l.valid ? 6 : 5, "",
+           l.valid ? "change log of " + l.source + " taken back (nothing written since it was kept)"
+                   : l.reason);
   }
   for (const JobConfig& job : a->options_.config.jobs) a->jobs_[job.name].config = job;
   Agent* self = a.get();
-  auto control = ControlServer::Listen(a->options_.config.socket_path,
-                                       [self](const nlohmann::json& req) { return self->Answer(req); });
+  auto control =
+      ControlServer::Listen(a->options_.config.socket_path,
+                            [self](const nlohmann::json& req) { return self->Answer(req); });
   if (!control.ok()) return control.status();
   a->control_ = std::move(control.value());
   a->Schedule();
@@ -241,7 +253,8 @@ void Agent::Log(int priority, const std::string& job, const std::string& message
   if (std::getenv("JOURNAL_STREAM") != nullptr) {
     // Under systemd: one journal entry with the job as a field (journalctl JOB=db).
     if (job.empty()) {
-      sd_journal_send("MESSAGE=%s", line.c_str(), "PRIORITY=%d", priority, "SYSLOG_IDENTIFIER=hotsnap", nullptr);
+      sd_journal_send("MESSAGE=%s", line.c_str(), "PRIORITY=%d", priority,
+                      "SYSLOG_IDENTIFIER=hotsnap", nullptr);
     } else {
       sd_journal_send("MESSAGE=%s", line.c_str(), "PRIORITY=%d", priority, "JOB=%s", job.c_str(),
                       "SYSLOG_IDENTIFIER=hotsnap", nullptr);
@@ -266,7 +279,8 @@ std::string Agent::Summary() {
 Status Agent::StartJobLocked(JobState* job, const std::string& why) {
   if (stopping_) return Status(Code::kInterrupted, "the agent is stopping");
   if (job->running) {
-    Log(4, job->config.name, "not started (" + why + "): already running since " + UtcStamp(job->started_us));
+    Log(4, job->config.name,
+        "not started (" + why + "): already running since " + UtcStamp(job->started_us));
     return Status(Code::kBusy, "job '" + job->config.name + "' is already running");
   }
   if (job->thread.joinable()) job->thread.join();  // a finished run not reaped yet
@@ -311,7 +325,8 @@ Status Agent::StartJobLocked(JobState* job, const std::string& why) {
 Status Agent::TriggerJob(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = jobs_.find(name);
-  if (it == jobs_.end()) return Status(Code::kUsage, "no job '" + name + "' in " + options_.config.path);
+  if (it == jobs_.end())
+    return Status(Code::kUsage, "no job '" + name + "' in " + options_.config.path);
   return StartJobLocked(&it->second, "requested");
 }
 
@@ -327,7 +342,8 @@ void Agent::Reap() {
     if (job.last->ok) {
       std::string detail;
       for (const BackupReport& r : job.last->reports) {
-        detail += "; " + r.source + " -> " + r.dest + " (" + std::to_string(r.bytes_read) + " bytes read" +
+        detail += "; " + r.source + " -> " + r.dest + " (" + std::to_string(r.bytes_read) +
+                  " bytes read" +
                   (r.change_source.empty() ? "" : ", changes by " + r.change_source) + ")";
       }
       Log(6, name, "succeeded: " + job.last->message + detail);
@@ -429,7 +445,9 @@ Status Agent::Run() {
     Steady::time_point wake = next_persist;
     if (watchdog_us != 0) wake = std::min(wake, next_watchdog);
     int timeout_ms = static_cast<int>(
-        std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count()) + 1);
+        std::max<int64_t>(
+            0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count()) +
+        1);
 
     std::vector<pollfd> fds;
     for (int fd : {signal_fd_.get(), timer_fd_.get(), wake_fd_.get()}) {
@@ -446,7 +464,8 @@ Status Agent::Run() {
           if (si.ssi_signo == SIGHUP) {
             Reload();
           } else {
-            Log(6, "", std::string("stopping on ") + (si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT"));
+            Log(6, "",
+                std::string("stopping on ") + (si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT"));
             stopping_ = true;
           }
         }

@@ -4,8 +4,9 @@
 // systemd's notify protocol.
 //
 //   start    the cleanup of what dead runs left (temporary files .NAME.hotsnap-PID.tmp in the
-//            jobs' repositories, LVM snapshots of dead runs as `hotsnap cleanup`); the kept change logs loaded (each discarded one's reason
-//            logged, and reported by that source's next run); the control socket bound
+//            jobs' repositories, LVM snapshots of dead runs as `hotsnap cleanup`); the kept change
+//            logs loaded (each discarded one's reason logged, and reported by that source's next
+//            run); the control socket bound
 //   loop     poll on: a signalfd (SIGTERM, SIGINT: stop; SIGHUP: reload the configuration),
 //            a timerfd armed for the next due job, an eventfd jobs signal on completion, and
 //            the control socket; sd_notify READY=1 once, WATCHDOG=1 every half WATCHDOG_USEC,
@@ -59,8 +60,8 @@ class AgentClock {
 AgentClock* SystemAgentClock();
 
 // Runs one job: every source backed up. `stop` returns an error once the agent stops.
-using JobRunner = std::function<Result<std::vector<BackupReport>>(const JobConfig& job, ChangeKeeper* keeper,
-                                                                  const std::function<Status()>& stop)>;
+using JobRunner = std::function<Result<std::vector<BackupReport>>(
+    const JobConfig& job, ChangeKeeper* keeper, const std::function<Status()>& stop)>;
 // When `job` is next due strictly after `after_us`; nullopt: never (run on request only).
 using NextRunFn = std::function<std::optional<int64_t>(const JobConfig& job, int64_t after_us)>;
 

@@ -31,7 +31,8 @@ void Coalesce(std::vector<ByteExtent>* v) {
   for (const ByteExtent& e : *v) {
     if (e.length_bytes == 0) continue;
     if (!out.empty() && e.offset_bytes <= out.back().end_bytes()) {
-      out.back().length_bytes = std::max(out.back().end_bytes(), e.end_bytes()) - out.back().offset_bytes;
+      out.back().length_bytes =
+          std::max(out.back().end_bytes(), e.end_bytes()) - out.back().offset_bytes;
     } else {
       out.push_back(e);
     }
@@ -83,16 +84,20 @@ Result<std::shared_ptr<const UsedBlockMap>> UsedMapFrom(const nlohmann::json& j)
   std::vector<ByteExtent> used = ExtentsFrom(j.at("used"));
   uint32_t block = j.at("block_bytes").get<uint32_t>();
   for (const ByteExtent& e : used) {
-    if (e.offset_bytes % block != 0 || (e.end_bytes() % block != 0 && e.end_bytes() != device_bytes)) block = 512;
+    if (e.offset_bytes % block != 0 ||
+        (e.end_bytes() % block != 0 && e.end_bytes() != device_bytes))
+      block = 512;
   }
   UsedBlockMapBuilder b(j.at("fs_type").get<std::string>(), device_bytes, block);
   for (const ByteExtent& e : used) {
-    HOTSNAP_RETURN_IF_ERROR(b.AddUsedBlocks(e.offset_bytes / block, (e.length_bytes + block - 1) / block));
+    HOTSNAP_RETURN_IF_ERROR(
+        b.AddUsedBlocks(e.offset_bytes / block, (e.length_bytes + block - 1) / block));
   }
   return std::make_shared<const UsedBlockMap>(std::move(b).Build());
 }
 
-Status WriteFileAtomically(const std::string& dir, const std::string& path, const std::string& text) {
+Status WriteFileAtomically(const std::string& dir, const std::string& path,
+                           const std::string& text) {
   const std::string temp = path + ".tmp";
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd.valid()) return Status::FromErrno(Code::kTarget, errno, "creating " + temp);
@@ -117,7 +122,8 @@ Status WriteFileAtomically(const std::string& dir, const std::string& path, cons
     return Status::FromErrno(Code::kTarget, err, "renaming " + temp + " to " + path);
   }
   UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (d.valid() && ::fsync(d.get()) != 0) return Status::FromErrno(Code::kTarget, errno, "fsync of " + dir);
+  if (d.valid() && ::fsync(d.get()) != 0)
+    return Status::FromErrno(Code::kTarget, errno, "fsync of " + dir);
   return Status::Ok();
 }
 
@@ -131,22 +137,25 @@ Status MakeDir(const std::string& path, mode_t mode) {
 }  // namespace
 
 std::string DeviceWriteCounters::Describe() const {
-  return "write I/Os " + std::to_string(write_ios) + ", sectors written " + std::to_string(write_sectors) +
-         ", discards " + std::to_string(discard_ios) + " (" + std::to_string(discard_sectors) + " sectors)";
+  return "write I/Os " + std::to_string(write_ios) + ", sectors written " +
+         std::to_string(write_sectors) + ", discards " + std::to_string(discard_ios) + " (" +
+         std::to_string(discard_sectors) + " sectors)";
 }
 
 Result<DeviceWriteCounters> ReadWriteCounters(const std::string& device) {
   struct stat st;
-  if (::stat(device.c_str(), &st) != 0) return Status::FromErrno(Code::kSource, errno, "stat of " + device);
+  if (::stat(device.c_str(), &st) != 0)
+    return Status::FromErrno(Code::kSource, errno, "stat of " + device);
   if (!S_ISBLK(st.st_mode)) return Status(Code::kSource, device + " is not a block device");
   DeviceWriteCounters c;
-  c.stat_path = "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev)) +
-                "/stat";
+  c.stat_path = "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" +
+                std::to_string(minor(st.st_rdev)) + "/stat";
   std::ifstream in(c.stat_path);
   std::vector<uint64_t> f;
   uint64_t v;
   while (in >> v) f.push_back(v);
-  if (f.size() < 11) return Status(Code::kSource, "cannot parse " + c.stat_path + " (of " + device + ")");
+  if (f.size() < 11)
+    return Status(Code::kSource, "cannot parse " + c.stat_path + " (of " + device + ")");
   c.write_ios = f[4];
   c.write_sectors = f[6];
   if (f.size() >= 15) {
@@ -180,7 +189,8 @@ ChangeKeeper::Source& ChangeKeeper::SourceLocked(const std::string& device) {
   Source& s = sources_[device];
   if (s.device.empty()) {
     s.device = device;
-    s.no_log_reason = "no change log for this source: the agent has recorded no backup of it since it started";
+    s.no_log_reason =
+        "no change log for this source: the agent has recorded no backup of it since it started";
   }
   return s;
 }
@@ -199,13 +209,16 @@ Status ChangeKeeper::StartTrackerLocked(Source* s) {
 Status ChangeKeeper::DrainLocked(Source* s) {
   if (!s->tracker) return Status::Ok();
   std::vector<ByteExtent> writes;
-  auto lost = s->tracker->Drain([&](uint64_t offset, uint64_t length) { writes.push_back({offset, length}); });
+  auto lost = s->tracker->Drain([&](uint64_t offset, uint64_t length) {
+    writes.push_back({offset, length});
+  });
   if (!lost.ok()) {
     // The tracker no longer sees every CPU: nothing it recorded can be trusted from now on.
     s->tracker.reset();
     s->current.reset();
     s->next.reset();
-    s->no_log_reason = "the write recording of " + s->device + " stopped: " + lost.status().message();
+    s->no_log_reason =
+        "the write recording of " + s->device + " stopped: " + lost.status().message();
     return lost.status();
   }
   for (Log* log : {s->current.get(), s->next.get()}) {
@@ -340,7 +353,8 @@ Result<std::vector<LoadedLog>> ChangeKeeper::Load() {
     }
     while (dirent* e = ::readdir(d)) {
       std::string name = e->d_name;
-      if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0) files.push_back(dir + "/" + name);
+      if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0)
+        files.push_back(dir + "/" + name);
     }
     ::closedir(d);
   }

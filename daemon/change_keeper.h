@@ -54,8 +54,8 @@ struct DeviceWriteCounters {
   uint64_t discard_ios = 0;  // 0 on kernels without the discard fields (before 4.18)
   uint64_t discard_sectors = 0;
   bool operator==(const DeviceWriteCounters& o) const {
-    return write_ios == o.write_ios && write_sectors == o.write_sectors && discard_ios == o.discard_ios &&
-           discard_sectors == o.discard_sectors;
+    return write_ios == o.write_ios && write_sectors == o.write_sectors &&
+           discard_ios == o.discard_ios && discard_sectors == o.discard_sectors;
   }
   std::string Describe() const;  // "write I/Os 12, sectors written 96, discards 0 (0 sectors)"
 };
@@ -70,7 +70,8 @@ struct ChangeKeeperOptions {
   std::string state_dir;  // logs live in STATE_DIR/changelog/
   // Injectable for tests; the defaults read the system.
   std::function<std::string()> boot_id;  // default: BootId()
-  std::function<Result<DeviceWriteCounters>(const std::string&)> write_counters;  // ReadWriteCounters
+  std::function<Result<DeviceWriteCounters>(const std::string&)>
+      write_counters;  // ReadWriteCounters
 };
 
 // What Load() found for one source.

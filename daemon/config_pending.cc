@@ -7,10 +7,12 @@ namespace hotsnap {
 
 Result<AgentConfig> ParseAgentConfig(const std::string& text, const std::string& path,
                                      const ScheduleValidator& validate_schedule) {
-  return Status(Code::kUnsupported, path + ": this build has no configuration parser yet (daemon/config.cc)");
+  return Status(Code::kUnsupported,
+                path + ": this build has no configuration parser yet (daemon/config.cc)");
 }
 
-Result<AgentConfig> LoadAgentConfig(const std::string& path, const ScheduleValidator& validate_schedule) {
+Result<AgentConfig> LoadAgentConfig(const std::string& path,
+                                    const ScheduleValidator& validate_schedule) {
   return ParseAgentConfig("", path, validate_schedule);
 }
 

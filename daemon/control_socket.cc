@@ -48,7 +48,8 @@ bool SomeoneListens(const std::string& path) {
 
 }  // namespace
 
-Result<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::string& path, ControlHandler handler) {
+Result<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::string& path,
+                                                             ControlHandler handler) {
   sockaddr_un addr;
   HOTSNAP_RETURN_IF_ERROR(SetAddress(path, &addr));
   const std::string dir = DirOf(path);
@@ -67,8 +68,10 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::string& 
   int err = errno;
   ::umask(old);
   if (bound != 0) return Status::FromErrno(Code::kTarget, err, "binding " + path);
-  if (::chmod(path.c_str(), 0600) != 0) return Status::FromErrno(Code::kTarget, errno, "chmod of " + path);
-  if (::listen(fd.get(), 16) != 0) return Status::FromErrno(Code::kInternal, errno, "listening on " + path);
+  if (::chmod(path.c_str(), 0600) != 0)
+    return Status::FromErrno(Code::kTarget, errno, "chmod of " + path);
+  if (::listen(fd.get(), 16) != 0)
+    return Status::FromErrno(Code::kInternal, errno, "listening on " + path);
   return std::unique_ptr<ControlServer>(new ControlServer(path, std::move(fd), std::move(handler)));
 }
 
@@ -97,10 +100,12 @@ void ControlServer::Accept() {
     if (!c.valid()) return;  // EAGAIN: none left
     ucred cred{};
     socklen_t len = sizeof(cred);
-    if (::getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != kAllowedUid) {
-      nlohmann::json refused = {{"ok", false},
-                                {"error", "permission denied: the hotsnap agent answers only root (uid " +
-                                              std::to_string(cred.uid) + " asked)"}};
+    if (::getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        cred.uid != kAllowedUid) {
+      nlohmann::json refused = {
+          {"ok", false},
+          {"error", "permission denied: the hotsnap agent answers only root (uid " +
+                        std::to_string(cred.uid) + " asked)"}};
       WriteAll(c.get(), refused.dump() + "\n");
       continue;  // closed here
     }
@@ -146,7 +151,8 @@ Result<nlohmann::json> ControlRequest(const std::string& path, const nlohmann::j
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return Status::FromErrno(Code::kInternal, errno, "socket");
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return Status::FromErrno(Code::kUnsupported, errno, "connecting to the agent at " + path + " (is it running?)");
+    return Status::FromErrno(Code::kUnsupported, errno,
+                             "connecting to the agent at " + path + " (is it running?)");
   }
   WriteAll(fd.get(), request.dump() + "\n");
   std::string in;
@@ -154,8 +160,11 @@ Result<nlohmann::json> ControlRequest(const std::string& path, const nlohmann::j
   while (in.find('\n') == std::string::npos) {
     ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(Code::kInternal, errno, "reading from the agent at " + path);
-    if (n == 0) return Status(Code::kInternal, "the agent at " + path + " closed the connection without an answer");
+    if (n < 0)
+      return Status::FromErrno(Code::kInternal, errno, "reading from the agent at " + path);
+    if (n == 0)
+      return Status(Code::kInternal,
+                    "the agent at " + path + " closed the connection without an answer");
     in.append(buf, static_cast<size_t>(n));
   }
   try {
@@ -164,8 +173,8 @@ Result<nlohmann::json> ControlRequest(const std::string& path, const nlohmann::j
       // The agent's code, when it gives one ("busy": the job already runs); else a refusal.
       Code code = Code::kUsage;
       const std::string name = answer.value("code", std::string());
-      for (Code c : {Code::kSource, Code::kTarget, Code::kInterrupted, Code::kUnsupported, Code::kBusy,
-                     Code::kInternal}) {
+      for (Code c : {Code::kSource, Code::kTarget, Code::kInterrupted, Code::kUnsupported,
+                     Code::kBusy, Code::kInternal}) {
         if (name == CodeName(c)) code = c;
       }
       return Status(code, answer.value("error", std::string("refused")));

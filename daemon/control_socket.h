@@ -34,7 +34,8 @@ class ControlServer {
  public:
   // Creates the socket's directory (0700) if missing, removes a stale socket file left by a
   // dead agent (refuses if a live one answers there: kBusy), binds and listens.
-  static Result<std::unique_ptr<ControlServer>> Listen(const std::string& path, ControlHandler handler);
+  static Result<std::unique_ptr<ControlServer>> Listen(const std::string& path,
+                                                       ControlHandler handler);
   ~ControlServer();  // closes every connection and removes the socket file
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;

@@ -3,11 +3,13 @@
 // log; a trigger while the job runs refused; a non-root peer refused by SO_PEERCRED; SIGTERM
 // in an agent process ending with STOPPING=1 on the notify socket and the logs kept; the
 // temporary files of dead runs removed at start.
+#include "daemon/agent.h"
+
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,7 +22,6 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/agent.h"
 #include "daemon/control_socket.h"
 #include "tests/test_util.h"
 
@@ -37,7 +38,8 @@ constexpr uint64_t kDevice = 32 * kMiB;
 struct AgentSetup {
   TempDir dir;
   LoopDevice loop{dir.path(), kDevice};
-  std::string repo = dir.File("repo"), state = dir.File("state"), socket = dir.File("run/agent.sock");
+  std::string repo = dir.File("repo"), state = dir.File("state"),
+              socket = dir.File("run/agent.sock");
   AgentSetup() {
     testing::FillRegion(loop.device(), 0, kDevice);
     ::mkdir(repo.c_str(), 0700);
@@ -143,7 +145,8 @@ TEST(AgentTest, AnswersOnItsSocketAndRunsJobsOneAtATimeWithAChangeLog) {
   auto again = ControlRequest(s.socket, {{"request", "job run"}, {"job", "disk"}});
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.status().code(), Code::kBusy);
-  EXPECT_NE(again.status().message().find("already running"), std::string::npos) << again.status().message();
+  EXPECT_NE(again.status().message().find("already running"), std::string::npos)
+      << again.status().message();
   EXPECT_TRUE(Ask(s.socket, {{"request", "status"}})["jobs"][0]["running"].get<bool>());
   auto unknown = ControlRequest(s.socket, {{"request", "job run"}, {"job", "nope"}});
   EXPECT_FALSE(unknown.ok());
@@ -166,7 +169,8 @@ TEST(AgentTest, AnswersOnItsSocketAndRunsJobsOneAtATimeWithAChangeLog) {
   loop.join();
   EXPECT_TRUE(ran.ok()) << ran.message();
   EXPECT_FALSE(testing::PathExists(s.socket)) << "the socket is removed at stop";
-  EXPECT_TRUE(testing::PathExists(s.state + "/changelog/" + ChangeLogFileName(s.loop.device()) + ".json"));
+  EXPECT_TRUE(
+      testing::PathExists(s.state + "/changelog/" + ChangeLogFileName(s.loop.device()) + ".json"));
 }
 
 // What a peer running as `nobody` gets from the socket: the first line, or "connect: ERROR".
@@ -189,7 +193,8 @@ std::string AskAsNobody(const std::string& socket) {
   ::close(p[1]);
   std::string out;
   char buf[512];
-  for (ssize_t n; (n = ::read(p[0], buf, sizeof(buf))) > 0;) out.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::read(p[0], buf, sizeof(buf))) > 0;)
+    out.append(buf, static_cast<size_t>(n));
   ::close(p[0]);
   ::waitpid(pid, nullptr, 0);
   return out;
@@ -266,7 +271,8 @@ TEST(AgentTest, SigtermStopsTheAgentProcessWithStoppingAndKeepsTheLogs) {
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   ::close(n);
-  EXPECT_TRUE(testing::PathExists(s.state + "/changelog/" + ChangeLogFileName(s.loop.device()) + ".json"));
+  EXPECT_TRUE(
+      testing::PathExists(s.state + "/changelog/" + ChangeLogFileName(s.loop.device()) + ".json"));
   EXPECT_FALSE(testing::PathExists(s.socket));
 }
 
@@ -293,7 +299,8 @@ TEST(AgentTest, AJobRunsWhenDueAndADueRunWhileItRunsIsSkipped) {
   ASSERT_TRUE(agent.ok()) << agent.status().message();
   std::thread loop([&] { (void)(*agent)->Run(); });
   // The first due time starts the run; the second comes while it is held, and is skipped.
-  ASSERT_TRUE(testing::WaitUntil([&] { return asked.load() >= 3; }, 60)) << "the timer never fired twice";
+  ASSERT_TRUE(testing::WaitUntil([&] { return asked.load() >= 3; }, 60))
+      << "the timer never fired twice";
   EXPECT_EQ(runs.load(), 1);
   EXPECT_TRUE(Ask(s.socket, {{"request", "status"}})["jobs"][0]["running"].get<bool>());
   gate.Open();
@@ -377,7 +384,8 @@ class PingServer {
         ssize_t n = ::recv(c, buf, sizeof(buf), 0);
         if (n <= 0) break;
         in.append(buf, static_cast<size_t>(n));
-        if (head_end == std::string::npos && (head_end = in.find("\r\n\r\n")) != std::string::npos) {
+        if (head_end == std::string::npos &&
+            (head_end = in.find("\r\n\r\n")) != std::string::npos) {
           size_t cl = in.find("Content-Length: ");
           if (cl != std::string::npos && cl < head_end) want = std::stoul(in.substr(cl + 16));
         }

@@ -2,6 +2,8 @@
 // real write tracker: writes between two backups are in the log, the delta driven by it reads
 // only their chunks, a log persisted and reloaded in another process with no write in between
 // is trusted, and a write while no process recorded, or another boot, discards it with the reason.
+#include "daemon/change_keeper.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,7 +15,6 @@
 
 #include "agent/backup_job.h"
 #include "base/process_identity.h"
-#include "daemon/change_keeper.h"
 #include "tests/test_util.h"
 
 namespace hotsnap {
@@ -21,8 +22,8 @@ namespace {
 
 using testing::Hotsnap;
 using testing::LiveWriter;
-using testing::MountedLoopFs;
 using testing::LoopDevice;
+using testing::MountedLoopFs;
 using testing::Quote;
 using testing::RunOk;
 using testing::TempDir;
@@ -157,7 +158,8 @@ TEST(ChangeKeeperTest, APersistedLogIsTrustedInANewProcessWhenNothingWroteMeanwh
     Status kept = keeper.PersistAndStop();
     ASSERT_TRUE(kept.ok()) << kept.message();
   }
-  EXPECT_TRUE(testing::PathExists(f.state + "/changelog/" + ChangeLogFileName(f.device()) + ".json"));
+  EXPECT_TRUE(
+      testing::PathExists(f.state + "/changelog/" + ChangeLogFileName(f.device()) + ".json"));
   EXPECT_EQ(LoadInChild(f.state, ""), "valid\n");
 
   // The agent's next start: the log is taken back, and drives the delta.
@@ -173,7 +175,8 @@ TEST(ChangeKeeperTest, APersistedLogIsTrustedInANewProcessWhenNothingWroteMeanwh
   EXPECT_EQ(r2->changed_chunks, 2u);
   EXPECT_EQ(r2->bytes_read, 2 * kChunk);
   const std::string restored = f.dir.File("restored.img");
-  RunOk(Hotsnap("restore " + Quote(f.dir.File("delta.zst")) + " " + Quote(restored) + " --no-progress"));
+  RunOk(Hotsnap("restore " + Quote(f.dir.File("delta.zst")) + " " + Quote(restored) +
+                " --no-progress"));
   EXPECT_EQ(testing::Sha256(restored), testing::Sha256(f.device()));
 }
 
@@ -222,11 +225,13 @@ TEST(ChangeKeeperTest, ALogOfAnotherBootIsDiscardedAndTheRunSaysWhy) {
   ASSERT_TRUE(loaded.ok());
   ASSERT_EQ(loaded->size(), 1u);
   EXPECT_FALSE((*loaded)[0].valid);
-  EXPECT_NE((*loaded)[0].reason.find("this is boot 0a1b2c3d-other-boot"), std::string::npos) << (*loaded)[0].reason;
+  EXPECT_NE((*loaded)[0].reason.find("this is boot 0a1b2c3d-other-boot"), std::string::npos)
+      << (*loaded)[0].reason;
   auto r2 = Backup(&keeper, f.device(), f.dir.File("delta.zst"), full);
   ASSERT_TRUE(r2.ok()) << r2.status().message();
   EXPECT_EQ(r2->change_source, "hash compare");
-  EXPECT_NE(r2->change_reason.find("was discarded: it was recorded in boot"), std::string::npos) << r2->change_reason;
+  EXPECT_NE(r2->change_reason.find("was discarded: it was recorded in boot"), std::string::npos)
+      << r2->change_reason;
 }
 
 // The agent's case: a filesystem written all the time, frozen for each backup. The writer runs
@@ -241,12 +246,13 @@ TEST_P(ChangeKeeperBusyTest, ADeltaOfABusyFilesystemDrivenByTheKeptLogPassesTheO
   TempDir dir;
   MountedLoopFs fs(dir.path(), fs_type, 384 * kMiB);  // xfs needs 300 MB at least
   const std::string mnt = fs.mount_point(), device = fs.device();
-  RunOk("mkdir " + Quote(mnt + "/data") + " && head -c 64M /dev/urandom > " + Quote(mnt + "/data/random.bin") +
-        " && sync -f " + Quote(mnt));
-  const std::string full = dir.File("full.zst"), delta = dir.File("delta.zst"), ref = dir.File("ref.img"),
-                    restored = dir.File("restored.img");
+  RunOk("mkdir " + Quote(mnt + "/data") + " && head -c 64M /dev/urandom > " +
+        Quote(mnt + "/data/random.bin") + " && sync -f " + Quote(mnt));
+  const std::string full = dir.File("full.zst"), delta = dir.File("delta.zst"),
+                    ref = dir.File("ref.img"), restored = dir.File("restored.img");
   ChangeKeeper keeper({dir.File("state")});
-  auto backup = [&](const std::string& out, const std::string& base, const std::string& while_frozen) {
+  auto backup = [&](const std::string& out, const std::string& base,
+                    const std::string& while_frozen) {
     Status armed = keeper.BeforeBackup(device);
     EXPECT_TRUE(armed.ok()) << armed.message();
     BackupOptions o;
@@ -272,18 +278,21 @@ TEST_P(ChangeKeeperBusyTest, ADeltaOfABusyFilesystemDrivenByTheKeptLogPassesTheO
     ASSERT_TRUE(r1.ok()) << r1.status().message();
     ASSERT_TRUE(writer.WaitForRecords(writer.Records() + 64, 60));
     before = writer.Records();
-    r2 = backup(delta, full, "dd if=" + Quote(device) + " of=" + Quote(ref) + " bs=4M iflag=direct status=none");
+    r2 = backup(delta, full,
+                "dd if=" + Quote(device) + " of=" + Quote(ref) + " bs=4M iflag=direct status=none");
     ASSERT_TRUE(r2.ok()) << r2.status().message();
-    EXPECT_TRUE(writer.WaitForRecords(writer.Records() + 8, 30)) << "the writer stopped during the backup";
+    EXPECT_TRUE(writer.WaitForRecords(writer.Records() + 8, 30))
+        << "the writer stopped during the backup";
     writer.Stop();
     after = writer.Records();
   }
   EXPECT_EQ(r2->change_source, "change log") << r2->change_reason;
   EXPECT_LT(r2->bytes_read * 2, r2->used_bytes) << "the log should spare most reads";
-  std::printf("[ measured ] keeper delta on %s: %lu of %lu chunks read, %lu of %lu used bytes read\n",
-              fs_type.c_str(), static_cast<unsigned long>(r2->changed_chunks),
-              static_cast<unsigned long>(r2->chunks), static_cast<unsigned long>(r2->bytes_read),
-              static_cast<unsigned long>(r2->used_bytes));
+  std::printf(
+      "[ measured ] keeper delta on %s: %lu of %lu chunks read, %lu of %lu used bytes read\n",
+      fs_type.c_str(), static_cast<unsigned long>(r2->changed_chunks),
+      static_cast<unsigned long>(r2->chunks), static_cast<unsigned long>(r2->bytes_read),
+      static_cast<unsigned long>(r2->used_bytes));
   RunOk(Hotsnap("restore " + Quote(delta) + " " + Quote(restored) + " --no-progress"));
   uint64_t records = testing::CheckAgainstReference(fs_type, ref, restored, dir.path());
   EXPECT_GE(records, before) << "records fsynced before the delta began are missing";
