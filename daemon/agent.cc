@@ -35,6 +35,7 @@ class SystemClockImpl : public AgentClock {
 };
 
 constexpr std::chrono::seconds kPersistEvery{60};
+constexpr std::chrono::seconds kDrainEvery{1};  // ChangeKeeper::DrainAll: the rings' room
 
 bool IsLocalRepository(const std::string& repo) {
   return !repo.empty() && repo.find("://") == std::string::npos;
@@ -156,6 +157,8 @@ JobRunner DirectJobRunner(const std::string& state_dir) {
       Status armed = keeper->BeforeBackup(source);
       if (!armed.ok())
         Notice("job '" + job.name + "': " + source + ": no change log: " + armed.message());
+      // Another job backs this source up now: its log is not ours to use or to advance.
+      const bool keep_log = armed.code() != Code::kBusy;
       BackupOptions o;
       o.source = source;
       o.dest = job.repository + "/" + ChangeLogFileName(source) + "-" +
@@ -171,9 +174,9 @@ JobRunner DirectJobRunner(const std::string& state_dir) {
       o.allow_crash_consistent = job.allow_crash_consistent;
       o.ssh_options = job.ssh_options;
       o.stop = stop;
-      o.change_log = keeper->SourceFor(source);
+      if (keep_log) o.change_log = keeper->SourceFor(source);
       Result<BackupReport> r = RunBackup(o);
-      keeper->AfterBackup(source, r);
+      if (keep_log) keeper->AfterBackup(source, r);
       if (!r.ok()) return r.status().Wrap(source);
       HOTSNAP_RETURN_IF_ERROR(
           WriteLastImage(state_dir, last_path, LastImage{o.dest, delta ? last->deltas + 1 : 0}));
@@ -429,6 +432,7 @@ Status Agent::Run() {
   if (sd_watchdog_enabled(0, &watchdog_us) <= 0) watchdog_us = 0;
   using Steady = std::chrono::steady_clock;
   Steady::time_point next_watchdog = Steady::now(), next_persist = Steady::now() + kPersistEvery;
+  Steady::time_point next_drain = Steady::now() + kDrainEvery;
   Notify("READY=1\nSTATUS=" + Summary());
   Log(6, "", "started: " + Summary() + ", control socket " + options_.config.socket_path);
   while (!stopping_) {
@@ -442,7 +446,11 @@ Status Agent::Run() {
       if (!kept.ok()) Log(4, "", "keeping the change logs: " + kept.message());
       next_persist = now + kPersistEvery;
     }
-    Steady::time_point wake = next_persist;
+    if (now >= next_drain) {
+      keeper_->DrainAll();
+      next_drain = now + kDrainEvery;
+    }
+    Steady::time_point wake = std::min(next_persist, next_drain);
     if (watchdog_us != 0) wake = std::min(wake, next_watchdog);
     int timeout_ms = static_cast<int>(
         std::max<int64_t>(

@@ -233,6 +233,8 @@ Status ChangeKeeper::DrainLocked(Source* s) {
 Status ChangeKeeper::BeforeBackup(const std::string& source) {
   std::lock_guard<std::mutex> lock(mu_);
   Source& s = SourceLocked(source);
+  if (s.next)
+    return Status(Code::kBusy, "a backup of " + source + " is under way: its change log is in use");
   Status started = StartTrackerLocked(&s);
   if (!started.ok()) {
     s.current.reset();
@@ -333,6 +335,11 @@ Status ChangeKeeper::Persist() {
     if (first.ok() && !st.ok()) first = st;
   }
   return first;
+}
+
+void ChangeKeeper::DrainAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [device, s] : sources_) (void)DrainLocked(&s);  // a failure is kept as no_log_reason
 }
 
 Status ChangeKeeper::PersistAndStop() {

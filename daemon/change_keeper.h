@@ -94,7 +94,9 @@ class ChangeKeeper {
   Result<std::vector<LoadedLog>> Load();
 
   // See the header comment. BeforeBackup fails if the tracker cannot start (the backup can
-  // still run: without a change log).
+  // still run: without a change log), and with kBusy while a backup of the source is under
+  // way (between BeforeBackup and AfterBackup): the second backup must then neither use
+  // SourceFor() nor call AfterBackup(), which belong to the first.
   Status BeforeBackup(const std::string& source);
   ChangeLogSource SourceFor(const std::string& source);
   void AfterBackup(const std::string& source, const Result<BackupReport>& result);
@@ -103,6 +105,10 @@ class ChangeKeeper {
   Status Persist();
   // Persist(), then stops every tracker (the agent's shutdown).
   Status PersistAndStop();
+  // Moves every tracker's records into the logs. The kernel's rings hold 2 MiB per CPU and
+  // source: the agent drains every second so that a busy device does not overflow them
+  // (an overflow is counted as lost records, and the next delta then compares hashes).
+  void DrainAll();
 
   // The writes of `source`'s current log up to now (drains the tracker), for status and
   // tests; an error when there is no current log.

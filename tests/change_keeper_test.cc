@@ -119,6 +119,18 @@ TEST(ChangeKeeperTest, AFailedBackupKeepsTheLogForTheNextAttempt) {
   EXPECT_EQ(r3->changed_chunks, 2u) << "both writes since the parent, across the failed attempt";
 }
 
+TEST(ChangeKeeperTest, ASecondBackupOfASourceUnderWayIsRefusedTheLog) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  Fixture f;
+  ChangeKeeper keeper({f.state});
+  ASSERT_TRUE(keeper.BeforeBackup(f.device()).ok());
+  Status second = keeper.BeforeBackup(f.device());
+  EXPECT_EQ(second.code(), Code::kBusy) << second.message();
+  EXPECT_NE(second.message().find("under way"), std::string::npos) << second.message();
+  keeper.AfterBackup(f.device(), Status(Code::kSource, "failed"));
+  EXPECT_TRUE(keeper.BeforeBackup(f.device()).ok()) << "the log is free again after the first ends";
+}
+
 // Reloads the kept logs in a forked child (a new ChangeKeeper in another process, as after an
 // agent restart); returns each source's "valid" or reason, one line each.
 std::string LoadInChild(const std::string& state, const std::string& boot_id) {
