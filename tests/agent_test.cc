@@ -312,6 +312,59 @@ TEST(AgentTest, AJobRunsWhenDueAndADueRunWhileItRunsIsSkipped) {
   loop.join();
 }
 
+// Files in `dir` whose name contains `part`.
+std::vector<std::string> FilesWith(const std::string& dir, const std::string& part) {
+  std::vector<std::string> found;
+  for (const std::string& name : testing::ListDir(dir)) {
+    if (name.find(part) != std::string::npos) found.push_back(name);
+  }
+  return found;
+}
+
+// An agent process (forked) running a slow job (rate-limited), and what happened to it.
+pid_t StartSlowAgent(const AgentSetup& s) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    AgentOptions o;
+    o.config = s.Config();
+    o.config.jobs[0].rate_limit_bytes_per_s = 4 * kMiB;  // 8 s for the 32 MiB
+    auto agent = Agent::Start(std::move(o));
+    if (!agent.ok() || !(*agent)->TriggerJob("disk").ok()) ::_exit(2);
+    ::_exit((*agent)->Run().ok() ? 0 : 1);
+  }
+  return pid;
+}
+
+TEST(AgentTest, SigtermDuringABackupEndsItCleanlyAndKillNineLeavesNothingTheNextStartKeeps) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  AgentSetup s;
+  // SIGTERM while the job writes its image: the backup stops, nothing is published, and the
+  // temporary file is gone.
+  pid_t pid = StartSlowAgent(s);
+  ASSERT_TRUE(testing::WaitUntil([&] { return !FilesWith(s.repo, ".tmp").empty(); }, 60))
+      << "the job never started writing";
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_TRUE(testing::ListDir(s.repo).empty()) << "a stopped backup left files";
+
+  // kill -9 while it writes: the temporary file stays behind, and the next agent removes it.
+  pid = StartSlowAgent(s);
+  ASSERT_TRUE(testing::WaitUntil([&] { return !FilesWith(s.repo, ".tmp").empty(); }, 60));
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  std::vector<std::string> left = FilesWith(s.repo, ".tmp");
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(testing::ListDir(s.repo).size(), 1u) << "only the temporary file: nothing published";
+  AgentOptions o;
+  o.config = s.Config();
+  o.handle_signals = false;
+  auto agent = Agent::Start(std::move(o));
+  ASSERT_TRUE(agent.ok()) << agent.status().message();
+  EXPECT_TRUE(testing::ListDir(s.repo).empty()) << left[0] << " survived the next start";
+}
+
 TEST(AgentTest, TheCommandsTalkToTheAgent) {
   HOTSNAP_REQUIRE_PRIVILEGED();
   AgentSetup s;
