@@ -1,6 +1,6 @@
-// The agent's subcommands: `hotsnap agent run|status` and `hotsnap job list|run`. The daemon
-// is daemon/agent.h; these parse arguments and talk to it over its control socket
-// (daemon/control_socket.h). Registered in the table in cli/commands.cc.
+// `hotsnap agent SUBCOMMAND`: the agent daemon and its helpers, dispatched from one table in
+// cli/agent_commands.cc (run, status, check-config), and `hotsnap job list|run` that ask the
+// running agent.
 #ifndef HOTSNAP_CLI_AGENT_COMMANDS_H_
 #define HOTSNAP_CLI_AGENT_COMMANDS_H_
 
@@ -11,9 +11,12 @@
 
 namespace hotsnap {
 
-Status RunAgentCommand(const std::vector<std::string>& args);  // agent run|status
-Status RunJobCommand(const std::vector<std::string>& args);    // job list|run NAME
+// args: what follows "agent". No subcommand or an unknown one is a usage error (kUsage).
+Status RunAgentCommand(const std::vector<std::string>& args);
+// args: what follows "job": list | run NAME.
+Status RunJobCommand(const std::vector<std::string>& args);
 
+// The subcommands talking to (or being) the daemon, daemon/agent.h.
 Status RunAgentRunCommand(const std::vector<std::string>& args);
 Status RunAgentStatusCommand(const std::vector<std::string>& args);
 Status RunJobListCommand(const std::vector<std::string>& args);

@@ -513,7 +513,7 @@ const std::vector<Command>& Commands() {
       {"mount", "mount the filesystem in an image read-only, without restoring it", RunMountCommand},
       {"umount", "undo hotsnap mount", RunUmountCommand},
       {"cleanup", "remove what crashed hotsnap processes left behind", RunCleanupCommand},
-      {"agent", "the backup agent: run (the daemon), status", RunAgentCommand},
+      {"agent", "the backup agent: run (the daemon), status, check-config", RunAgentCommand},
       {"job", "the running agent's jobs: list, run NAME", RunJobCommand},
   };
   return commands;

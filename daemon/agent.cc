@@ -25,15 +25,6 @@
 namespace hotsnap {
 namespace {
 
-class SystemClockImpl : public AgentClock {
- public:
-  int64_t NowUs() const override {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
-};
-
 constexpr std::chrono::seconds kPersistEvery{60};
 constexpr std::chrono::seconds kDrainEvery{1};  // ChangeKeeper::DrainAll: the rings' room
 
@@ -130,11 +121,6 @@ Status PingHealthCheck(const std::string& url, const std::string& suffix, const 
   return Status::Ok();
 }
 
-AgentClock* SystemAgentClock() {
-  static SystemClockImpl clock;
-  return &clock;
-}
-
 JobRunner DirectJobRunner(const std::string& state_dir) {
   return [state_dir](const JobConfig& job, ChangeKeeper* keeper,
                      const std::function<Status()>& stop) -> Result<std::vector<BackupReport>> {
@@ -187,7 +173,9 @@ JobRunner DirectJobRunner(const std::string& state_dir) {
 }
 
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {
-  clock_ = options_.clock != nullptr ? options_.clock : SystemAgentClock();
+  static SystemClock system_clock;
+  clock_ = options_.clock != nullptr ? options_.clock : &system_clock;
+
   if (!options_.runner) options_.runner = DirectJobRunner(options_.config.state_dir);
   if (options_.keeper.state_dir.empty()) options_.keeper.state_dir = options_.config.state_dir;
 }
@@ -216,6 +204,11 @@ Result<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   if (!a->timer_fd_.valid() || !a->wake_fd_.valid())
     return Status::FromErrno(Code::kInternal, errno, "timerfd/eventfd");
 
+  // The state directory (change logs, schedule stamps, the runner's last images).
+  const std::string& state = a->options_.config.state_dir;
+  if (::mkdir(state.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::FromErrno(Code::kTarget, errno, "creating the state directory " + state);
+  }
   // What dead runs left: their temporary files in the jobs' repositories.
   for (const JobConfig& job : a->options_.config.jobs) {
     if (!IsLocalRepository(job.repository)) continue;
@@ -279,6 +272,28 @@ std::string Agent::Summary() {
          std::to_string(failed) + " failed at their last run";
 }
 
+std::optional<int64_t> Agent::NextRun(const JobConfig& job, int64_t now_us, bool after_due) {
+  if (options_.next_run) return options_.next_run(job, now_us);
+  auto event = CalendarEvent::Parse(job.schedule);
+  if (!event.ok()) return std::nullopt;  // the configuration was checked: not reached
+  JobSchedule schedule(*event, job.persistent, job.randomized_delay, job.name,
+                       options_.schedule_seed);
+  ScheduleState state;
+  state.agent_start_us = started_us_;
+  auto last = StampStore(options_.config.state_dir).Load(job.name);
+  if (last.ok()) {
+    state.last_start_us = *last;
+  } else {
+    Log(4, job.name, last.status().message());
+  }
+  // Judged right after a due time (started, or skipped while the job ran): the elapses up to
+  // now are spent, as systemd skips an elapse while the service still runs.
+  if (after_due) state.last_end_us = now_us;
+  std::optional<DueTime> due = schedule.NextDue(now_us, state);
+  if (!due) return std::nullopt;
+  return due->at_us;
+}
+
 Status Agent::StartJobLocked(JobState* job, const std::string& why) {
   if (stopping_) return Status(Code::kInterrupted, "the agent is stopping");
   if (job->running) {
@@ -291,6 +306,9 @@ Status Agent::StartJobLocked(JobState* job, const std::string& why) {
   job->done = false;
   job->started_us = clock_->NowUs();
   Log(6, job->config.name, "started (" + why + ")");
+  // The schedule's stamp: the next elapse is judged from this start, across restarts too.
+  Status stamped = StampStore(options_.config.state_dir).Store(job->config.name, job->started_us);
+  if (!stamped.ok()) Log(4, job->config.name, stamped.message());
   JobConfig config = job->config;
   const std::string name = config.name;
   job->thread = std::thread([this, config, name] {
@@ -362,7 +380,7 @@ void Agent::Schedule() {
   const int64_t now = clock_->NowUs();
   std::optional<int64_t> first;
   for (auto& [name, job] : jobs_) {
-    if (!job.next_us && options_.next_run) job.next_us = options_.next_run(job.config, now);
+    if (!job.next_us) job.next_us = NextRun(job.config, now, false);
     if (job.next_us && (!first || *job.next_us < *first)) first = job.next_us;
   }
   itimerspec t{};
@@ -381,7 +399,7 @@ void Agent::RunDue() {
     for (auto& [name, job] : jobs_) {
       if (!job.next_us || *job.next_us > now) continue;
       (void)StartJobLocked(&job, "scheduled");  // refused while running: logged there
-      job.next_us = options_.next_run ? options_.next_run(job.config, now) : std::nullopt;
+      job.next_us = NextRun(job.config, now, true);
     }
   }
   Schedule();

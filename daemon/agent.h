@@ -47,22 +47,14 @@
 #include "daemon/change_keeper.h"
 #include "daemon/config.h"
 #include "daemon/control_socket.h"
+#include "daemon/schedule.h"
 
 namespace hotsnap {
-
-// Wall-clock time in microseconds since the epoch (the unit of daemon/calendar.h). The
-// minimal form of the schedule's Clock, to be swapped for it.
-class AgentClock {
- public:
-  virtual ~AgentClock() = default;
-  virtual int64_t NowUs() const = 0;
-};
-AgentClock* SystemAgentClock();
 
 // Runs one job: every source backed up. `stop` returns an error once the agent stops.
 using JobRunner = std::function<Result<std::vector<BackupReport>>(
     const JobConfig& job, ChangeKeeper* keeper, const std::function<Status()>& stop)>;
-// When `job` is next due strictly after `after_us`; nullopt: never (run on request only).
+// When `job` is next due, judged at `now_us` (at or before it: at once); nullopt: never.
 using NextRunFn = std::function<std::optional<int64_t>(const JobConfig& job, int64_t after_us)>;
 
 // The runner until repositories (repo/repository.h) land in the agent: each source's image in
@@ -80,8 +72,12 @@ struct AgentOptions {
   AgentConfig config;
   std::function<Result<AgentConfig>()> reload;  // SIGHUP; null: reload refused with a log line
   JobRunner runner;                             // default: DirectJobRunner(config.state_dir)
-  NextRunFn next_run;                           // default: nothing scheduled
-  AgentClock* clock = nullptr;                  // default: SystemAgentClock()
+  // Default: the job's calendar event through daemon/schedule.h (JobSchedule: catch-up of a
+  // persistent job, the fixed randomized delay), its last start from the StampStore of
+  // STATE_DIR, which each run's start updates.
+  NextRunFn next_run;
+  std::string schedule_seed;   // the randomized delays' seed (the machine id)
+  Clock* clock = nullptr;      // default: a SystemClock
   bool handle_signals = true;  // block SIGTERM/SIGINT/SIGHUP and read them with a signalfd
   ChangeKeeperOptions keeper;  // state_dir filled from the config when empty
 };
@@ -135,7 +131,11 @@ class Agent {
   std::string Summary();
 
   AgentOptions options_;
-  AgentClock* clock_;
+  // options_.next_run, else the schedule (see AgentOptions::next_run); `after_due`: right
+  // after a due time was handled.
+  std::optional<int64_t> NextRun(const JobConfig& job, int64_t now_us, bool after_due);
+
+  Clock* clock_;
   int64_t started_us_ = 0;
   std::unique_ptr<ChangeKeeper> keeper_;
   std::unique_ptr<ControlServer> control_;

@@ -4,6 +4,18 @@
 // [job.NAME] tables). Every error names the file, the line and the key:
 //   "/etc/hotsnap/hotsnap.toml:12: job 'db': schedule: ..."
 // Unknown keys are errors (a typo must not silently become a default).
+//
+// Keys (dist/hotsnap.toml.example shows each): [agent] state_dir, socket (absolute paths),
+// metrics_textfile, metrics_listen ("HOST:PORT"). A job: name (letters, digits, "-_.", it
+// names stamp files), sources (an array of device paths, or "machine"), repository (absolute,
+// or ssh://), schedule (checked by the caller's ScheduleValidator), persistent,
+// randomized_delay (a systemd time span, "15min", or seconds, at most a week), keep_last ...
+// keep_yearly or a [job.keep] table (last, hourly, daily, weekly, monthly, yearly) but not
+// both, full_every, pre_freeze/while_frozen/post_thaw/hook_timeout/crash_consistent (also in a
+// [job.hooks] table), snapshot (the --snapshot names), level, rate_limit ("50M" = 50 MB/s,
+// "512K", "1G", or a number of MB/s, as --rate-limit), allow_crash_consistent, ssh_options,
+// health_check_url (http:// or https://). Required: name, sources, repository, schedule.
+// A duplicate job name is an error naming the first one's line.
 #ifndef HOTSNAP_DAEMON_CONFIG_H_
 #define HOTSNAP_DAEMON_CONFIG_H_
 
@@ -43,8 +55,8 @@ struct JobConfig {
 };
 
 struct AgentConfig {
-  std::string path;                                 // the file it was read from
-  std::string state_dir = "/var/lib/hotsnap";       // change logs, last-run stamps, metrics
+  std::string path;                            // the file it was read from
+  std::string state_dir = "/var/lib/hotsnap";  // change logs, last-run stamps, metrics
   std::string socket_path = "/run/hotsnap/agent.sock";
   std::string metrics_textfile;  // a node_exporter textfile-collector .prom file; "" none
   std::string metrics_listen;    // "127.0.0.1:9977" serves /metrics; "" none

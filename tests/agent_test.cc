@@ -365,6 +365,85 @@ TEST(AgentTest, SigtermDuringABackupEndsItCleanlyAndKillNineLeavesNothingTheNext
   EXPECT_TRUE(testing::ListDir(s.repo).empty()) << left[0] << " survived the next start";
 }
 
+// The notify socket systemd gives a Type=notify service: a datagram socket; Await() finds the
+// next notification (in order) that contains `want`.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    timeval limit{120, 0};  // only against a hang: each message comes as soon as its event
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+  }
+  ~NotifySocket() { ::close(fd_); }
+  bool Await(const std::string& want) {
+    char buf[4096];
+    size_t found;
+    while ((found = all_.find(want, pos_)) == std::string::npos) {
+      ssize_t got = ::recv(fd_, buf, sizeof(buf), 0);
+      if (got <= 0) return false;
+      all_.append(buf, static_cast<size_t>(got));
+      all_ += "\n";
+    }
+    pos_ = found + want.size();
+    return true;
+  }
+  const std::string& all() const { return all_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::string all_;
+  size_t pos_ = 0;
+};
+
+TEST(AgentTest, TheBinaryRunsAJobOnRequestUnderSystemdNotifyAndStopsOnSigterm) {
+  HOTSNAP_REQUIRE_PRIVILEGED();
+  AgentSetup s;
+  const std::string config = s.dir.File("hotsnap.toml");
+  testing::WriteFile(config, "[agent]\nstate_dir = \"" + s.state + "\"\nsocket = \"" + s.socket +
+                                 "\"\n\n[[job]]\nname = \"disk\"\nsources = [\"" + s.loop.device() +
+                                 "\"]\nrepository = \"" + s.repo +
+                                 "\"\nschedule = \"daily\"\nsnapshot = \"none\"\nlevel = 1\n");
+  NotifySocket notify(s.dir.File("notify.sock"));
+  int pid =
+      testing::Spawn("env NOTIFY_SOCKET=" + testing::Quote(notify.path()) + " " +
+                         testing::HotsnapBinary() + " agent run --config " + testing::Quote(config),
+                     s.dir.File("agent.out"), s.dir.File("agent.err"));
+  ASSERT_TRUE(notify.Await("READY=1")) << notify.all() << testing::ReadAll(s.dir.File("agent.err"));
+  const std::string sock = " --socket " + testing::Quote(s.socket);
+  testing::CommandResult status = testing::RunOk(testing::Hotsnap("agent status" + sock));
+  EXPECT_NE(status.out.find("never run"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find(" 00:00:00 UTC"), std::string::npos) << "daily: next at midnight\n"
+                                                                 << status.out;
+  // A peer that is not root: the socket's directory keeps it out.
+  testing::CommandResult nobody =
+      testing::Run("setpriv --reuid=65534 --regid=65534 --clear-groups " +
+                   testing::Hotsnap("agent status" + sock));
+  EXPECT_NE(nobody.exit_code, 0);
+  EXPECT_NE(nobody.err.find("Permission denied"), std::string::npos) << nobody.err;
+
+  testing::RunOk(testing::Hotsnap("job run disk" + sock));
+  EXPECT_TRUE(notify.Await("1 running")) << notify.all();
+  EXPECT_TRUE(notify.Await("0 running, 0 failed")) << notify.all();
+  nlohmann::json st =
+      nlohmann::json::parse(testing::RunOk(testing::Hotsnap("agent status --json" + sock)).out);
+  ASSERT_TRUE(st["jobs"][0]["last"]["ok"].get<bool>()) << st.dump();
+  EXPECT_EQ(st["jobs"][0]["last"]["images"][0]["bytes_read"], kDevice);
+  EXPECT_TRUE(testing::PathExists(st["jobs"][0]["last"]["images"][0]["image"].get<std::string>()));
+  EXPECT_TRUE(testing::PathExists(s.state + "/schedule/disk.last-start")) << "the run's stamp";
+
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  EXPECT_TRUE(notify.Await("STOPPING=1")) << notify.all();
+  EXPECT_EQ(testing::WaitExit(pid), 0) << testing::ReadAll(s.dir.File("agent.err"));
+  EXPECT_TRUE(
+      testing::PathExists(s.state + "/changelog/" + ChangeLogFileName(s.loop.device()) + ".json"));
+}
+
 TEST(AgentTest, TheCommandsTalkToTheAgent) {
   HOTSNAP_REQUIRE_PRIVILEGED();
   AgentSetup s;
