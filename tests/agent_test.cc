@@ -437,6 +437,30 @@ TEST(AgentTest, TheBinaryRunsAJobOnRequestUnderSystemdNotifyAndStopsOnSigterm) {
   EXPECT_TRUE(testing::PathExists(st["jobs"][0]["last"]["images"][0]["image"].get<std::string>()));
   EXPECT_TRUE(testing::PathExists(s.state + "/schedule/disk.last-start")) << "the run's stamp";
 
+  // SIGHUP: the file is read again (a second job appears; a broken file is refused, the old
+  // configuration stays).
+  const std::string original = testing::ReadAll(config);
+  testing::WriteFile(config, original + "\n[[job]]\nname = \"second\"\nsources = [\"" +
+                                 s.loop.device() + "\"]\nrepository = \"" + s.repo +
+                                 "\"\nschedule = \"weekly\"\n");
+  ASSERT_EQ(::kill(pid, SIGHUP), 0);
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        return Ask(s.socket, {{"request", "job list"}})["jobs"].size() == 2;
+      },
+      60))
+      << "SIGHUP did not reload the configuration";
+  testing::WriteFile(config, original + "\nbogus = 1\n");
+  ASSERT_EQ(::kill(pid, SIGHUP), 0);
+  // The refusal is logged; the loop answers after handling the signal, with both jobs still.
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        return testing::ReadAll(s.dir.File("agent.err")).find("not reloaded") != std::string::npos;
+      },
+      60))
+      << testing::ReadAll(s.dir.File("agent.err"));
+  EXPECT_EQ(Ask(s.socket, {{"request", "job list"}})["jobs"].size(), 2u);
+
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
   EXPECT_TRUE(notify.Await("STOPPING=1")) << notify.all();
   EXPECT_EQ(testing::WaitExit(pid), 0) << testing::ReadAll(s.dir.File("agent.err"));
