@@ -1,5 +1,6 @@
 #include "cli/agent_commands.h"
 
+#include <signal.h>
 #include <time.h>
 
 #include <boost/program_options.hpp>
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "agent/snapshot_mode.h"
+#include "cli/exit_codes.h"
 #include "cli/parse.h"
 #include "daemon/agent.h"
 #include "daemon/calendar.h"
@@ -250,6 +252,7 @@ Status RunAgentRunCommand(const std::vector<std::string>& args) {
   AgentOptions o;
   o.config = std::move(config.value());
   o.schedule_seed = MachineId();
+  o.exit_code_for = [](const Status& s) { return ExitCodeFor(s, SIGTERM); };
   o.reload = [config_path] { return LoadAgentConfig(config_path, CalendarEventError); };
   auto agent = Agent::Start(std::move(o));
   if (!agent.ok()) return agent.status();

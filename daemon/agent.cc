@@ -18,6 +18,7 @@
 
 #include "base/log.h"
 #include "base/subprocess.h"
+#include "daemon/metrics.h"
 #include "io/stale_temp_files.h"
 #include "snapshot/lvm_control.h"
 #include "snapshot/lvm_lease.h"
@@ -240,6 +241,17 @@ Result<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
                             [self](const nlohmann::json& req) { return self->Answer(req); });
   if (!control.ok()) return control.status();
   a->control_ = std::move(control.value());
+  if (!a->options_.config.metrics_listen.empty()) {
+    auto metrics = MetricsServer::Listen(a->options_.config.metrics_listen,
+                                         [self] { return self->MetricsText(); });
+    if (!metrics.ok())
+      return metrics.status().Wrap("metrics_listen " + a->options_.config.metrics_listen);
+    a->metrics_.emplace(std::move(metrics.value()));
+  }
+  {
+    std::lock_guard<std::mutex> lock(a->mu_);
+    a->WriteMetricsLocked();
+  }
   a->Schedule();
   return a;
 }
@@ -327,6 +339,7 @@ Status Agent::StartJobLocked(JobState* job, const std::string& why) {
       run.message = std::to_string(run.reports.size()) + " image(s) made";
     } else {
       run.message = r.status().message();
+      run.exit_code = options_.exit_code_for ? options_.exit_code_for(r.status()) : 1;
     }
     pinged = PingHealthCheck(config.health_check_url, run.ok ? "" : "/fail", run.message);
     if (!pinged.ok()) Log(4, name, pinged.message());
@@ -360,6 +373,12 @@ void Agent::Reap() {
     job.running = false;
     job.last = std::move(job.result);
     job.result.reset();
+    (job.last->ok ? job.runs_succeeded : job.runs_failed)++;
+    if (job.last->ok) job.last_success_us = job.last->finished_us;
+    for (const BackupReport& r : job.last->reports) {
+      job.read_bytes_total += r.bytes_read;
+      job.written_bytes_total += r.image_bytes;
+    }
     if (job.last->ok) {
       std::string detail;
       for (const BackupReport& r : job.last->reports) {
@@ -373,6 +392,48 @@ void Agent::Reap() {
     }
   }
   Notify("STATUS=" + Summary());
+  WriteMetricsLocked();
+}
+
+void Agent::WriteMetricsLocked() {
+  if (options_.config.metrics_textfile.empty()) return;
+  Status written = WriteTextfile(options_.config.metrics_textfile, MetricsTextLocked());
+  if (!written.ok()) Log(4, "", "metrics: " + written.message());
+}
+
+std::string Agent::MetricsText() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return MetricsTextLocked();
+}
+
+std::string Agent::MetricsTextLocked() {
+  std::vector<JobMetrics> jobs;
+  for (const auto& [name, job] : jobs_) {
+    JobMetrics m;
+    m.name = name;
+    m.running = job.running;
+    m.runs_succeeded = job.runs_succeeded;
+    m.runs_failed = job.runs_failed;
+    m.last_success_s = job.last_success_us / 1000000;
+    m.last_start_s = (job.running ? job.started_us : job.last ? job.last->started_us : 0) / 1000000;
+    if (job.last) {
+      m.last_end_s = job.last->finished_us / 1000000;
+      m.last_duration_s = static_cast<double>(job.last->finished_us - job.last->started_us) / 1e6;
+      m.last_exit_code = job.last->exit_code;
+      for (const BackupReport& r : job.last->reports) {
+        m.last_read_bytes += r.bytes_read;
+        m.last_written_bytes += r.image_bytes;
+      }
+    }
+    m.read_bytes_total = job.read_bytes_total;
+    m.written_bytes_total = job.written_bytes_total;
+    m.change_log_valid = !job.config.sources.empty();
+    for (const std::string& source : job.config.sources) {
+      m.change_log_valid = m.change_log_valid && keeper_->HasLog(source);
+    }
+    jobs.push_back(std::move(m));
+  }
+  return RenderPrometheus(jobs, AgentMetrics{HOTSNAP_VERSION, started_us_ / 1000000});
 }
 
 void Agent::Schedule() {
@@ -480,6 +541,7 @@ Status Agent::Run() {
       if (fd >= 0) fds.push_back({fd, POLLIN, 0});
     }
     for (int fd : control_->fds()) fds.push_back({fd, POLLIN, 0});
+    if (metrics_) fds.push_back({metrics_->fd(), POLLIN, 0});
     int n = ::poll(fds.data(), fds.size(), timeout_ms);
     if (n < 0 && errno != EINTR) return Status::FromErrno(Code::kInternal, errno, "poll");
     for (const pollfd& p : fds) {
@@ -503,6 +565,9 @@ Status Agent::Run() {
         uint64_t count;
         (void)!::read(wake_fd_.get(), &count, sizeof(count));
         Reap();
+      } else if (metrics_ && p.fd == metrics_->fd()) {
+        Status served = metrics_->HandleReadable();
+        if (!served.ok()) Log(4, "", "metrics: " + served.message());
       } else {
         control_->OnReadable(p.fd);
       }

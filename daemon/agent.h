@@ -15,6 +15,8 @@
 //            clean up: nothing partial is ever under a final name) and joined; the change logs
 //            persisted with the trackers stopped
 //
+// Metrics (daemon/metrics.h): AgentConfig::metrics_textfile is rewritten at start and after
+// every run; AgentConfig::metrics_listen serves /metrics from the loop.
 // Each run pings the job's health_check_url: /start before, the URL itself after a success,
 // /fail after a failure (PingHealthCheck). Messages go to the journal with the job's name in
 // the JOB field under systemd (JOURNAL_STREAM set), else to stderr.
@@ -47,6 +49,7 @@
 #include "daemon/change_keeper.h"
 #include "daemon/config.h"
 #include "daemon/control_socket.h"
+#include "daemon/metrics_server.h"
 #include "daemon/schedule.h"
 
 namespace hotsnap {
@@ -79,6 +82,9 @@ struct AgentOptions {
   std::string schedule_seed;   // the randomized delays' seed (the machine id)
   Clock* clock = nullptr;      // default: a SystemClock
   bool handle_signals = true;  // block SIGTERM/SIGINT/SIGHUP and read them with a signalfd
+  // The exit code `hotsnap backup` would give for a run's error (the metrics' last exit code);
+  // the CLI passes cli/exit_codes.h's. Default: 1.
+  std::function<int(const Status&)> exit_code_for;
   ChangeKeeperOptions keeper;  // state_dir filled from the config when empty
 };
 
@@ -100,6 +106,8 @@ class Agent {
   // The control socket's answers.
   nlohmann::json Answer(const nlohmann::json& request);
   nlohmann::json StatusJson();
+  // The Prometheus text of daemon/metrics.h: what /metrics serves and the textfile holds.
+  std::string MetricsText();
 
  private:
   struct LastRun {
@@ -107,6 +115,7 @@ class Agent {
     std::string message;  // the error, or a summary of the images made
     int64_t started_us = 0;
     int64_t finished_us = 0;
+    int exit_code = 0;
     std::vector<BackupReport> reports;
   };
   struct JobState {
@@ -118,11 +127,16 @@ class Agent {
     std::thread thread;
     bool done = false;  // the thread finished; Reap() joins it
     std::optional<LastRun> result;
+    // For the metrics (daemon/metrics.h), since the agent started.
+    uint64_t runs_succeeded = 0, runs_failed = 0, read_bytes_total = 0, written_bytes_total = 0;
+    int64_t last_success_us = 0;
   };
 
   explicit Agent(AgentOptions options);
   Status StartJobLocked(JobState* job, const std::string& why);
   void Reap();
+  void WriteMetricsLocked();  // the textfile, if configured
+  std::string MetricsTextLocked();
   void Schedule();  // next_us of every job, and the timer
   void RunDue();
   void Reload();
@@ -139,6 +153,7 @@ class Agent {
   int64_t started_us_ = 0;
   std::unique_ptr<ChangeKeeper> keeper_;
   std::unique_ptr<ControlServer> control_;
+  std::optional<MetricsServer> metrics_;  // AgentConfig::metrics_listen
   UniqueFd signal_fd_, timer_fd_, wake_fd_;
   std::atomic<bool> stopping_{false};
   std::mutex mu_;

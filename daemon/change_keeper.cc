@@ -268,6 +268,12 @@ ChangeLogSource ChangeKeeper::SourceFor(const std::string& source) {
   };
 }
 
+bool ChangeKeeper::HasLog(const std::string& source) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sources_.find(source);
+  return it != sources_.end() && it->second.current != nullptr;
+}
+
 Result<ChangeLog> ChangeKeeper::Peek(const std::string& source) {
   std::lock_guard<std::mutex> lock(mu_);
   return CurrentLocked(&SourceLocked(source));

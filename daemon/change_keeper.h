@@ -110,6 +110,8 @@ class ChangeKeeper {
   // (an overflow is counted as lost records, and the next delta then compares hashes).
   void DrainAll();
 
+  // Whether `source` has a current log (its next delta can be driven by it).
+  bool HasLog(const std::string& source);
   // The writes of `source`'s current log up to now (drains the tracker), for status and
   // tests; an error when there is no current log.
   Result<ChangeLog> Peek(const std::string& source);

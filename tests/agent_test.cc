@@ -406,6 +406,7 @@ TEST(AgentTest, TheBinaryRunsAJobOnRequestUnderSystemdNotifyAndStopsOnSigterm) {
   AgentSetup s;
   const std::string config = s.dir.File("hotsnap.toml");
   testing::WriteFile(config, "[agent]\nstate_dir = \"" + s.state + "\"\nsocket = \"" + s.socket +
+                                 "\"\nmetrics_textfile = \"" + s.dir.File("hotsnap.prom") +
                                  "\"\n\n[[job]]\nname = \"disk\"\nsources = [\"" + s.loop.device() +
                                  "\"]\nrepository = \"" + s.repo +
                                  "\"\nschedule = \"daily\"\nsnapshot = \"none\"\nlevel = 1\n");
@@ -436,6 +437,14 @@ TEST(AgentTest, TheBinaryRunsAJobOnRequestUnderSystemdNotifyAndStopsOnSigterm) {
   EXPECT_EQ(st["jobs"][0]["last"]["images"][0]["bytes_read"], kDevice);
   EXPECT_TRUE(testing::PathExists(st["jobs"][0]["last"]["images"][0]["image"].get<std::string>()));
   EXPECT_TRUE(testing::PathExists(s.state + "/schedule/disk.last-start")) << "the run's stamp";
+  const std::string prom = testing::ReadAll(s.dir.File("hotsnap.prom"));
+  EXPECT_NE(prom.find("hotsnap_job_runs_total{job=\"disk\",result=\"success\"} 1"),
+            std::string::npos)
+      << prom;
+  EXPECT_NE(prom.find("hotsnap_job_change_log_valid{job=\"disk\"} 1"), std::string::npos) << prom;
+  EXPECT_NE(prom.find("hotsnap_job_last_read_bytes{job=\"disk\"} " + std::to_string(kDevice)),
+            std::string::npos)
+      << prom;
 
   // SIGHUP: the file is read again (a second job appears; a broken file is refused, the old
   // configuration stays).
