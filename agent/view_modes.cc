@@ -16,6 +16,7 @@
 #include "snapshot/lvm_kept.h"
 #include "snapshot/lvm_view.h"
 #include "snapshot/thin_delta.h"
+#include "snapshot/thin_device.h"
 
 namespace hotsnap {
 namespace {
@@ -214,7 +215,7 @@ class LvmMode : public CopyMode {
   std::string planned_map() const override { return how_; }
   Status Prepare() override {
     EmitPhase("snapshot");
-    auto view = LvmSnapshotView::Open(ViewOptions());
+    auto view = LvmSnapshotView::Open(ViewOptions(), &plan_);
     if (!view.ok()) return view.status();
     view_ = std::move(view.value());
     return Status::Ok();
@@ -283,7 +284,18 @@ class LvmMode : public CopyMode {
       return Status(Code::kSource, "the parent image was not made with --keep-snapshot: no thin snapshot of its "
                                    "moment to compare with");
     }
-    auto kept = FindKeptSnapshot(vg, origin);
+    // One lvs report for the kept snapshot, this run's and their pool (the repair, with lvs
+    // runs of its own, only when the report shows a crash's leftovers).
+    auto rows = ListThinLvs(RealLvmControl(), vg);
+    if (!rows.ok()) return rows.status();
+    Result<std::optional<KeptSnapshot>> kept = Status(Code::kInternal, "");
+    if (KeptSnapshotsNeedRepairIn(*rows, origin)) {
+      kept = FindKeptSnapshot(vg, origin);
+      if (kept.ok()) rows = ListThinLvs(RealLvmControl(), vg);
+      if (!rows.ok()) return rows.status();
+    } else {
+      kept = KeptSnapshotIn(*rows, origin);
+    }
     if (!kept.ok()) return kept.status();
     if (!*kept) {
       return Status(Code::kSource, "the parent's thin snapshot " + vg + "/" + parent.kept_snapshot->lv +
@@ -295,26 +307,41 @@ class LvmMode : public CopyMode {
                                        parent.kept_snapshot->run_id + "): a later backup replaced it");
     }
     const std::string now_lv = view_->snapshot_name().substr(view_->snapshot_name().find('/') + 1);
-    auto ranges = ThinChangedRanges(vg, (*kept)->lv_name, now_lv);
+    auto ranges = ThinChangedRangesIn(*rows, vg, (*kept)->lv_name, now_lv);
     if (!ranges.ok()) return ranges.status();
-    // The parent's used blocks: its snapshot, activated read-only for the map, then let go.
-    const std::string full = (*kept)->full_name();
-    HOTSNAP_RETURN_IF_ERROR(RunLvmChange(RealLvmControl(), {"lvchange", "-ay", "-K", full},
-                                         "activating the kept snapshot " + full));
-    Result<UsedBlockMap> used = Status(Code::kInternal, "");
-    {
-      auto device = OpenSource("/dev/" + full);
-      used = device.ok() ? MapUsedBlocks(*device, options_.all_blocks, false) : Result<UsedBlockMap>(device.status());
-    }
-    Status off = RunLvmChange(RealLvmControl(), {"lvchange", "-an", full}, "deactivating the kept snapshot " + full);
+    view_->NoteThinReport(*rows);  // Keep() needs no lvs of its own
+    // The parent's used blocks: its snapshot mapped read-only straight from the pool
+    // (device-mapper, not LVM: two dmsetup runs instead of two lvchange), then let go.
+    auto used = MapKeptSnapshot(*rows, **kept);
     if (!used.ok()) return used.status();
-    HOTSNAP_RETURN_IF_ERROR(off);
     ChangeLog log;
     log.origin = "thin_delta";
     log.token = ChangeLogToken{BootId(), parent_hash, 0, device_bytes};
     log.changed = std::move(ranges.value());
     log.parent_used = std::make_shared<const UsedBlockMap>(std::move(used.value()));
     return log;
+  }
+
+  // The used-block map of the kept snapshot `kept` (a row of `rows`), read through a
+  // read-only device-mapper device for its thin id (snapshot/thin_device.h).
+  Result<UsedBlockMap> MapKeptSnapshot(const std::vector<ThinLvRecord>& rows, const KeptSnapshot& kept) {
+    auto pool = ThinPoolIn(rows, kept.vg_name, kept.pool_lv);
+    if (!pool.ok()) return pool.status();
+    uint64_t size_bytes = 0;
+    for (const ThinLvRecord& row : rows) {
+      if (row.lv_name == kept.lv_name) size_bytes = row.size_bytes;
+    }
+    auto mapped = ReadOnlyThinDevice::Create(*pool, kept.thin_id, size_bytes, view_->run_id());
+    if (!mapped.ok()) return mapped.status().Wrap("reading the kept snapshot " + kept.full_name());
+    Result<UsedBlockMap> used = Status(Code::kInternal, "");
+    {
+      auto device = OpenSource(mapped->path());
+      used = device.ok() ? MapUsedBlocks(*device, options_.all_blocks, false) : Result<UsedBlockMap>(device.status());
+    }
+    Status removed = mapped->Remove();
+    if (!used.ok()) return used.status().WithCleanup(removed);
+    HOTSNAP_RETURN_IF_ERROR(removed);
+    return used;
   }
 
   LvmViewOptions ViewOptions() const {

@@ -220,7 +220,16 @@ bool LvmAvailable() {
   return false;
 }
 
-Result<std::optional<LvRecord>> FindLogicalVolume(LvmControl* lvm, const std::string& path) {
+const LvRecord* FindLvRow(const std::vector<LvRecord>& lvs, const std::string& vg,
+                          const std::string& lv) {
+  for (const LvRecord& row : lvs) {
+    if (row.vg_name == vg && row.lv_name == lv) return &row;
+  }
+  return nullptr;
+}
+
+Result<std::optional<LvRecord>> FindLogicalVolume(LvmControl* lvm, const std::string& path,
+                                                  std::vector<LvRecord>* listed) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(Code::kSource, errno, "stat " + path);
   if (!S_ISBLK(st.st_mode)) return std::optional<LvRecord>();
@@ -234,12 +243,15 @@ Result<std::optional<LvRecord>> FindLogicalVolume(LvmControl* lvm, const std::st
   }
   auto lvs = ListLvs(lvm);
   if (!lvs.ok()) return lvs.status();
-  for (LvRecord& lv : *lvs) {
+  std::optional<LvRecord> found;
+  for (const LvRecord& lv : *lvs) {
     if (lv.kernel_major == static_cast<int>(major) && lv.kernel_minor == static_cast<int>(minor)) {
-      return std::optional<LvRecord>(std::move(lv));
+      found = lv;
+      break;
     }
   }
-  return std::optional<LvRecord>();
+  if (listed != nullptr) *listed = std::move(lvs.value());
+  return found;
 }
 
 std::string FormatMiB(uint64_t bytes) {

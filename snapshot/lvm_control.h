@@ -95,8 +95,15 @@ bool LvmAvailable();
 
 // The LV whose active device is the block device at `path` (any alias: /dev/VG/LV,
 // /dev/mapper/..., /dev/dm-N). nullopt when `path` is not an LVM logical volume; asks
-// LVM only when sysfs says the device is an LVM one.
-Result<std::optional<LvRecord>> FindLogicalVolume(LvmControl* lvm, const std::string& path);
+// LVM only when sysfs says the device is an LVM one. `listed` (may be null) gets the whole
+// `lvs -a` report it read (left empty when it did not ask), so a caller that needs other LVs
+// too (the pool, leftovers) does not run lvs again: under emulation each lvs costs a second.
+Result<std::optional<LvRecord>> FindLogicalVolume(LvmControl* lvm, const std::string& path,
+                                                  std::vector<LvRecord>* listed = nullptr);
+
+// The row of VG/LV in `lvs`, or null.
+const LvRecord* FindLvRow(const std::vector<LvRecord>& lvs, const std::string& vg,
+                          const std::string& lv);
 
 // "4.00 MiB": sizes in messages.
 std::string FormatMiB(uint64_t bytes);

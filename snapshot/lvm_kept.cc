@@ -100,6 +100,33 @@ bool IsKeptSnapshotLv(const std::string& lv_name, const std::vector<std::string>
   return true;
 }
 
+bool KeptSnapshotsNeedRepair(const std::vector<std::string>* kept_tags,
+                             const std::vector<std::string>* retired_tags) {
+  auto has_keep = [](const std::vector<std::string>& tags) {
+    for (const std::string& tag : tags) {
+      if (tag == kKeepTag) return true;
+    }
+    return false;
+  };
+  return (kept_tags != nullptr && !has_keep(*kept_tags)) ||
+         (retired_tags != nullptr && has_keep(*retired_tags));
+}
+
+bool KeptSnapshotsNeedRepairIn(const std::vector<ThinLvRecord>& lvs, const std::string& origin_lv) {
+  const ThinLvRecord* kept = Find(lvs, KeptSnapshotName(origin_lv));
+  const ThinLvRecord* retired = Find(lvs, RetiredSnapshotName(origin_lv));
+  return KeptSnapshotsNeedRepair(kept ? &kept->tags : nullptr, retired ? &retired->tags : nullptr);
+}
+
+Result<std::optional<KeptSnapshot>> KeptSnapshotIn(const std::vector<ThinLvRecord>& lvs,
+                                                   const std::string& origin_lv) {
+  const ThinLvRecord* lv = Find(lvs, KeptSnapshotName(origin_lv));
+  if (lv == nullptr || !lv->has_tag(kKeepTag)) return std::optional<KeptSnapshot>();
+  auto kept = RecordOf(*lv, origin_lv);
+  if (!kept.ok()) return kept.status();
+  return std::optional<KeptSnapshot>(std::move(kept.value()));
+}
+
 Status RepairKeptSnapshots(LvmControl* lvm, const std::string& lease_dir, const std::string& vg,
                            const std::string& origin_lv, const std::string& except_run,
                            std::vector<std::string>* done) {
@@ -144,13 +171,24 @@ Status RepairKeptSnapshots(LvmControl* lvm, const std::string& lease_dir, const 
 Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_dir,
                                       const std::string& vg, const std::string& snapshot_lv,
                                       const std::string& origin_lv, const std::string& run_id,
-                                      int64_t created_unix) {
+                                      int64_t created_unix, const std::vector<ThinLvRecord>* listed) {
   const std::string kept_name = KeptSnapshotName(origin_lv),
                     retired_name = RetiredSnapshotName(origin_lv);
   const std::string what = "keeping " + vg + "/" + snapshot_lv + " as " + kept_name;
-  HOTSNAP_RETURN_IF_ERROR(RepairKeptSnapshots(lvm, lease_dir, vg, origin_lv, run_id).Wrap(what));
-  auto lvs = ListThinLvs(lvm, vg);
+  // One lvs for the whole sequence: the repair (and a second lvs) only when it shows a crash's
+  // leftovers; the record returned is the run's snapshot's row under its new name.
+  Result<std::vector<ThinLvRecord>> lvs = Status(Code::kInternal, "");
+  if (listed != nullptr && Find(*listed, snapshot_lv) != nullptr) {
+    lvs = *listed;
+  } else {
+    lvs = ListThinLvs(lvm, vg);
+  }
   if (!lvs.ok()) return lvs.status().Wrap(what);
+  if (KeptSnapshotsNeedRepairIn(*lvs, origin_lv)) {
+    HOTSNAP_RETURN_IF_ERROR(RepairKeptSnapshots(lvm, lease_dir, vg, origin_lv, run_id).Wrap(what));
+    lvs = ListThinLvs(lvm, vg);
+    if (!lvs.ok()) return lvs.status().Wrap(what);
+  }
   const bool had_old = Find(*lvs, kept_name) != nullptr;
 
   std::string current = snapshot_lv;  // the new snapshot's name as it goes
@@ -160,13 +198,25 @@ Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_
     if (undo.ok()) undo = RepairKeptSnapshots(lvm, lease_dir, vg, origin_lv, run_id);
     return failed.Wrap(what).WithCleanup(undo);
   };
-  // 1. Inactive, skipped on activation, the record in its tags.
-  Status s = RunLvmChange(lvm, {"lvchange", "-an", vg + "/" + current},
-                          "deactivating " + vg + "/" + current);
-  if (s.ok()) {
+  const ThinLvRecord* snap = Find(*lvs, snapshot_lv);
+  if (snap == nullptr) {
+    return roll_back(Status(Code::kSource, "lvs does not show " + vg + "/" + snapshot_lv));
+  }
+  auto record = RecordOf(*snap, origin_lv);
+  if (!record.ok()) return roll_back(record.status());
+  record->lv_name = kept_name;
+  record->run_id = run_id;
+  record->created_unix = created_unix;
+  const std::string run_tag = kKeepRunTagPrefix + run_id,
+                    time_tag = kKeepTimeTagPrefix + std::to_string(created_unix);
+  // Already flagged and recorded when lvcreate made it so (LvmSnapshotView does).
+  const bool flagged = snap->has_tag(run_tag) && snap->has_tag(time_tag) &&
+                       snap->lv_attr.size() > 9 && snap->lv_attr[9] == 'k';
+  // 1. Skipped on activation, the record in its tags (deactivated with the commit).
+  Status s = Status::Ok();
+  if (!flagged) {
     s = RunLvmChange(lvm,
-                     {"lvchange", "-ky", "--addtag", kKeepRunTagPrefix + run_id, "--addtag",
-                      kKeepTimeTagPrefix + std::to_string(created_unix), vg + "/" + current},
+                     {"lvchange", "-ky", "--addtag", run_tag, "--addtag", time_tag, vg + "/" + current},
                      "flagging " + vg + "/" + current);
   }
   // 2. The old one out of the way, 3. the new one under the name.
@@ -179,12 +229,15 @@ Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_
     if (s.ok()) current = kept_name;
     if (s.ok()) CrashPoint("keep-renamed");
   }
-  // 4. Commit.
+  // 4. Commit, and deactivate: lvchange changes the tags first, then the activation, in one
+  // run. If the deactivation fails the command fails and the new one is rolled back as
+  // uncommitted (the old one comes back), though its tags changed: a valid state either way.
   if (s.ok()) {
-    s = RunLvmChange(lvm,
-                     {"lvchange", "--addtag", kKeepTag, "--deltag", kRunTagPrefix + run_id,
-                      vg + "/" + kept_name},
-                     "committing " + vg + "/" + kept_name);
+    std::vector<std::string> commit = {"lvchange", "--addtag", kKeepTag, "--deltag",
+                                       kRunTagPrefix + run_id};
+    if (snap->active()) commit.push_back("-an");
+    commit.push_back(vg + "/" + kept_name);
+    s = RunLvmChange(lvm, commit, "committing " + vg + "/" + kept_name);
   }
   if (!s.ok()) return roll_back(s);
   CrashPoint("keep-committed");
@@ -193,24 +246,20 @@ Result<KeptSnapshot> KeepThinSnapshot(LvmControl* lvm, const std::string& lease_
     Status removed = RemoveLv(lvm, vg + "/" + retired_name);
     if (!removed.ok()) Notice("the replaced kept snapshot is still there: " + removed.message());
   }
-  auto after = ListThinLvs(lvm, vg);
-  if (!after.ok()) return after.status().Wrap(what);
-  const ThinLvRecord* lv = Find(*after, kept_name);
-  if (lv == nullptr) return Status(Code::kSource, what + ": lvs does not show it after the commit");
-  return RecordOf(*lv, origin_lv);
+  return record;
 }
 
 Result<std::optional<KeptSnapshot>> FindKeptSnapshot(const std::string& vg,
                                                      const std::string& origin_lv, LvmControl* lvm,
                                                      const std::string& lease_dir) {
-  HOTSNAP_RETURN_IF_ERROR(RepairKeptSnapshots(lvm, lease_dir, vg, origin_lv));
   auto lvs = ListThinLvs(lvm, vg);
   if (!lvs.ok()) return lvs.status();
-  const ThinLvRecord* lv = Find(*lvs, KeptSnapshotName(origin_lv));
-  if (lv == nullptr || !lv->has_tag(kKeepTag)) return std::optional<KeptSnapshot>();
-  auto kept = RecordOf(*lv, origin_lv);
-  if (!kept.ok()) return kept.status();
-  return std::optional<KeptSnapshot>(std::move(kept.value()));
+  if (KeptSnapshotsNeedRepairIn(*lvs, origin_lv)) {
+    HOTSNAP_RETURN_IF_ERROR(RepairKeptSnapshots(lvm, lease_dir, vg, origin_lv));
+    lvs = ListThinLvs(lvm, vg);
+    if (!lvs.ok()) return lvs.status();
+  }
+  return KeptSnapshotIn(*lvs, origin_lv);
 }
 
 Status DropKeptSnapshot(const std::string& vg, const std::string& origin_lv, LvmControl* lvm) {

@@ -12,6 +12,7 @@
 
 #include "base/unique_fd.h"
 #include "snapshot/lvm_kept.h"
+#include "snapshot/thin_device.h"
 
 namespace hotsnap {
 namespace {
@@ -136,14 +137,15 @@ std::string OwnedRunId(const LvRecord& lv) {
   return "";
 }
 
-Status CleanupLvmLeftovers(LvmControl* lvm, const std::string& lease_dir, LvmCleanupReport* report) {
+Status CleanupLvmLeftovers(LvmControl* lvm, const std::string& lease_dir, LvmCleanupReport* report,
+                           const std::vector<LvRecord>* listed) {
   Status first_error;
   auto note_error = [&first_error](const Status& s) {
     if (!s.ok() && first_error.ok()) first_error = s;
   };
   std::map<std::string, bool> run_has_lv;  // run id -> an LV of it still exists
   if (LvmAvailable()) {
-    auto lvs = ListLvs(lvm);
+    Result<std::vector<LvRecord>> lvs = listed != nullptr ? Result<std::vector<LvRecord>>(*listed) : ListLvs(lvm);
     if (!lvs.ok()) return lvs.status().Wrap("looking for leftover hotsnap snapshots");
     std::map<std::pair<std::string, std::string>, bool> kept_origins;  // (VG, origin LV)
     for (const LvRecord& lv : *lvs) {
@@ -171,15 +173,38 @@ Status CleanupLvmLeftovers(LvmControl* lvm, const std::string& lease_dir, LvmCle
       }
     }
     for (const auto& [key, unused] : kept_origins) {
-      std::vector<std::string> done;
-      note_error(RepairKeptSnapshots(lvm, lease_dir, key.first, key.second, "", &done));
-      for (const std::string& line : done) report->removed.push_back(line);
-      auto kept = FindKeptSnapshot(key.first, key.second, lvm, lease_dir);
-      if (kept.ok() && kept->has_value()) {
-        report->kept.push_back((*kept)->full_name() + " (kept snapshot of " + key.second +
+      const LvRecord* kept_row = FindLvRow(*lvs, key.first, KeptSnapshotName(key.second));
+      const LvRecord* retired_row = FindLvRow(*lvs, key.first, RetiredSnapshotName(key.second));
+      std::string kept_name;
+      if (KeptSnapshotsNeedRepair(kept_row ? &kept_row->tags : nullptr,
+                                  retired_row ? &retired_row->tags : nullptr)) {
+        std::vector<std::string> done;
+        note_error(RepairKeptSnapshots(lvm, lease_dir, key.first, key.second, "", &done));
+        for (const std::string& line : done) report->removed.push_back(line);
+        auto kept = FindKeptSnapshot(key.first, key.second, lvm, lease_dir);
+        if (kept.ok() && kept->has_value()) kept_name = (*kept)->full_name();
+      } else if (kept_row != nullptr && kept_row->has_tag(kKeepTag)) {
+        kept_name = kept_row->full_name();
+      }
+      if (!kept_name.empty()) {
+        report->kept.push_back(kept_name + " (kept snapshot of " + key.second +
                                ": the parent of the next incremental backup)");
       }
     }
+  }
+  // Read-only devices of kept snapshots (thin_device.h) that a dead run left open: they keep
+  // the pool from deleting that snapshot. A live run's is its own business.
+  for (const std::string& run_id : ParentDeviceRuns()) {
+    Result<Lease> lease = ReadLease(lease_dir, run_id);
+    if (lease.ok() && LeaseHolderAlive(*lease)) continue;
+    Status s = RemoveParentDevice(run_id);
+    if (s.ok()) {
+      report->removed.push_back("device-mapper device " + std::string(kParentDevicePrefix) + run_id +
+                                " (" + DescribeDeadRun(run_id, lease) + ")");
+    } else {
+      run_has_lv[run_id] = true;  // keep the lease while its device is there
+    }
+    note_error(s);
   }
   // Lease files of dead runs whose snapshot is gone (or was never created).
   for (const std::string& run_id : LeaseIds(lease_dir)) {

@@ -64,7 +64,11 @@ struct LvmCleanupReport {
 
 // Removes the snapshots (and lease files) of dead runs. Does nothing when LVM is not
 // available here. Errors are collected; the first one is returned after trying the rest.
-Status CleanupLvmLeftovers(LvmControl* lvm, const std::string& lease_dir, LvmCleanupReport* report);
+// `listed` (may be null): an `lvs -a` report of every LV just read (FindLogicalVolume's), used
+// instead of running lvs again; kept snapshots are looked at again only when it shows one in
+// need of repair.
+Status CleanupLvmLeftovers(LvmControl* lvm, const std::string& lease_dir, LvmCleanupReport* report,
+                           const std::vector<LvRecord>* listed = nullptr);
 
 }  // namespace hotsnap
 

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "snapshot/thin_delta.h"
 
 namespace hotsnap {
 namespace {
@@ -21,14 +22,15 @@ std::string Percent(double p) {
   return buf;
 }
 
-// Finds the LV behind `source` and decides classic or thin.
-Result<LvRecord> FindOrigin(const LvmViewOptions& options, bool* thin) {
+// Finds the LV behind `source` and decides classic or thin. `listed` gets the whole lvs report
+// read on the way (for the pool's use and the leftovers: no second lvs).
+Result<LvRecord> FindOrigin(const LvmViewOptions& options, bool* thin, std::vector<LvRecord>* listed) {
   if (!LvmAvailable()) {
     return Status(Code::kUnsupported, "--snapshot " + options.mode + " needs LVM: the lvm command "
                                       "(package lvm2) and a kernel with device-mapper "
                                       "(/dev/mapper/control); this system has not both");
   }
-  auto found = FindLogicalVolume(options.lvm, options.source);
+  auto found = FindLogicalVolume(options.lvm, options.source, listed);
   if (!found.ok()) return found.status();
   if (!found->has_value()) {
     return Status(Code::kUsage, options.source + " is not an active LVM logical volume; --snapshot " +
@@ -53,8 +55,13 @@ Result<LvRecord> FindOrigin(const LvmViewOptions& options, bool* thin) {
   return origin;
 }
 
-// The pool `origin` lives in, freshly reported.
-Result<LvRecord> GetPool(LvmControl* lvm, const LvRecord& origin) {
+// The pool `origin` lives in: its row in `listed` when that is given (a report just read),
+// else freshly reported.
+Result<LvRecord> GetPool(LvmControl* lvm, const LvRecord& origin, const std::vector<LvRecord>* listed) {
+  if (listed != nullptr) {
+    const LvRecord* pool = FindLvRow(*listed, origin.vg_name, origin.pool_lv);
+    if (pool != nullptr) return *pool;
+  }
   auto pools = ListLvs(lvm, {origin.vg_name + "/" + origin.pool_lv});
   if (!pools.ok()) return pools.status();
   if (pools->empty()) return Status(Code::kSource, "thin pool " + origin.vg_name + "/" + origin.pool_lv + " not found");
@@ -88,10 +95,11 @@ LvmSnapshotView::LvmSnapshotView(const LvmViewOptions& options, const LvRecord& 
 }
 
 // Room for the snapshot: VG free space for a COW area (returned in bytes, rounded to extents),
-// or pool use for a thin snapshot (0 returned).
-static Result<uint64_t> CheckRoom(const LvmViewOptions& options, const LvRecord& origin, bool thin) {
+// or pool use for a thin snapshot (0 returned; from `listed` when given, a report just read).
+static Result<uint64_t> CheckRoom(const LvmViewOptions& options, const LvRecord& origin, bool thin,
+                                  const std::vector<LvRecord>* listed) {
   if (thin) {
-    auto pool = GetPool(options.lvm, origin);
+    auto pool = GetPool(options.lvm, origin, listed);
     if (!pool.ok()) return pool.status();
     HOTSNAP_RETURN_IF_ERROR(CheckPoolRoom(*pool, options.thin_pool_max_percent, "to take a snapshot"));
     return uint64_t{0};
@@ -114,30 +122,42 @@ static Result<uint64_t> CheckRoom(const LvmViewOptions& options, const LvRecord&
 
 Result<LvmSnapshotPlan> LvmSnapshotView::Plan(const LvmViewOptions& options) {
   LvmSnapshotPlan plan;
-  auto origin = FindOrigin(options, &plan.thin);
+  std::vector<LvRecord> listed;
+  auto origin = FindOrigin(options, &plan.thin, &listed);
   if (!origin.ok()) return origin.status();
-  auto cow = CheckRoom(options, *origin, plan.thin);
+  auto cow = CheckRoom(options, *origin, plan.thin, &listed);
   if (!cow.ok()) return cow.status();
   plan.origin = std::move(origin.value());
   plan.cow_bytes = *cow;
+  plan.listed = std::move(listed);
   return plan;
 }
 
-Result<std::unique_ptr<LvmSnapshotView>> LvmSnapshotView::Open(const LvmViewOptions& options) {
+Result<std::unique_ptr<LvmSnapshotView>> LvmSnapshotView::Open(const LvmViewOptions& options,
+                                                               const LvmSnapshotPlan* plan) {
   // 1. Which LV, and which kind of snapshot.
+  // One lvs report serves steps 1-3 unless the cleanup changed something.
   bool thin = false;
-  auto origin = FindOrigin(options, &thin);
+  std::vector<LvRecord> listed;
+  Result<LvRecord> origin = Status(Code::kInternal, "");
+  if (plan != nullptr && !plan->listed.empty()) {
+    thin = plan->thin;
+    origin = plan->origin;
+    listed = plan->listed;
+  } else {
+    origin = FindOrigin(options, &thin, &listed);
+  }
   if (!origin.ok()) return origin.status();
 
   // 2. Leftovers of crashed runs slow every write to their origin: remove them first.
   LvmCleanupReport cleaned;
-  Status cleanup = CleanupLvmLeftovers(options.lvm, options.lease_dir, &cleaned);
+  Status cleanup = CleanupLvmLeftovers(options.lvm, options.lease_dir, &cleaned, &listed);
   for (const std::string& line : cleaned.removed) Notice("removed leftover " + line);
   if (!cleanup.ok()) Notice("could not clean up every leftover: " + cleanup.message());
 
   std::unique_ptr<LvmSnapshotView> view(new LvmSnapshotView(options, *origin, thin, NewRunId()));
-  // 3. Room for it (again: the leftovers removed may have freed some).
-  auto cow = CheckRoom(options, *origin, thin);
+  // 3. Room for it (again, freshly reported, when leftovers were removed: that may have freed some).
+  auto cow = CheckRoom(options, *origin, thin, cleaned.removed.empty() ? &listed : nullptr);
   if (!cow.ok()) return cow.status();
   view->cow_bytes_ = *cow;
 
@@ -158,7 +178,18 @@ Status LvmSnapshotView::Create() {
   std::vector<std::string> args = {"lvcreate", "-y", "-s", "-n", lease.snapshot_lv, "-p", "r",
                                    "--addtag", kSnapshotTag, "--addtag",
                                    std::string(kRunTagPrefix) + run_id_};
-  if (!thin_) {
+  created_unix_ = static_cast<int64_t>(std::time(nullptr));
+  if (thin_) {
+    // Thin snapshots get the activation-skip flag (-ky, said here to rely on it: a kept one
+    // needs it); -K activates this one anyway, in the same command.
+    args.insert(args.end(), {"-ky", "-K"});
+    // A snapshot to keep carries its record from the start (KeepThinSnapshot then has one
+    // command less to run); until the commit its run tag makes it the run's.
+    if (options_.keep_snapshot) {
+      args.insert(args.end(), {"--addtag", kKeepRunTagPrefix + run_id_, "--addtag",
+                               kKeepTimeTagPrefix + std::to_string(created_unix_)});
+    }
+  } else {
     args.push_back("-L");
     args.push_back(std::to_string(cow_bytes_) + "b");
   }
@@ -167,7 +198,6 @@ Status LvmSnapshotView::Create() {
   const HookSet& hooks = options_.hooks;
   HOTSNAP_RETURN_IF_ERROR(RunHook("pre-freeze", hooks.pre_freeze, hooks, options_.source, options_.mount_point));
   Status created = RunLvmChange(options_.lvm, args, "creating LVM snapshot " + snapshot_);
-  created_unix_ = static_cast<int64_t>(std::time(nullptr));
   // The hook may read the snapshot: it must be active (a thin one is not until -K).
   if (created.ok()) created = Activate();
   if (created.ok()) {
@@ -180,7 +210,15 @@ Status LvmSnapshotView::Create() {
 }
 
 Status LvmSnapshotView::Activate() {
-  // A thin snapshot is created with the activation-skip flag; -K activates it anyway.
+  // lvcreate activated it (a thin one with -K) and made its node /dev/VG/LV: nothing to ask.
+  last_check_ = std::chrono::steady_clock::now();
+  next_interval_ = options_.check_interval;
+  struct stat st;
+  device_path_ = "/dev/" + snapshot_;
+  if (::stat(device_path_.c_str(), &st) == 0 && S_ISBLK(st.st_mode)) return Status::Ok();
+  // Otherwise: a thin snapshot still inactive (an LVM that did not activate it on creation),
+  // or a node that lags behind (no udev). A thin snapshot is created with the activation-skip
+  // flag; -K activates it anyway.
   if (thin_) {
     HOTSNAP_RETURN_IF_ERROR(RunLvmChange(options_.lvm, {"lvchange", "-ay", "-K", snapshot_},
                                          "activating LVM thin snapshot " + snapshot_));
@@ -191,7 +229,6 @@ Status LvmSnapshotView::Activate() {
     return Status(Code::kSource, "LVM snapshot " + snapshot_ + " was created but lvs does not show its device");
   }
   device_path_ = lvs->front().lv_path;
-  struct stat st;
   if (::stat(device_path_.c_str(), &st) != 0) {
     // Without udev the node may lag behind; ask LVM to (re)create it. Whether the node now
     // exists is what counts; if it does not, vgmknodes' own failure says why.
@@ -208,7 +245,6 @@ Status LvmSnapshotView::Activate() {
       return Status::FromErrno(Code::kSource, err, "LVM snapshot device " + device_path_ + why);
     }
   }
-  last_check_ = std::chrono::steady_clock::now();
   return Status::Ok();
 }
 
@@ -221,17 +257,27 @@ Status LvmSnapshotView::Check() {
 Status LvmSnapshotView::CheckNow() {
   if (released_) return Status::Ok();
   auto started = std::chrono::steady_clock::now();
+  // Thin: the pool's fill from device-mapper (one dmsetup; an lvs costs several times more).
+  // Classic: the snapshot's COW fill from lvs. Either costs real CPU (a lot under
+  // emulation): keep it under ~20 % of one core by polling no more often than 4 times its own
+  // duration.
+  auto note_duration = [this, started] {
+    last_check_ = std::chrono::steady_clock::now();
+    next_interval_ = std::max<std::chrono::steady_clock::duration>(options_.check_interval,
+                                                                   4 * (last_check_ - started));
+  };
+  if (thin_) {
+    last_status_ = CheckPool();
+    note_duration();
+    return last_status_;
+  }
   auto lvs = ListLvs(options_.lvm, {snapshot_});
-  // lvs scans devices and costs real CPU (a lot under emulation): keep it under ~20 % of
-  // one core by polling no more often than 4 times its own duration.
-  last_check_ = std::chrono::steady_clock::now();
-  next_interval_ = std::max<std::chrono::steady_clock::duration>(options_.check_interval,
-                                                                 4 * (last_check_ - started));
+  note_duration();
   if (!lvs.ok()) return last_status_ = lvs.status().Wrap("watching LVM snapshot " + snapshot_);
   if (lvs->empty()) {
     return last_status_ = Status(Code::kSource, "LVM snapshot " + snapshot_ + " disappeared during the backup");
   }
-  last_status_ = thin_ ? CheckPool() : CheckClassic(lvs->front());
+  last_status_ = CheckClassic(lvs->front());
   return last_status_;
 }
 
@@ -256,10 +302,22 @@ Status LvmSnapshotView::CheckClassic(const LvRecord& snap) {
 }
 
 Status LvmSnapshotView::CheckPool() {
-  auto pools = ListLvs(options_.lvm, {origin_.vg_name + "/" + origin_.pool_lv});
-  if (!pools.ok()) return pools.status().Wrap("watching thin pool of " + origin_.full_name());
-  if (pools->empty()) return Status(Code::kSource, "thin pool " + origin_.pool_lv + " disappeared");
-  return CheckPoolRoom(pools->front(), options_.thin_pool_abort_percent, "to go on reading (the snapshot is "
+  struct stat st;
+  if (::stat(device_path_.c_str(), &st) != 0) {
+    return Status(Code::kSource, "LVM snapshot " + snapshot_ + " disappeared during the backup (" +
+                                     device_path_ + " is gone)");
+  }
+  ThinPool pool;
+  pool.vg_name = origin_.vg_name;
+  pool.pool_lv = origin_.pool_lv;
+  auto use = ThinPoolUsage(pool);
+  if (!use.ok()) return use.status().Wrap("watching thin pool of " + origin_.full_name());
+  LvRecord row;
+  row.vg_name = pool.vg_name;
+  row.lv_name = pool.pool_lv;
+  row.data_percent = use->data_percent;
+  row.metadata_percent = use->metadata_percent;
+  return CheckPoolRoom(row, options_.thin_pool_abort_percent, "to go on reading (the snapshot is "
                        "removed to give its space back)");
 }
 
@@ -279,7 +337,7 @@ Status LvmSnapshotView::Keep() {
   released_ = true;
   const std::string lv = snapshot_.substr(snapshot_.find('/') + 1);
   auto kept = KeepThinSnapshot(options_.lvm, options_.lease_dir, origin_.vg_name, lv, origin_.lv_name,
-                               run_id_, created_unix_);
+                               run_id_, created_unix_, thin_report_ ? &*thin_report_ : nullptr);
   if (!kept.ok()) {
     // A failure before KeepThinSnapshot began leaves the snapshot under the run's name (after
     // that it has removed it already, and this finds nothing to remove).

@@ -4,9 +4,10 @@
 //   lvm       classic copy-on-write snapshot (lvcreate -s -L COW). Every origin block written
 //             while the snapshot exists is copied into the COW area first; when the area is
 //             full the kernel invalidates the snapshot. Check() watches its fill level.
-//   lvm-thin  thin snapshot of a thin LV (lvcreate -s, then lvchange -ay -K). It shares the
-//             pool; refused when the pool's data or metadata use is above a threshold, and
-//             Check() aborts if the pool fills up while reading.
+//   lvm-thin  thin snapshot of a thin LV (lvcreate -s -K: activated as it is made). It shares
+//             the pool; refused when the pool's data or metadata use is above a threshold, and
+//             Check() aborts if the pool fills up while reading (the pool's device-mapper
+//             status: no lvs while reading).
 //
 // LVM suspends the origin (which freezes its filesystem) inside lvcreate; no second freeze
 // is added. The user's hooks run around lvcreate: --pre-freeze before it, --while-frozen once
@@ -30,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "snapshot/hooks.h"
@@ -63,6 +65,7 @@ struct LvmSnapshotPlan {
   LvRecord origin;
   bool thin = false;
   uint64_t cow_bytes = 0;  // classic: the COW area in bytes, rounded to extents; thin: 0
+  std::vector<LvRecord> listed;  // the lvs report (every LV) the plan was made from
 };
 
 class LvmSnapshotView : public ConsistentView {
@@ -73,16 +76,20 @@ class LvmSnapshotView : public ConsistentView {
   static Result<LvmSnapshotPlan> Plan(const LvmViewOptions& options);
   // Finds the LV behind options.source, cleans up dead runs' leftovers, checks room (VG free
   // space or pool use), leases, runs the hooks around lvcreate, activates the snapshot.
+  // `plan` (may be null): Plan()'s result for the same options, made moments before: its lvs
+  // report stands in for a new one (each lvs costs a second under emulation).
   // Errors: kUsage (not an LV, lvm-thin on a non-thin LV), kSource (no room, pool too full,
   // LVM failed), kUnsupported (no LVM or device-mapper here). Nothing is left behind on error.
-  static Result<std::unique_ptr<LvmSnapshotView>> Open(const LvmViewOptions& options);
+  static Result<std::unique_ptr<LvmSnapshotView>> Open(const LvmViewOptions& options,
+                                                       const LvmSnapshotPlan* plan = nullptr);
   ~LvmSnapshotView() override;
   LvmSnapshotView(const LvmSnapshotView&) = delete;
   LvmSnapshotView& operator=(const LvmSnapshotView&) = delete;
 
   const std::string& device_path() const override { return device_path_; }
   std::string mode() const override { return thin_ ? "lvm-thin" : "lvm"; }
-  // Rate-limited to options.check_interval, or 4 times as long as the last lvs took.
+  // Rate-limited to options.check_interval (the first one too, after the snapshot was made),
+  // or 4 times as long as the last check took.
   Status Check() override;
   // Polls LVM now: after a read error, tells whether the snapshot was invalidated.
   Status CheckNow();
@@ -96,6 +103,9 @@ class LvmSnapshotView : public ConsistentView {
   // the old kept one is left as it was, and the view is released. kInternal without
   // keep_snapshot or after Release().
   Status Keep();
+  // A ListThinLvs report of the origin's VG made after the snapshot was created (a delta's),
+  // for Keep() to use instead of its own lvs.
+  void NoteThinReport(std::vector<ThinLvRecord> rows) { thin_report_ = std::move(rows); }
   // What Keep() kept; nullopt before it, or when it failed.
   const std::optional<KeptSnapshot>& kept() const { return kept_; }
 
@@ -120,8 +130,9 @@ class LvmSnapshotView : public ConsistentView {
   bool warned_ = false;
   bool leased_ = false;
   bool released_ = false;
-  int64_t created_unix_ = 0;  // when lvcreate returned
+  int64_t created_unix_ = 0;  // when lvcreate ran
   std::optional<KeptSnapshot> kept_;
+  std::optional<std::vector<ThinLvRecord>> thin_report_;
   std::chrono::steady_clock::time_point last_check_{};
   std::chrono::steady_clock::duration next_interval_{};
   Status last_status_;

@@ -64,7 +64,25 @@ const ThinLvRecord* FindRow(const std::vector<ThinLvRecord>& rows, const std::st
   return nullptr;
 }
 
-Result<ThinPool> PoolFromRows(const std::vector<ThinLvRecord>& rows, const std::string& vg,
+// The thin-pool status line: "<start> <len> thin-pool <transaction> <used>/<total meta>
+// <used>/<total data> <held metadata root|-> <rw|ro|out_of_data_space> ...", or "Fail".
+Result<std::string> PoolStatus(const ThinPool& pool) {
+  auto r = RunTool({"dmsetup", "status", pool.tpool_dm_name()}, kDmsetupTimeout, "dmsetup");
+  if (!r.ok()) return r.status();
+  if (r->exit_code != 0 || r->timed_out) {
+    return Status(Code::kSource, "thin pool " + pool.full_name() +
+                                     " is not active (dmsetup status " + pool.tpool_dm_name() +
+                                     ": " + Describe(*r) +
+                                     "); activate a thin "
+                                     "LV of it, or the pool itself (lvchange -ay " +
+                                     pool.full_name() + ")");
+  }
+  return Trim(r->out);
+}
+
+}  // namespace
+
+Result<ThinPool> ThinPoolIn(const std::vector<ThinLvRecord>& rows, const std::string& vg,
                               const std::string& pool_lv) {
   const ThinLvRecord* row = FindRow(rows, pool_lv);
   if (row == nullptr)
@@ -83,8 +101,6 @@ Result<ThinPool> PoolFromRows(const std::vector<ThinLvRecord>& rows, const std::
   return pool;
 }
 
-// The node of the device-mapper device `name`: /dev/mapper/NAME, or (without udev, where LVM
-// may not have made that node) /dev/dm-N found through sysfs.
 Result<std::string> DmDevicePath(const std::string& name) {
   std::string mapper = "/dev/mapper/" + name;
   struct stat st;
@@ -109,24 +125,6 @@ Result<std::string> DmDevicePath(const std::string& name) {
   return Status(Code::kSource,
                 "device-mapper device " + name + " not found (is the thin pool active?)");
 }
-
-// The thin-pool status line: "<start> <len> thin-pool <transaction> <used>/<total meta>
-// <used>/<total data> <held metadata root|-> <rw|ro|out_of_data_space> ...", or "Fail".
-Result<std::string> PoolStatus(const ThinPool& pool) {
-  auto r = RunTool({"dmsetup", "status", pool.tpool_dm_name()}, kDmsetupTimeout, "dmsetup");
-  if (!r.ok()) return r.status();
-  if (r->exit_code != 0 || r->timed_out) {
-    return Status(Code::kSource, "thin pool " + pool.full_name() +
-                                     " is not active (dmsetup status " + pool.tpool_dm_name() +
-                                     ": " + Describe(*r) +
-                                     "); activate a thin "
-                                     "LV of it, or the pool itself (lvchange -ay " +
-                                     pool.full_name() + ")");
-  }
-  return Trim(r->out);
-}
-
-}  // namespace
 
 bool ThinLvRecord::has_tag(const std::string& tag) const {
   return std::find(tags.begin(), tags.end(), tag) != tags.end();
@@ -171,7 +169,32 @@ std::string ThinPool::tmeta_dm_name() const { return LvmDmName(vg_name, pool_lv 
 Result<ThinPool> FindThinPool(const std::string& vg, const std::string& pool_lv, LvmControl* lvm) {
   auto rows = ListThinLvs(lvm, vg);
   if (!rows.ok()) return rows.status();
-  return PoolFromRows(*rows, vg, pool_lv);
+  return ThinPoolIn(*rows, vg, pool_lv);
+}
+
+Result<ThinPoolUse> ThinPoolUsage(const ThinPool& pool) {
+  auto status = PoolStatus(pool);
+  if (!status.ok()) return status.status();
+  std::istringstream in(*status);
+  std::vector<std::string> tokens;
+  for (std::string t; in >> t;) tokens.push_back(t);
+  auto type = std::find(tokens.begin(), tokens.end(), "thin-pool");
+  auto fraction = [](const std::string& used_total, double* percent) {
+    unsigned long long used = 0, total = 0;
+    char slash = 0;
+    std::istringstream f(used_total);
+    if (!(f >> used >> slash >> total) || slash != '/' || total == 0) return false;
+    *percent = 100.0 * static_cast<double>(used) / static_cast<double>(total);
+    return true;
+  };
+  ThinPoolUse use;
+  // Past the type: transaction id, metadata used/total, data used/total (blocks).
+  if (type == tokens.end() || tokens.end() - type < 4 || !fraction(*(type + 2), &use.metadata_percent) ||
+      !fraction(*(type + 3), &use.data_percent)) {
+    return Status(Code::kSource, "thin pool " + pool.full_name() + " reports no usable status (" +
+                                     *status + "); the pool may have failed");
+  }
+  return use;
 }
 
 Result<bool> ThinPoolHoldsMetadataSnapshot(const ThinPool& pool) {
@@ -190,26 +213,29 @@ Result<bool> ThinPoolHoldsMetadataSnapshot(const ThinPool& pool) {
 }
 
 Result<ThinMetadataSnapshot> ThinMetadataSnapshot::Reserve(const ThinPool& pool) {
-  auto held = ThinPoolHoldsMetadataSnapshot(pool);
-  if (!held.ok()) return held.status();
   const std::string tpool = pool.tpool_dm_name();
   const std::string hint =
       "; if nothing else (a backup, thin_dump, thin_delta) is using it, release "
       "it with: dmsetup message " +
       tpool + " 0 release_metadata_snap";
-  if (*held) {
-    return Status(Code::kBusy,
-                  "thin pool " + pool.full_name() + " already holds a metadata snapshot" + hint);
-  }
+  // No look at the pool's status first (one dmsetup less): the kernel refuses a second
+  // metadata snapshot with EBUSY ("Pool metadata snapshot already exists"), and that one is
+  // someone else's, left alone.
   auto r = RunTool({"dmsetup", "message", tpool, "0", "reserve_metadata_snap"}, kDmsetupTimeout,
                    "dmsetup");
   if (!r.ok()) return r.status();
   if (r->exit_code != 0 || r->timed_out) {
-    // Someone else may have reserved one since we looked: then it is theirs.
     bool busy = r->err.find("busy") != std::string::npos;
-    return Status(busy ? Code::kBusy : Code::kSource,
-                  "reserving a metadata snapshot of thin pool " + pool.full_name() + " failed (" +
-                      Describe(*r) + ")" + (busy ? hint : ""));
+    if (busy) {
+      return Status(Code::kBusy, "thin pool " + pool.full_name() +
+                                     " already holds a metadata snapshot (dmsetup message: " +
+                                     Describe(*r) + ")" + hint);
+    }
+    // Not active, or failed: the status says which.
+    auto status = PoolStatus(pool);
+    if (!status.ok()) return status.status();
+    return Status(Code::kSource, "reserving a metadata snapshot of thin pool " + pool.full_name() +
+                                     " failed (" + Describe(*r) + ")");
   }
   return ThinMetadataSnapshot(tpool);
 }
@@ -320,7 +346,13 @@ Result<std::vector<ByteExtent>> ThinChangedRanges(const std::string& vg, const s
   auto rows = ListThinLvs(lvm, vg);
   if (!rows.ok())
     return rows.status().Wrap("comparing " + vg + "/" + old_lv + " and " + vg + "/" + new_lv);
-  const ThinLvRecord* lvs[2] = {FindRow(*rows, old_lv), FindRow(*rows, new_lv)};
+  return ThinChangedRangesIn(*rows, vg, old_lv, new_lv);
+}
+
+Result<std::vector<ByteExtent>> ThinChangedRangesIn(const std::vector<ThinLvRecord>& rows,
+                                                    const std::string& vg, const std::string& old_lv,
+                                                    const std::string& new_lv) {
+  const ThinLvRecord* lvs[2] = {FindRow(rows, old_lv), FindRow(rows, new_lv)};
   const std::string* names[2] = {&old_lv, &new_lv};
   uint64_t ids[2] = {0, 0};
   for (int i = 0; i < 2; ++i) {
@@ -342,7 +374,7 @@ Result<std::vector<ByteExtent>> ThinChangedRanges(const std::string& vg, const s
                                      ": only volumes of one "
                                      "pool can be compared");
   }
-  auto pool = PoolFromRows(*rows, vg, lvs[0]->pool_lv);
+  auto pool = ThinPoolIn(rows, vg, lvs[0]->pool_lv);
   if (!pool.ok()) return pool.status();
   auto extents = ThinChangedRangesById(*pool, ids[0], ids[1]);
   if (!extents.ok()) {

@@ -6,7 +6,8 @@
 //   1. `lvs --reportformat json` names the pool of both LVs, their thin device ids and the
 //      pool's chunk size (its data block).
 //   2. A metadata snapshot is reserved on the live pool
-//      (`dmsetup message VG-POOL-tpool 0 reserve_metadata_snap`; ThinMetadataSnapshot owns it).
+//      (`dmsetup message VG-POOL-tpool 0 reserve_metadata_snap`; ThinMetadataSnapshot owns it;
+//      the kernel refuses it, EBUSY, while another one is held).
 //      The kernel commits the pool's metadata first, so every write completed before it is in
 //      the snapshot.
 //   3. `thin_delta -m --snap1 OLD_ID --snap2 NEW_ID /dev/mapper/VG-POOL_tmeta` compares the two
@@ -81,6 +82,15 @@ Result<std::vector<ThinLvRecord>> ListThinLvs(LvmControl* lvm, const std::string
 // The device-mapper name LVM gives VG/LV (with `layer`, e.g. "tpool", appended as "-tpool").
 std::string LvmDmName(const std::string& vg, const std::string& lv, const std::string& layer = "");
 
+// The thin pool VG/POOL in `rows` (ListThinLvs of VG). kSource when it is missing or not a
+// thin pool.
+Result<ThinPool> ThinPoolIn(const std::vector<ThinLvRecord>& rows, const std::string& vg,
+                            const std::string& pool_lv);
+
+// The node of the device-mapper device `name`: /dev/mapper/NAME, or (without udev, where LVM
+// may not have made that node) /dev/dm-N found through sysfs. kSource when there is none.
+Result<std::string> DmDevicePath(const std::string& name);
+
 // The thin pool VG/POOL as lvs reports it. kSource when it is missing or not a thin pool.
 Result<ThinPool> FindThinPool(const std::string& vg, const std::string& pool_lv,
                               LvmControl* lvm = RealLvmControl());
@@ -108,6 +118,14 @@ class ThinMetadataSnapshot {
   bool held_ = false;
 };
 
+// How full a live pool is, from its device-mapper status (one dmsetup, no lvs): what lvs
+// reports as data_percent and metadata_percent. kSource when the pool is not active or failed.
+struct ThinPoolUse {
+  double data_percent = 0;
+  double metadata_percent = 0;
+};
+Result<ThinPoolUse> ThinPoolUsage(const ThinPool& pool);
+
 // Whether the pool holds a metadata snapshot now (the thin-pool status's held root), for
 // checks and tests. kSource when the pool is not active.
 Result<bool> ThinPoolHoldsMetadataSnapshot(const ThinPool& pool);
@@ -130,6 +148,11 @@ Result<std::vector<ByteExtent>> ThinChangedRangesById(const ThinPool& pool, uint
 Result<std::vector<ByteExtent>> ThinChangedRanges(const std::string& vg, const std::string& old_lv,
                                                   const std::string& new_lv,
                                                   LvmControl* lvm = RealLvmControl());
+// The same from `rows` (ListThinLvs of VG, just read), for a caller that needed the report
+// anyway: no lvs of its own.
+Result<std::vector<ByteExtent>> ThinChangedRangesIn(const std::vector<ThinLvRecord>& rows,
+                                                    const std::string& vg, const std::string& old_lv,
+                                                    const std::string& new_lv);
 
 }  // namespace hotsnap
 

@@ -10,6 +10,8 @@
 # TEST_BINARY (e.g. the build's tests/vm/thin_probe) goes to /usr/bin under its own name,
 # like hotsnap: with its shared libraries, stripped of debug info.
 #
+# HOTSNAP_VM_EXTRA_SCENARIOS (a folder, e.g. bench/vm): its *.sh go to /scenarios too.
+#
 # Installs nothing; the packages it needs are in scripts/packages.txt.
 set -euo pipefail
 
@@ -147,6 +149,7 @@ echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
 cp "$here/guest/init" "$root/init"
 cp "$here/guest/lib.sh" "$root/scenarios/lib.sh"
 cp "$here"/scenarios/*.sh "$root/scenarios/"
+if [[ -n ${HOTSNAP_VM_EXTRA_SCENARIOS:-} ]]; then cp "$HOTSNAP_VM_EXTRA_SCENARIOS"/*.sh "$root/scenarios/"; fi
 chmod +x "$root/init"
 
 (cd "$root" && find . | cpio -o -H newc --quiet) > "$out"

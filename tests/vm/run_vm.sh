@@ -3,9 +3,14 @@
 # KVM hangs on these machines), an initramfs built from this machine's binaries, a sparse
 # virtio disk for the volume group, and a 9p shared folder for the results.
 #
-#   run_vm.sh --build-dir DIR [--work-dir DIR] [--timeout SECONDS] [SCENARIO...]
+#   run_vm.sh --build-dir DIR [--work-dir DIR] [--timeout SECONDS] [--scenario-dir DIR]
+#             [--drive FILE] [--disk-size SIZE] [--share-file FILE] [SCENARIO...]
 #
-# SCENARIO is a file name from tests/vm/scenarios without .sh; default: all of them.
+# SCENARIO is a file name from tests/vm/scenarios (or --scenario-dir) without .sh; default:
+# all of tests/vm/scenarios. --scenario-dir adds a folder of scenarios (benchmarks keep theirs
+# in bench/vm), --drive attaches FILE read-only as the second virtio disk (/dev/vdb),
+# --disk-size sizes the volume group's sparse disk (default 1G), --share-file copies FILE into
+# the shared folder (the guest's /host) before the boot.
 # Exit 0 when every scenario passed; 1 when one failed or the VM did not finish; 77 (skip)
 # when QEMU or the kernel is missing and CI is not set (under CI=true that is a failure).
 # Environment: HOTSNAP_VM_KERNEL (a version in /lib/modules), HOTSNAP_VM_CPUS (default 1),
@@ -17,12 +22,20 @@ build_dir=
 work_dir=
 timeout_s=480
 scenarios=()
+scenario_dir=
+drive=
+disk_size=1G
+share_files=()
 while (($#)); do
   case $1 in
     --build-dir) build_dir=$2; shift 2 ;;
     --work-dir) work_dir=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --scenario-dir) scenario_dir=$(cd "$2" && pwd); shift 2 ;;
+    --drive) drive=$(realpath "$2"); shift 2 ;;
+    --disk-size) disk_size=$2; shift 2 ;;
+    --share-file) share_files+=("$(realpath "$2")"); shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "run_vm.sh: unknown option $1" >&2; exit 2 ;;
     *) scenarios+=("$1"); shift ;;
   esac
@@ -83,8 +96,10 @@ boot_vm() {
   local list=("$@")
   rm -rf "$dir"
   mkdir -p "$dir/share"
-  "$here/build_initramfs.sh" "$kver" "$build_dir/hotsnap" "$dir/initramfs.cpio" ${probe:+"$probe"}
-  truncate -s 1G "$dir/disk.img"
+  ((${#share_files[@]} == 0)) || cp "${share_files[@]}" "$dir/share/"
+  HOTSNAP_VM_EXTRA_SCENARIOS=$scenario_dir \
+    "$here/build_initramfs.sh" "$kver" "$build_dir/hotsnap" "$dir/initramfs.cpio" ${probe:+"$probe"}
+  truncate -s "$disk_size" "$dir/disk.img"
   {
     echo "SCENARIOS='${list[*]}'"
     echo "SCENARIO_TIMEOUT=$((timeout_s - 30))"
@@ -101,6 +116,7 @@ boot_vm() {
     -kernel "/boot/vmlinuz-$kver" -initrd "$dir/initramfs.cpio" \
     -append "console=ttyS0 quiet panic=-1 no_timer_check rdinit=/init" \
     -drive "file=$dir/disk.img,if=virtio,format=raw,cache=unsafe" \
+    ${drive:+-drive "file=$drive,if=virtio,format=raw,readonly=on"} \
     -virtfs "local,path=$dir/share,mount_tag=host0,security_model=none,id=host0" \
     < /dev/null > "$dir/console.log" 2>&1
   qemu_rc=$?
