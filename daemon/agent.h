@@ -49,27 +49,14 @@
 #include "daemon/change_keeper.h"
 #include "daemon/config.h"
 #include "daemon/control_socket.h"
+#include "daemon/job_runner.h"
 #include "daemon/metrics_server.h"
 #include "daemon/schedule.h"
 
 namespace hotsnap {
 
-// Runs one job: every source backed up. `stop` returns an error once the agent stops.
-using JobRunner = std::function<Result<std::vector<BackupReport>>(
-    const JobConfig& job, ChangeKeeper* keeper, const std::function<Status()>& stop)>;
 // When `job` is next due, judged at `now_us` (at or before it: at once); nullopt: never.
 using NextRunFn = std::function<std::optional<int64_t>(const JobConfig& job, int64_t after_us)>;
-
-// The runner until repositories (repo/repository.h) land in the agent: each source's image in
-// the job's repository directory as SOURCE-YYYYmmddTHHMMSSZ.zst, a delta on the previous one
-// this runner made (remembered in STATE_DIR/last/SOURCE) unless `full_every` deltas follow the
-// last full image; the change keeper arms, sources and records each backup.
-JobRunner DirectJobRunner(const std::string& state_dir);
-
-// Pings a healthchecks.io-style URL: URL + `suffix` ("/start", "" on success, "/fail"), with
-// `body` (the run's summary or error) POSTed when not empty; through the curl binary, 10 s per
-// try, 3 retries. "" url: nothing. kTarget when the server did not take it.
-Status PingHealthCheck(const std::string& url, const std::string& suffix, const std::string& body);
 
 struct AgentOptions {
   AgentConfig config;
