@@ -301,7 +301,7 @@ TEST_P(ChangeKeeperBusyTest, ADeltaOfABusyFilesystemDrivenByTheKeptLogPassesTheO
   EXPECT_EQ(r2->change_source, "change log") << r2->change_reason;
   EXPECT_LT(r2->bytes_read * 2, r2->used_bytes) << "the log should spare most reads";
   std::printf(
-      "[ measured ] keeper delta on %s: %lu of %lu chunks read, %lu of %lu used bytes read\n",
+      "[ measured ] keeper delta on %s: %lu of %lu chunks stored, %lu of %lu used bytes read\n",
       fs_type.c_str(), static_cast<unsigned long>(r2->changed_chunks),
       static_cast<unsigned long>(r2->chunks), static_cast<unsigned long>(r2->bytes_read),
       static_cast<unsigned long>(r2->used_bytes));
