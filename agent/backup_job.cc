@@ -282,6 +282,7 @@ BackupReport MakeReport(const BackupPlan& plan, const Sink& sink, const ImageMet
   r.final_capture_bytes = copied.report.final_capture_bytes;
   for (const MountUse& m : plan.mode->frozen_mounts()) r.frozen.push_back(m.mount_point);
   r.crash_consistent = copied.report.crash_consistent;
+  r.used_map = copied.used_map;
   r.seconds = seconds;
   if (plan.base) {
     r.base = plan.base->path;

@@ -96,6 +96,9 @@ struct BackupReport {
   std::string change_reason;
   uint64_t changed_chunks = 0;
   uint64_t unchanged_chunks = 0;
+  // The used-block map at the consistency point, for a change log recorded from this image on
+  // (ChangeLog::parent_used, agent/change_log.h); null when the mode does not keep one (tracked).
+  std::shared_ptr<const UsedBlockMap> used_map;
 };
 
 enum class DestKind { kFile, kStdout, kSsh };

@@ -87,6 +87,9 @@ struct CopyResult {
   uint64_t bytes_read = 0;    // from the source, every round
   uint64_t zero_chunks = 0;
   uint64_t chunks = 0;
+  // The used-block map at the consistency point (what the copy read): the next delta's
+  // ChangeLog::parent_used. Null for tracked mode (it maps again at every freeze).
+  std::shared_ptr<const UsedBlockMap> used_map;
 };
 
 class CopyMode {

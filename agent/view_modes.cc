@@ -69,6 +69,7 @@ Result<CopyResult> CopyDevice(const SourceDevice& device, std::optional<UsedBloc
   result.zero_chunks = stats->zero_chunks;
   result.chunks = stats->chunks;
   result.report.used_bytes = used.used_bytes();
+  result.used_map = std::make_shared<const UsedBlockMap>(used);
   return result;
 }
 

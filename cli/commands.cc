@@ -15,8 +15,8 @@
 #include "agent/progress.h"
 #include "base/log.h"
 #include "repo/repository.h"
-#include "cli/parse.h"
 #include "cli/agent_commands.h"
+#include "cli/parse.h"
 #include "cli/mount_commands.h"
 #include "cli/repo_commands.h"
 #include "cli/scripting.h"
@@ -549,7 +549,8 @@ const std::vector<Command>& Commands() {
       {"list", "list the images in a repository", RunListCommand},
       {"check", "check a repository's catalog, files and chains (--read-data: every byte)", RunCheckCommand},
       {"prune", "remove images from a repository by a retention policy, chain-aware", RunPruneCommand},
-      {"agent", "the backup agent: scheduled jobs from /etc/hotsnap/hotsnap.toml", RunAgentCommand},
+      {"agent", "the backup agent: run (the daemon), status, check-config", RunAgentCommand},
+      {"job", "the running agent's jobs: list, run NAME", RunJobCommand},
   };
   return commands;
 }
