@@ -16,7 +16,8 @@
 # HOTSNAP_BUILD_DIR (default build; needs hotsnap and tests/vm/thin_probe built), DATA_MIB
 # (the thin LV's size, default 1024), USED_MIB (files copied onto it from this machine's /usr,
 # default 700), LEVEL (zstd level, default 3), CHANGE_PERCENT (of the used bytes rewritten,
-# default 1), PIECE_KIB (the size of each rewritten piece, default 1024), HOTSNAP_VM_CPUS,
+# default 1), PIECE_KIB (the size of each rewritten piece, default 1024), FILE_MIN_KIB and
+# FILE_MAX_KIB (the sizes of the files the files pattern rewrites, default 16..8192), HOTSNAP_VM_CPUS,
 # HOTSNAP_VM_MEMORY (default 2048) as for tests/vm/run_vm.sh.
 #
 # Steps (the guest's: bench/vm/bench_thin_delta.sh):
@@ -57,6 +58,7 @@ build_dir="${HOTSNAP_BUILD_DIR:-build}"
 [[ -x $build_dir/hotsnap ]] || die "no $build_dir/hotsnap: build it first (cmake --build build --target hotsnap thin_probe)"
 data_mib="${DATA_MIB:-1024}" used_mib="${USED_MIB:-700}"
 level="${LEVEL:-3}" change_percent="${CHANGE_PERCENT:-1}" piece_kib="${PIECE_KIB:-1024}"
+file_min_kib="${FILE_MIN_KIB:-16}" file_max_kib="${FILE_MAX_KIB:-8192}"
 command -v mke2fs >/dev/null || PATH=$PATH:/usr/sbin:/sbin
 mkdir -p "$bench_dir"
 
@@ -81,6 +83,8 @@ conf="$work/bench.conf"
   echo "CHANGE_PERCENT=$change_percent"
   echo "PIECE_KIB=$piece_kib"
   echo "PATTERNS=\"$patterns\""
+  echo "FILE_MIN_KIB=$file_min_kib"
+  echo "FILE_MAX_KIB=$file_max_kib"
 } > "$conf"
 # The guest reads its settings from the shared folder (/host/bench.conf).
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -99,8 +103,8 @@ grep -v '^BENCH ' "$out" | sed 's/^/  /' >&2
 val() { awk -v k="$1" '$1 == "BENCH" && $2 == k { $1 = ""; $2 = ""; sub(/^  /, ""); print; exit }' "$out"; }
 full_ms=$(val full_ms) dd_ms=$(val ddzstd_ms) delta2_ms=$(val delta2_ms)
 used=$(val full_used_bytes)
-printf '\nhotsnap thin_delta benchmark (VM, TCG, %s vCPU): %s MiB thin LV, %s used bytes, pool chunk %s KiB, %s %% changed, zstd -%s, host load %s\n' \
-  "${HOTSNAP_VM_CPUS:-1}" "$data_mib" "$used" "$(val chunk_kib)" "$change_percent" "$level" "$load_before"
+printf '\nhotsnap thin_delta benchmark (VM, TCG, %s vCPU): %s MiB thin LV, %s used bytes, pool chunk %s KiB, %s %% changed (scattered: %s KiB pieces; files: %s..%s KiB files), zstd -%s, host load %s\n' \
+  "${HOTSNAP_VM_CPUS:-1}" "$data_mib" "$used" "$(val chunk_kib)" "$change_percent" "$piece_kib" "$file_min_kib" "$file_max_kib" "$level" "$load_before"
 printf '%-44s %9s %14s %14s\n' "command" "wall s" "bytes read" "output bytes"
 row() { printf '%-44s %9.2f %14s %14s\n' "$1" "$(awk -v m="$2" 'BEGIN { print m / 1000 }')" "$3" "$4"; }
 row "hotsnap backup (full, --keep-snapshot)" "$full_ms" "$(val full_bytes_read)" "$(val full_image_bytes)"

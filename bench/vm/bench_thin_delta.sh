@@ -10,17 +10,17 @@
 #    only its own change). The patterns:
 #      scattered  PIECE_KIB pieces from /dev/urandom rewritten in place, one per file, spread
 #                 over the files at least two pieces large;
-#      files      whole files: 70 % of the bytes as existing files (16 KiB..8 MiB, spread over
-#                 the filesystem) rewritten in place with new content of the same size, 30 %
+#      files      whole files: 70 % of the bytes as existing files (FILE_MIN_KIB..FILE_MAX_KIB,
+#                 default 16 KiB..8 MiB, spread over the filesystem) rewritten in place with new content of the same size, 30 %
 #                 as new files in a new folder, and about as many bytes of other files deleted
 #                 (a server's nightly change: logs written and rotated, a few files replaced);
 # 4. the first pattern's change and delta once more with every lvm, dmsetup and thin_delta
 #    command the backup runs timed by a wrapper on PATH: where the delta's time goes.
 # Prints "BENCH key value" lines for the host; /host/bench.conf sets LEVEL, CHANGE_PERCENT,
-# PIECE_KIB, PATTERNS.
+# PIECE_KIB, PATTERNS, FILE_MIN_KIB, FILE_MAX_KIB.
 . /scenarios/lib.sh
 
-LEVEL=3 CHANGE_PERCENT=1 PIECE_KIB=1024 PATTERNS="scattered files"
+LEVEL=3 CHANGE_PERCENT=1 PIECE_KIB=1024 PATTERNS="scattered files" FILE_MIN_KIB=16 FILE_MAX_KIB=8192
 [ -f /host/bench.conf ] && . /host/bench.conf
 
 # Milliseconds of uptime, without starting a process (TCG makes every fork count).
@@ -102,7 +102,7 @@ change_scattered() {
   report "scattered${1}_files" "$n"
 }
 
-# change_files N: whole files (see the header): every k-th of the files of 16 KiB..8 MiB
+# change_files N: whole files (see the header): every k-th of the files of FILE_MIN_KIB..FILE_MAX_KIB
 # rewritten in place (`1<>` opens without truncating: the same blocks, as an in-place writer
 # would) until 70 % of CHANGE_PERCENT of the used bytes, 30 % written as new 1 MiB files in
 # /mnt/bench/new-N, and every k'-th of the others deleted until as many bytes.
@@ -112,10 +112,10 @@ change_files() {
   budget=$(( used_kib * 1024 / 100 * CHANGE_PERCENT ))
   rewrite_budget=$(( budget * 7 / 10 ))
   new_budget=$(( budget - rewrite_budget ))
-  find /mnt/bench -path /mnt/bench/lost+found -prune -o -type f -size +16k -size -8192k \
+  find /mnt/bench -path /mnt/bench/lost+found -prune -o -type f -size +"${FILE_MIN_KIB}k" -size -"${FILE_MAX_KIB}k" \
     -exec stat -c '%s %n' {} + > /tmp/cands
   total=$(awk '{ t += $1 } END { print t + 0 }' /tmp/cands)
-  [ "$total" -gt $((rewrite_budget * 4)) ] || fail "only $total bytes in files of 16 KiB..8 MiB"
+  [ "$total" -gt $((rewrite_budget * 4)) ] || fail "only $total bytes in files of $FILE_MIN_KIB..$FILE_MAX_KIB KiB"
   # pick K BUDGET OFF [EXCLUDED]: every K-th candidate (from OFF), then the ones after those
   # in further passes, until BUDGET bytes: spread over the whole list, the budget reached.
   pick() {
