@@ -20,6 +20,7 @@
 #include "daemon/job_runner.h"
 #include "daemon/metrics.h"
 #include "io/stale_temp_files.h"
+#include "repo/repository.h"
 #include "snapshot/lvm_control.h"
 #include "snapshot/lvm_lease.h"
 
@@ -52,7 +53,7 @@ Agent::Agent(AgentOptions options) : options_(std::move(options)) {
   static SystemClock system_clock;
   clock_ = options_.clock != nullptr ? options_.clock : &system_clock;
 
-  if (!options_.runner) options_.runner = DirectJobRunner(options_.config.state_dir);
+  if (!options_.runner) options_.runner = RepositoryJobRunner();
   if (options_.keeper.state_dir.empty()) options_.keeper.state_dir = options_.config.state_dir;
 }
 
@@ -90,10 +91,17 @@ Result<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
     if (!IsLocalRepository(job.repository)) continue;
     struct stat st;
     if (::stat(job.repository.c_str(), &st) != 0) continue;
-    StaleTempReport stale;
-    Status s = RemoveStaleTemporaryFiles(job.repository, &stale);
-    for (const std::string& f : stale.removed) a->Log(5, job.name, "removed " + f);
-    if (!s.ok()) a->Log(4, job.name, "cleanup of " + job.repository + ": " + s.message());
+    // The root, and each source's directory, where its images are written (repo/repository.h).
+    std::vector<std::string> dirs = {job.repository};
+    for (const std::string& source : job.sources)
+      if (source != "machine") dirs.push_back(job.repository + "/" + RepoSourceName(source));
+    for (const std::string& dir : dirs) {
+      if (::stat(dir.c_str(), &st) != 0) continue;
+      StaleTempReport stale;
+      Status s = RemoveStaleTemporaryFiles(dir, &stale);
+      for (const std::string& f : stale.removed) a->Log(5, job.name, "removed " + f);
+      if (!s.ok()) a->Log(4, job.name, "cleanup of " + dir + ": " + s.message());
+    }
   }
   // LVM snapshots of backups whose process died (a killed agent's job), as `hotsnap cleanup`.
   LvmCleanupReport lvm;

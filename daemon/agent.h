@@ -61,7 +61,7 @@ using NextRunFn = std::function<std::optional<int64_t>(const JobConfig& job, int
 struct AgentOptions {
   AgentConfig config;
   std::function<Result<AgentConfig>()> reload;  // SIGHUP; null: reload refused with a log line
-  JobRunner runner;                             // default: DirectJobRunner(config.state_dir)
+  JobRunner runner;                             // default: RepositoryJobRunner()
   // Default: the job's calendar event through daemon/schedule.h (JobSchedule: catch-up of a
   // persistent job, the fixed randomized delay), its last start from the StampStore of
   // STATE_DIR, which each run's start updates.

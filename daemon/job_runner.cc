@@ -13,51 +13,10 @@
 
 #include "base/log.h"
 #include "base/subprocess.h"
+#include "repo/prune.h"
+#include "repo/repository.h"
 
 namespace hotsnap {
-namespace {
-
-// The last image DirectJobRunner made of a source, and how many deltas follow its full one.
-struct LastImage {
-  std::string image;
-  unsigned deltas = 0;
-};
-
-std::string LastImagePath(const std::string& state_dir, const std::string& source) {
-  return state_dir + "/last/" + ChangeLogFileName(source) + ".json";
-}
-
-std::optional<LastImage> ReadLastImage(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  try {
-    nlohmann::json j = nlohmann::json::parse(in);
-    return LastImage{j.at("image").get<std::string>(), j.at("deltas").get<unsigned>()};
-  } catch (const std::exception&) {
-    return std::nullopt;  // unreadable: the next image is a full one
-  }
-}
-
-Status WriteLastImage(const std::string& state_dir, const std::string& path,
-                      const LastImage& last) {
-  for (const std::string& dir : {state_dir, state_dir + "/last"}) {
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-      return Status::FromErrno(Code::kTarget, errno, "creating " + dir);
-    }
-  }
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    out << nlohmann::json{{"image", last.image}, {"deltas", last.deltas}}.dump() << "\n";
-    out.flush();
-    if (!out) return Status(Code::kTarget, "writing " + temp);
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0)
-    return Status::FromErrno(Code::kTarget, errno, "renaming " + temp);
-  return Status::Ok();
-}
-
-}  // namespace
 
 bool IsLocalRepository(const std::string& repo) {
   return !repo.empty() && repo.find("://") == std::string::npos;
@@ -93,13 +52,12 @@ Status PingHealthCheck(const std::string& url, const std::string& suffix, const 
   return Status::Ok();
 }
 
-JobRunner DirectJobRunner(const std::string& state_dir) {
-  return [state_dir](const JobConfig& job, ChangeKeeper* keeper,
-                     const std::function<Status()>& stop) -> Result<std::vector<BackupReport>> {
+JobRunner RepositoryJobRunner() {
+  return [](const JobConfig& job, ChangeKeeper* keeper,
+            const std::function<Status()>& stop) -> Result<std::vector<BackupReport>> {
     if (!IsLocalRepository(job.repository)) {
-      return Status(Code::kUnsupported,
-                    "job '" + job.name + "': repository " + job.repository +
-                        " is not a local directory (only those until repo/ lands)");
+      return Status(Code::kUnsupported, "job '" + job.name + "': repository " + job.repository +
+                                            " is not a local directory (the only kind yet)");
     }
     std::vector<BackupReport> reports;
     for (const std::string& source : job.sources) {
@@ -107,24 +65,17 @@ JobRunner DirectJobRunner(const std::string& state_dir) {
         return Status(Code::kUnsupported,
                       "job '" + job.name + "': the source \"machine\" is not resolved yet");
       }
-      const std::string last_path = LastImagePath(state_dir, source);
-      std::optional<LastImage> last = ReadLastImage(last_path);
-      struct stat st;
-      bool delta = last && job.full_every > 0 && last->deltas < job.full_every &&
-                   ::stat(last->image.c_str(), &st) == 0;
+      // The tracker starts before the backup, so the log covers the new image's consistency
+      // point; another job backing this source up now keeps its log to itself (kBusy).
       Status armed = keeper->BeforeBackup(source);
       if (!armed.ok())
         Notice("job '" + job.name + "': " + source + ": no change log: " + armed.message());
-      // Another job backs this source up now: its log is not ours to use or to advance.
       const bool keep_log = armed.code() != Code::kBusy;
-      BackupOptions o;
+      RepoBackupRequest request;
+      request.repo = job.repository;
+      request.full_every = job.full_every;
+      BackupOptions& o = request.options;
       o.source = source;
-      o.dest = job.repository + "/" + ChangeLogFileName(source) + "-" +
-               CompactUtcStamp(std::chrono::duration_cast<std::chrono::microseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count()) +
-               ".zst";
-      o.base = delta ? last->image : "";
       o.snapshot = job.snapshot;
       o.level = job.level;
       o.hooks = job.hooks;
@@ -133,12 +84,26 @@ JobRunner DirectJobRunner(const std::string& state_dir) {
       o.ssh_options = job.ssh_options;
       o.stop = stop;
       if (keep_log) o.change_log = keeper->SourceFor(source);
-      Result<BackupReport> r = RunBackup(o);
-      if (keep_log) keeper->AfterBackup(source, r);
+      Result<RepoBackupResult> r = BackupIntoRepository(request);
+      if (keep_log) {
+        Result<BackupReport> report =
+            r.ok() ? Result<BackupReport>(r->report) : Result<BackupReport>(r.status());
+        keeper->AfterBackup(source, report);
+      }
       if (!r.ok()) return r.status().Wrap(source);
-      HOTSNAP_RETURN_IF_ERROR(
-          WriteLastImage(state_dir, last_path, LastImage{o.dest, delta ? last->deltas + 1 : 0}));
-      reports.push_back(std::move(r.value()));
+      Notice("job '" + job.name + "': " + source + ": " + r->image.file + " (" + r->why + ")");
+      reports.push_back(std::move(r->report));
+    }
+    // Retention, once every source's image is in: a failed prune fails the run (the images
+    // stay published), so that it is seen.
+    if (!job.keep.Empty()) {
+      PruneOptions prune;
+      prune.repo = job.repository;
+      prune.policy = job.keep;
+      Result<PruneReport> pruned = PruneRepository(prune);
+      if (!pruned.ok()) return pruned.status().Wrap("job '" + job.name + "': prune");
+      for (const SourcePrune& sp : pruned->sources)
+        for (const std::string& line : sp.done) Notice("job '" + job.name + "': prune: " + line);
     }
     return reports;
   };

@@ -18,11 +18,11 @@ namespace hotsnap {
 // Runs one job: every source backed up. `stop` returns an error once the agent stops.
 using JobRunner = std::function<Result<std::vector<BackupReport>>(
     const JobConfig& job, ChangeKeeper* keeper, const std::function<Status()>& stop)>;
-// The runner until repositories (repo/repository.h) land in the agent: each source's image in
-// the job's repository directory as SOURCE-YYYYmmddTHHMMSSZ.zst, a delta on the previous one
-// this runner made (remembered in STATE_DIR/last/SOURCE) unless `full_every` deltas follow the
-// last full image; the change keeper arms, sources and records each backup.
-JobRunner DirectJobRunner(const std::string& state_dir);
+// The agent's runner: each source backed up into the job's repository (repo/repository.h:
+// a delta on the source's newest image, or a full one every `full_every` deltas), the change
+// keeper arming, feeding and recording each backup; then, if the job has a retention policy,
+// the repository pruned by it (repo/prune.h). Sources are backed up one after another.
+JobRunner RepositoryJobRunner();
 
 // Pings a healthchecks.io-style URL: URL + `suffix` ("/start", "" on success, "/fail"), with
 // `body` (the run's summary or error) POSTed when not empty; through the curl binary, 10 s per

@@ -4,6 +4,7 @@
 // in an agent process ending with STOPPING=1 on the notify socket and the logs kept; the
 // temporary files of dead runs removed at start.
 #include "daemon/agent.h"
+#include "repo/repository.h"
 
 #include <netinet/in.h>
 #include <poll.h>
@@ -116,7 +117,7 @@ TEST(AgentTest, AnswersOnItsSocketAndRunsJobsOneAtATimeWithAChangeLog) {
   AgentOptions o;
   o.config = s.Config();
   o.handle_signals = false;
-  JobRunner direct = DirectJobRunner(s.state);
+  JobRunner direct = RepositoryJobRunner();
   o.runner = [&](const JobConfig& job, ChangeKeeper* keeper, const std::function<Status()>& stop) {
     if (runs++ == 0) gate.Wait();  // the first run is held until the test lets it go
     return direct(job, keeper, stop);
@@ -285,7 +286,7 @@ TEST(AgentTest, AJobRunsWhenDueAndADueRunWhileItRunsIsSkipped) {
   AgentOptions o;
   o.config = s.Config();
   o.handle_signals = false;
-  JobRunner direct = DirectJobRunner(s.state);
+  JobRunner direct = RepositoryJobRunner();
   o.runner = [&](const JobConfig& job, ChangeKeeper* keeper, const std::function<Status()>& stop) {
     if (runs++ == 0) gate.Wait();
     return direct(job, keeper, stop);
@@ -339,31 +340,46 @@ pid_t StartSlowAgent(const AgentSetup& s) {
 TEST(AgentTest, SigtermDuringABackupEndsItCleanlyAndKillNineLeavesNothingTheNextStartKeeps) {
   HOTSNAP_REQUIRE_PRIVILEGED();
   AgentSetup s;
+  // The source's images are written in its directory of the repository (repo/repository.h).
+  const std::string images = s.repo + "/" + RepoSourceName(s.loop.device());
+  auto catalogued = [&] {
+    Result<std::vector<RepoImage>> list = ListRepository(s.repo);
+    return list.ok() ? list->size() : size_t{0};
+  };
   // SIGTERM while the job writes its image: the backup stops, nothing is published, and the
   // temporary file is gone.
   pid_t pid = StartSlowAgent(s);
-  ASSERT_TRUE(testing::WaitUntil([&] { return !FilesWith(s.repo, ".tmp").empty(); }, 60))
+  ASSERT_TRUE(testing::WaitUntil([&] { return !FilesWith(images, ".tmp").empty(); }, 60))
       << "the job never started writing";
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  EXPECT_TRUE(testing::ListDir(s.repo).empty()) << "a stopped backup left files";
+  EXPECT_TRUE(testing::ListDir(images).empty()) << "a stopped backup left files";
+  EXPECT_EQ(catalogued(), 0u);
 
   // kill -9 while it writes: the temporary file stays behind, and the next agent removes it.
   pid = StartSlowAgent(s);
-  ASSERT_TRUE(testing::WaitUntil([&] { return !FilesWith(s.repo, ".tmp").empty(); }, 60));
+  ASSERT_TRUE(testing::WaitUntil([&] { return !FilesWith(images, ".tmp").empty(); }, 60));
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  std::vector<std::string> left = FilesWith(s.repo, ".tmp");
+  std::vector<std::string> left = FilesWith(images, ".tmp");
   ASSERT_EQ(left.size(), 1u);
-  EXPECT_EQ(testing::ListDir(s.repo).size(), 1u) << "only the temporary file: nothing published";
+  EXPECT_EQ(testing::ListDir(images).size(), 1u) << "only the temporary file: nothing published";
+  EXPECT_EQ(catalogued(), 0u);
   AgentOptions o;
   o.config = s.Config();
   o.handle_signals = false;
   auto agent = Agent::Start(std::move(o));
   ASSERT_TRUE(agent.ok()) << agent.status().message();
-  EXPECT_TRUE(testing::ListDir(s.repo).empty()) << left[0] << " survived the next start";
+  EXPECT_TRUE(testing::ListDir(images).empty()) << left[0] << " survived the next start";
+  // The killed run's lease is stale (its process is gone): the next run breaks it and succeeds.
+  ASSERT_TRUE((*agent)->TriggerJob("disk").ok());
+  std::thread loop([&] { (void)(*agent)->Run(); });
+  EXPECT_TRUE(testing::WaitUntil([&] { return catalogued() == 1; }, 120))
+      << "the run after the kill published no image";
+  (*agent)->RequestStop();
+  loop.join();
 }
 
 // The notify socket systemd gives a Type=notify service: a datagram socket; Await() finds the
