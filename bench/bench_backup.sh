@@ -4,7 +4,7 @@
 # in one run so the numbers compare. A benchmark, not a test: it prints, and sets the
 # ratios beside the targets of the issues, but it never fails on them.
 #
-#   bench/bench_backup.sh [--keep] [--all-blocks] [--tib] [--rebuild-image]
+#   bench/bench_backup.sh [--keep] [--all-blocks] [--tib] [--rebuild-image] [--image-only]
 #
 #   --keep           keep the cached source image(s) for the next run (default: remove them)
 #   --all-blocks     also time `hotsnap backup --all-blocks` (if this hotsnap accepts it)
@@ -12,6 +12,8 @@
 #                    data (see build_tib_image); bench/bench_used_blocks.sh runs
 #                    `--all-blocks --tib`
 #   --rebuild-image  build the source image(s) anew even if cached ones exist
+#   --image-only     build (or reuse) the cached source image(s), keep them, measure nothing
+#                    (for the benchmarks that run on this disk: bench_agent.sh)
 #
 # Environment:
 #   BENCH_DIR    cache and scratch directory (default: /var/tmp/hotsnap-bench); needs about
@@ -38,13 +40,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 trap_err_verbose
 require_root
 
-keep=0 all_blocks=0 rebuild=0 tib=0
+keep=0 all_blocks=0 rebuild=0 tib=0 image_only=0
 for arg in "$@"; do
   case $arg in
     --keep) keep=1 ;;
     --all-blocks) all_blocks=1 ;;
     --tib) tib=1 ;;
     --rebuild-image) rebuild=1 ;;
+    --image-only) image_only=1; keep=1 ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) die "unknown option: $arg (see --help)" ;;
   esac
@@ -204,6 +207,8 @@ if [[ $tib -eq 1 ]]; then
     log "reusing cached 1 TiB source image $tib_image"
   fi
 fi
+
+[[ $image_only -eq 1 ]] && { log "source image(s) kept in $bench_dir"; exit 0; }
 
 # --- Attach and warm ----------------------------------------------------------------------
 bench_loop=$(losetup -f --show -r "$image")
