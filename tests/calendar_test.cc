@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/scoped_tz.h"
 #include "tests/test_util.h"
 
 namespace hotsnap {
@@ -21,29 +22,8 @@ namespace {
 using ::hotsnap::testing::InCi;
 using ::hotsnap::testing::Quote;
 
-// Sets TZ for this process (Parse and Next read local time through it) and restores it.
-class ScopedTz {
- public:
-  explicit ScopedTz(const std::string& zone) {
-    const char* old = std::getenv("TZ");
-    if (old != nullptr) old_ = old;
-    setenv("TZ", zone.c_str(), 1);
-    tzset();
-  }
-  ~ScopedTz() {
-    if (old_) {
-      setenv("TZ", old_->c_str(), 1);
-    } else {
-      unsetenv("TZ");
-    }
-    tzset();
-  }
-  ScopedTz(const ScopedTz&) = delete;
-  ScopedTz& operator=(const ScopedTz&) = delete;
-
- private:
-  std::optional<std::string> old_;
-};
+// TZ set for a test (Parse and Next read local time through it): tests/scoped_tz.h.
+using ::hotsnap::testing::ScopedTz;
 
 bool HaveSystemdAnalyze() { return testing::Run("systemd-analyze --version").exit_code == 0; }
 
