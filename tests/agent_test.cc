@@ -224,20 +224,50 @@ TEST(AgentTest, OnlyRootIsServed) {
   loop.join();
 }
 
+// The notify socket systemd gives a Type=notify service: a datagram socket; Await() finds the
+// next notification (in order) that contains `want`.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    timeval limit{120, 0};  // only against a hang: each message comes as soon as its event
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+  }
+  ~NotifySocket() { ::close(fd_); }
+  bool Await(const std::string& want) {
+    char buf[4096];
+    size_t found;
+    while ((found = all_.find(want, pos_)) == std::string::npos) {
+      ssize_t got = ::recv(fd_, buf, sizeof(buf), 0);
+      if (got <= 0) return false;
+      all_.append(buf, static_cast<size_t>(got));
+      all_ += "\n";
+    }
+    pos_ = found + want.size();
+    return true;
+  }
+  const std::string& all() const { return all_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::string all_;
+  size_t pos_ = 0;
+};
+
 TEST(AgentTest, SigtermStopsTheAgentProcessWithStoppingAndKeepsTheLogs) {
   HOTSNAP_REQUIRE_PRIVILEGED();
   AgentSetup s;
-  // The notify socket systemd would give: a datagram socket the agent's sd_notify writes to.
-  const std::string notify = s.dir.File("notify.sock");
-  int n = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(n, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, notify.c_str(), sizeof(addr.sun_path) - 1);
-  ASSERT_EQ(::bind(n, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  // The notify socket systemd would give: the agent's sd_notify writes to it.
+  NotifySocket notify(s.dir.File("notify.sock"));
   pid_t pid = ::fork();
   if (pid == 0) {
-    ::setenv("NOTIFY_SOCKET", notify.c_str(), 1);
+    ::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1);
     AgentOptions o;
     o.config = s.Config();
     auto agent = Agent::Start(std::move(o));
@@ -246,32 +276,14 @@ TEST(AgentTest, SigtermStopsTheAgentProcessWithStoppingAndKeepsTheLogs) {
     Status ran = (*agent)->Run();
     ::_exit(ran.ok() ? 0 : 1);
   }
-  // Every notification in order; Await finds the next one containing `want`.
-  timeval limit{120, 0};  // only against a hang: each message comes as soon as its event
-  ::setsockopt(n, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-  std::string all;
-  size_t pos = 0;
-  auto await = [&](const std::string& want) {
-    char buf[4096];
-    size_t found;
-    while ((found = all.find(want, pos)) == std::string::npos) {
-      ssize_t got = ::recv(n, buf, sizeof(buf), 0);
-      if (got <= 0) return false;
-      all.append(buf, static_cast<size_t>(got));
-      all += "\n";
-    }
-    pos = found + want.size();
-    return true;
-  };
-  EXPECT_TRUE(await("READY=1")) << all;
+  EXPECT_TRUE(notify.Await("READY=1")) << notify.all();
   // The job's run ends (0 running again; only the loop after READY reaps runs) before the stop.
-  EXPECT_TRUE(await("1 jobs, 0 running, 0 failed")) << all;
+  EXPECT_TRUE(notify.Await("1 jobs, 0 running, 0 failed")) << notify.all();
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
-  EXPECT_TRUE(await("STOPPING=1")) << all;
+  EXPECT_TRUE(notify.Await("STOPPING=1")) << notify.all();
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  ::close(n);
   EXPECT_TRUE(
       testing::PathExists(s.state + "/changelog/" + ChangeLogFileName(s.loop.device()) + ".json"));
   EXPECT_FALSE(testing::PathExists(s.socket));
@@ -382,41 +394,6 @@ TEST(AgentTest, SigtermDuringABackupEndsItCleanlyAndKillNineLeavesNothingTheNext
   loop.join();
 }
 
-// The notify socket systemd gives a Type=notify service: a datagram socket; Await() finds the
-// next notification (in order) that contains `want`.
-class NotifySocket {
- public:
-  explicit NotifySocket(const std::string& path) : path_(path) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    timeval limit{120, 0};  // only against a hang: each message comes as soon as its event
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-  }
-  ~NotifySocket() { ::close(fd_); }
-  bool Await(const std::string& want) {
-    char buf[4096];
-    size_t found;
-    while ((found = all_.find(want, pos_)) == std::string::npos) {
-      ssize_t got = ::recv(fd_, buf, sizeof(buf), 0);
-      if (got <= 0) return false;
-      all_.append(buf, static_cast<size_t>(got));
-      all_ += "\n";
-    }
-    pos_ = found + want.size();
-    return true;
-  }
-  const std::string& all() const { return all_; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  std::string all_;
-  size_t pos_ = 0;
-};
 
 TEST(AgentTest, TheBinaryRunsAJobOnRequestUnderSystemdNotifyAndStopsOnSigterm) {
   HOTSNAP_REQUIRE_PRIVILEGED();
